@@ -1,0 +1,170 @@
+"""The extraction result: layers, their quantized tensors and activation formats.
+
+Plain data, no TensorFlow: everything downstream (layouts, writers, reports,
+verification) works from these objects and NumPy alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .numformat import FLOAT32, NumberFormat, PowerOfTwo
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedTensor:
+    """One weight tensor as the layer computes with it, in native Keras layout.
+
+    ``values`` is exactly ``decode(codes, scale)`` in float32, bit for bit:
+    ``codes * scale`` for fixed point, binary, ternary; ``signs * 2**codes``
+    for powers of two; ``table[codes]`` for look-up formats. For unquantized
+    tensors ``codes`` is None and ``values`` equals ``raw``.
+
+    ``scale`` has shape ``()`` or ``(C,)``; in the latter case it runs along
+    ``scale_axis`` of ``values``.
+    """
+
+    layer: str
+    layer_class: str
+    name: str
+    raw: np.ndarray
+    values: np.ndarray
+    format: NumberFormat = FLOAT32
+    codes: np.ndarray | None = None
+    scale: np.ndarray = field(default_factory=lambda: np.ones((), np.float32))
+    scale_axis: int | None = None
+    signs: np.ndarray | None = None
+    quantizer: Any = field(default=None, repr=False)
+    quantizer_str: str | None = None
+    ste_rounded: int = 0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}/{self.name}"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def quantized(self) -> bool:
+        return self.codes is not None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.ndim == 1
+
+    @property
+    def ap_type(self) -> str | None:
+        return self.format.ap_type(self.scale) if self.quantized else None
+
+    def broadcast_scale(self) -> np.ndarray:
+        """``scale`` shaped to broadcast against ``values``."""
+        if not self.per_channel:
+            return self.scale
+        shape = [1] * self.values.ndim
+        shape[self.scale_axis] = -1
+        return self.scale.reshape(shape)
+
+    def decode(self) -> np.ndarray:
+        """Recompute the values from codes and scale, in float32."""
+        if self.codes is None:
+            return self.values
+        return decode(self.format, self.codes, self.broadcast_scale(), self.signs)
+
+    def distinct_codes(self) -> int:
+        if self.codes is None:
+            return int(np.unique(self.values).size)
+        if self.signs is not None:
+            return int(np.unique(self.codes.astype(np.int64) * 4 + self.signs).size)
+        return int(np.unique(self.codes).size)
+
+
+def decode(fmt: NumberFormat, codes: np.ndarray, scale: np.ndarray, signs: np.ndarray | None = None) -> np.ndarray:
+    """Values of ``codes`` in format ``fmt`` with ``scale`` (broadcastable), float32."""
+    if isinstance(fmt, PowerOfTwo):
+        if signs is None:
+            raise ValueError("power-of-two codes need their signs")
+        magnitude = np.ldexp(np.float32(1.0), codes.astype(np.int32)).astype(np.float32)
+        return (signs.astype(np.float32) * magnitude * np.asarray(scale, np.float32)).astype(np.float32)
+    if fmt.kind == "lut":
+        table = np.asarray(fmt.table, np.float32)  # type: ignore[attr-defined]
+        return table[codes.astype(np.int64)] * np.asarray(scale, np.float32)
+    return (codes.astype(np.float32) * np.asarray(scale, np.float32)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ActivationRecord:
+    """A quantizer applied to data (not weights): a QActivation or a fused activation."""
+
+    layer: str
+    name: str  # "activation", "state", "average", ...
+    quantizer_str: str
+    format: NumberFormat
+    quantizer: Any = field(default=None, repr=False)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One model layer: its tensors by name and its activation formats."""
+
+    name: str
+    class_name: str
+    kind: str
+    tensors: Mapping[str, QuantizedTensor]
+    activations: tuple[ActivationRecord, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __getitem__(self, tensor: str) -> QuantizedTensor:
+        try:
+            return self.tensors[tensor]
+        except KeyError:
+            raise KeyError(
+                f"layer '{self.name}' ({self.class_name}) has no tensor '{tensor}'; "
+                f"it has: {', '.join(self.tensors) or 'none'}"
+            ) from None
+
+    def __iter__(self) -> Iterator[QuantizedTensor]:
+        return iter(self.tensors.values())
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Every layer of a model in order, addressable as ``ex["conv1"]["kernel"]``."""
+
+    layers: tuple[LayerRecord, ...]
+    model_name: str = "model"
+
+    def __getitem__(self, layer: str) -> LayerRecord:
+        for record in self.layers:
+            if record.name == layer:
+                return record
+        raise KeyError(f"no layer '{layer}' in model '{self.model_name}'; layers: {', '.join(self.names)}")
+
+    def __iter__(self) -> Iterator[LayerRecord]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.layers]
+
+    def tensors(self) -> Iterator[QuantizedTensor]:
+        """Every tensor of every layer, in model order."""
+        for record in self.layers:
+            yield from record.tensors.values()
+
+    def activations(self) -> Iterator[ActivationRecord]:
+        for record in self.layers:
+            yield from record.activations
