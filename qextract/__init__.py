@@ -6,10 +6,14 @@ TensorFlow; TensorFlow itself is imported only when a model is touched.
 
 from . import _keras  # noqa: F401  (must run before anything imports TensorFlow)
 from .errors import QExtractError, QExtractWarning
+from .extract import extract
+from .model import load_model
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor
 
 __all__ = [
+    "load_model",
+    "extract",
     "QExtractError",
     "QExtractWarning",
     "NumberFormat",

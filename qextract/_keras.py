@@ -45,6 +45,7 @@ def tf() -> ModuleType:
             "legacy Keras; QKeras 0.9.0 needs tf-keras 2.x. Fix: import qextract before "
             "tensorflow, or set TF_USE_LEGACY_KERAS=1 in the environment before Python starts."
         )
+    _restore_removed_tf_aliases(tensorflow)
     return tensorflow
 
 
@@ -55,6 +56,25 @@ def qkeras() -> ModuleType:
     import qkeras as _qkeras
 
     return _qkeras
+
+
+def _restore_removed_tf_aliases(tensorflow: ModuleType) -> None:
+    """Put back two TensorFlow internals QKeras 0.9.0 still calls.
+
+    ``QConv2DTranspose.call`` uses ``array_ops.stack``, ``QGRU`` ``array_ops.unstack``, and the ``QSimpleRNN`` /
+    ``QLSTM`` / ``QGRU`` cells use ``nest.is_sequence``; TensorFlow 2.21 no
+    longer has them, so those layers cannot even be built. Each alias is
+    added only where it is missing, pointing at the public function that
+    replaced it; nothing that exists is changed.
+    """
+    from tensorflow.python.ops import array_ops
+    from tensorflow.python.util import nest
+
+    for name in ("stack", "unstack"):
+        if not hasattr(array_ops, name):
+            setattr(array_ops, name, getattr(tensorflow, name))
+    if not hasattr(nest, "is_sequence"):
+        nest.is_sequence = nest.is_nested
 
 
 @lru_cache(maxsize=None)
