@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
 from .errors import QExtractError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _arrange_legacy_keras() -> None:
@@ -88,3 +89,32 @@ def custom_objects() -> dict[str, Any]:
     # QKeras 0.9.0 forgets this one in its own table.
     objects.setdefault("quantized_hswish", qkeras().quantizers.quantized_hswish)
     return objects
+
+
+@contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ logging bypasses Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start_quietly() -> None:
+    """Import TensorFlow and probe devices with its C++ start-up chatter silenced.
+
+    TensorFlow 2.21 prints oneDNN, CUDA-probe and absl notices straight to
+    file descriptor 2 before any log level applies; the CLI calls this once so
+    that users see only qextract's own messages. Errors still surface as
+    Python exceptions.
+    """
+    with _stderr_to_devnull():
+        t = tf()
+        t.config.list_physical_devices()
+        t.constant(0.0)

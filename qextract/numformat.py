@@ -184,6 +184,11 @@ class PowerOfTwo(NumberFormat):
         return self.negative
 
     @property
+    def levels(self) -> int:
+        """Distinct nonzero values: every exponent, with both signs where negatives exist."""
+        return (self.exponent_max - self.exponent_min + 1) * (2 if self.negative else 1)
+
+    @property
     def exponent_bits(self) -> int:
         """Two's-complement width that holds every exponent."""
         hi = max(abs(self.exponent_min), abs(self.exponent_max) + 1)
