@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ExactnessError, QExtractWarning, UnsupportedError
+from .errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
 from .numformat import Binary, FixedPoint, LookupTable, NumberFormat, PowerOfTwo, Ternary
 
 
@@ -365,7 +365,16 @@ def apply(q: Any, raw: np.ndarray, where: str = "") -> tuple[np.ndarray, Any]:
     if codec.stochastic_note:
         warnings.warn(f"{where}: {codec.stochastic_note}", QExtractWarning, stacklevel=3)
     qc = copy.copy(q)
-    out = codec.inference(qc, tf().constant(raw, dtype=tf().float32))
+    try:
+        out = codec.inference(qc, tf().constant(raw, dtype=tf().float32))
+    except QExtractError:
+        raise
+    except Exception as e:  # noqa: BLE001 - QKeras fails with anything from AssertionError to TF errors
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UnsupportedError(
+            f"{where}: QKeras's own {describe(q)} fails on this tensor ({type(e).__name__}: {first}). "
+            "Fix: correct the quantizer configuration; the layer cannot run with it either."
+        ) from None
     return np.asarray(out, dtype=np.float32), qc
 
 
