@@ -171,7 +171,10 @@ def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:
     return ActivationRecord(layer, name, fname, Float(), notes=("float",))
 
 
-_GEOMETRY = ("strides", "padding", "dilation_rate", "kernel_size", "depth_multiplier", "data_format", "pool_size", "units")
+_GEOMETRY = (
+    "strides", "padding", "dilation_rate", "kernel_size", "depth_multiplier", "data_format", "pool_size",
+    "units", "filters", "epsilon", "axis", "use_bias", "reset_after", "output_padding",
+)
 
 
 def _geometry(layer: Any) -> dict[str, Any]:
@@ -181,6 +184,9 @@ def _geometry(layer: Any) -> dict[str, Any]:
         value = getattr(layer, key, None)
         if value is not None:
             config[key] = list(value) if isinstance(value, tuple) else value
+    flatten = _flatten_source(layer)
+    if flatten is not None:
+        config["flatten_input_shape"] = flatten
     for key in ("input_shape", "output_shape"):
         try:
             shape = getattr(layer, key)
@@ -189,3 +195,19 @@ def _geometry(layer: Any) -> dict[str, Any]:
         if isinstance(shape, tuple):
             config[key] = list(shape)
     return config
+
+
+def _flatten_source(layer: Any) -> list[int] | None:
+    """For a layer fed directly by Flatten: the (H, W, C) shape that was flattened."""
+    try:
+        inbound = layer.inbound_nodes[0].inbound_layers
+    except (AttributeError, IndexError):
+        return None
+    if isinstance(inbound, list):
+        if len(inbound) != 1:
+            return None
+        inbound = inbound[0]
+    if type(inbound).__name__ != "Flatten" or getattr(inbound, "data_format", "channels_last") != "channels_last":
+        return None
+    shape = inbound.input_shape
+    return list(shape[1:]) if isinstance(shape, tuple) and None not in shape[1:] else None
