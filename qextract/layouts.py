@@ -1,0 +1,508 @@
+"""Weight layouts per layer kind: Keras native (hwio), TFLite (ohwi), PyTorch/ONNX/Caffe (oihw).
+
+Every (layer kind, tensor, layout) is a recipe written like an einops pattern:
+the native axes, then the axes of the result. Letters in parentheses are
+merged into one axis (row-major, so ``(C M)`` has index ``c*M + m``) and
+``1`` is an inserted unit axis::
+
+    depthwise kernel  native "H W C M"  ->  ohwi "1 H W (C M)"  = (1, H, W, C*M)
+
+A recipe is parsed once (cached) and applied as reshape -> transpose ->
+reshape; its exact inverse runs the same three steps backwards, so
+``from_layout(to_layout(x)) == x`` bit for bit.
+
+Recurrent kernels (``simple_rnn``, ``lstm``, ``gru``, ``bidirectional``)
+``(I, gates*units)`` become ``(gates*units, I)`` in ohwi and oihw (PyTorch's
+``weight_ih`` shape) but keep the Keras gate order (LSTM i,f,c,o; GRU z,r,h):
+gates are *not* reordered to PyTorch's or ONNX's order.
+
+>>> to_layout("conv2d", "kernel", np.zeros((3, 3, 2, 8)), "ohwi").shape
+(8, 3, 3, 2)
+>>> axes("depthwise_conv2d", "depthwise_kernel", "oihw")
+'O1HW'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import LayoutError
+from .numformat import NumberFormat
+from .tensor import QuantizedTensor, decode
+
+LAYOUTS = ("hwio", "ohwi", "oihw")
+"""Layout names, in the order the CLI offers them."""
+
+_ALIASES = {
+    "hwio": "hwio", "keras": "hwio", "native": "hwio", "tf": "hwio",
+    "ohwi": "ohwi", "tflite": "ohwi",
+    "oihw": "oihw", "pytorch": "oihw", "torch": "oihw", "onnx": "oihw", "caffe": "oihw",
+}  # fmt: skip
+
+AXIS_MEANINGS: dict[str, str] = {
+    "O": "output channels (depthwise kernel in ohwi/oihw: C*M, index c*M+m)",
+    "I": "input channels",
+    "H": "kernel rows",
+    "W": "kernel columns",
+    "K": "kernel width of a 1-D convolution",
+    "D": "kernel depth of a 3-D convolution (a Dense fed by Flatten of (D,H,W,C))",
+    "C": "input channels of a depthwise kernel",
+    "M": "depth multiplier",
+    "G": "gates*units of a recurrent layer, Keras gate order (LSTM i,f,c,o; GRU z,r,h)",
+    "U": "units (recurrent state) feeding a recurrent kernel",
+    "B": "bias set of a GRU with reset_after (0: input, 1: recurrent)",
+    "N": "vector length",
+    "1": "unit axis (size 1)",
+    "X": "axis of a tensor no layout applies to (left unchanged)",
+}
+"""What each letter of :func:`axes` means."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A target weight layout: ``hwio`` (Keras native), ``ohwi`` (TFLite), ``oihw`` (PyTorch/ONNX/Caffe).
+
+    Build it with :meth:`parse`, which accepts the names, their aliases
+    (``keras``, ``tflite``, ``pytorch``, ``onnx``, ``caffe``), any case, and
+    the arrow form ``"HWIO->OHWI"`` (the source side must be the native hwio).
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in LAYOUTS:
+            raise LayoutError(f"unknown layout {self.name!r}; choose one of {', '.join(LAYOUTS)}")
+
+    @classmethod
+    def parse(cls, spec: str | Layout) -> Layout:
+        if isinstance(spec, Layout):
+            return spec
+        if not isinstance(spec, str):
+            raise LayoutError(f"a layout is a string such as 'ohwi', not {type(spec).__name__}")
+        return _parse_layout(spec)
+
+    @property
+    def native(self) -> bool:
+        return self.name == "hwio"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@lru_cache(maxsize=None)
+def _parse_layout(spec: str) -> Layout:
+    choices = f"choose one of {', '.join(LAYOUTS)} (aliases: {', '.join(sorted(set(_ALIASES) - set(LAYOUTS)))})"
+    text = spec.strip().lower()
+    if "->" in text:
+        source, _, text = (part.strip() for part in text.partition("->"))
+        if _ALIASES.get(source) != "hwio":
+            raise LayoutError(f"layout {spec!r}: weights start in the native hwio layout, not {source!r}")
+    if text not in _ALIASES:
+        raise LayoutError(f"unknown layout {spec!r}; {choices}")
+    return Layout(_ALIASES[text])
+
+
+# --- recipes ---------------------------------------------------------------------------
+
+# name: (native pattern, {layout: result pattern}); the native rank is the number of native groups.
+_RULES: dict[str, tuple[str, dict[str, str]]] = {
+    "dense": ("I O", {"hwio": "I O", "ohwi": "O I", "oihw": "O I"}),
+    "conv1d": ("K I O", {"hwio": "K I O", "ohwi": "O K I", "oihw": "O I K"}),
+    "conv2d": ("H W I O", {"hwio": "H W I O", "ohwi": "O H W I", "oihw": "O I H W"}),
+    "depthwise1d": ("K C M", {"hwio": "K C M", "ohwi": "1 K (C M)", "oihw": "(C M) 1 K"}),
+    "depthwise2d": ("H W C M", {"hwio": "H W C M", "ohwi": "1 H W (C M)", "oihw": "(C M) 1 H W"}),
+    "transpose2d": ("H W O I", {"hwio": "H W O I", "ohwi": "O H W I", "oihw": "I O H W"}),
+    "rnn_kernel": ("I G", {"hwio": "I G", "ohwi": "G I", "oihw": "G I"}),
+    "rnn_recurrent": ("U G", {"hwio": "U G", "ohwi": "G U", "oihw": "G U"}),
+    "rnn_bias": ("G", {"hwio": "G", "ohwi": "G", "oihw": "G"}),
+    "gru_bias": ("B G", {"hwio": "B G", "ohwi": "B G", "oihw": "B G"}),
+    "bias": ("O", {"hwio": "O", "ohwi": "O", "oihw": "O"}),
+    "vector": ("N", {"hwio": "N", "ohwi": "N", "oihw": "N"}),
+}
+
+_CONV_BIAS = {"bias": ("bias",)}
+_RNN = {"kernel": ("rnn_kernel",), "recurrent_kernel": ("rnn_recurrent",), "bias": ("rnn_bias", "gru_bias")}
+# kind -> tensor -> candidate rules (chosen by the tensor's rank)
+_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "dense": {"kernel": ("dense",), **_CONV_BIAS},
+    "conv1d": {"kernel": ("conv1d",), **_CONV_BIAS},
+    "conv2d": {"kernel": ("conv2d",), **_CONV_BIAS},
+    "depthwise_conv2d": {"depthwise_kernel": ("depthwise2d",), **_CONV_BIAS},
+    "separable_conv1d": {"depthwise_kernel": ("depthwise1d",), "pointwise_kernel": ("conv1d",), **_CONV_BIAS},
+    "separable_conv2d": {"depthwise_kernel": ("depthwise2d",), "pointwise_kernel": ("conv2d",), **_CONV_BIAS},
+    "conv2d_transpose": {"kernel": ("transpose2d",), **_CONV_BIAS},
+    "batchnorm": {name: ("vector",) for name in ("gamma", "beta", "moving_mean", "moving_variance")},
+    "simple_rnn": _RNN,
+    "lstm": _RNN,
+    "gru": _RNN,
+    "bidirectional": _RNN,  # tensors "forward/kernel", "backward/bias", ...: the last component decides
+}
+
+Group = tuple[str, ...]  # letters merged into one axis; () is a unit axis
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    native: tuple[Group, ...]
+    out: tuple[Group, ...]
+    labels: str  # one letter per result axis
+    flattened: bool = False  # native axis 0 is a Flatten output: its letters take flatten_shape's sizes
+
+    @property
+    def native_letters(self) -> tuple[str, ...]:
+        return tuple(letter for group in self.native for letter in group)
+
+    @property
+    def out_letters(self) -> tuple[str, ...]:
+        return tuple(letter for group in self.out for letter in group)
+
+    @property
+    def perm(self) -> tuple[int, ...]:
+        native = self.native_letters
+        return tuple(native.index(letter) for letter in self.out_letters)
+
+    def group_of(self, letter: str) -> int:
+        return next(i for i, group in enumerate(self.out) if letter in group)
+
+
+def _groups(pattern: str) -> tuple[Group, ...]:
+    groups: list[Group] = []
+    for merged, single in re.findall(r"\(([^)]*)\)|(\S+)", pattern):
+        groups.append(() if single == "1" else (single,) if single else tuple(merged.split()))
+    return tuple(groups)
+
+
+def _label(group: Group) -> str:
+    if not group:
+        return "1"
+    if len(group) == 1:
+        return group[0]
+    assert group == ("C", "M"), group  # the only merge a result has: depthwise channels
+    return "O"
+
+
+@lru_cache(maxsize=None)
+def _compile(native: str, out: str, labels: str | None = None, flattened: bool = False) -> _Recipe:
+    native_groups, out_groups = _groups(native), _groups(out)
+    recipe = _Recipe(native_groups, out_groups, labels or "".join(_label(g) for g in out_groups), flattened)
+    assert sorted(recipe.native_letters) == sorted(recipe.out_letters), (native, out)
+    return recipe
+
+
+def _flatten_recipe(layout: str, rank: int) -> _Recipe:
+    spatial = ("", "K", "H W", "D H W")[rank - 1] if 1 <= rank <= 4 else None
+    if spatial is None:
+        raise LayoutError(f"flatten_shape must have 1 to 4 entries ((C,), (L,C), (H,W,C) or (D,H,W,C)), not {rank}")
+    out = {"hwio": f"{spatial} I O", "ohwi": f"O {spatial} I", "oihw": f"O I {spatial}"}[layout]
+    return _compile(f"({spatial} I) O", out, flattened=True)
+
+
+def _unchanged(ndim: int) -> _Recipe:
+    letters = " ".join("abcdefghijklmnopqrstuvwxyz"[:ndim])
+    return _compile(letters, letters, "N" if ndim == 1 else "X" * ndim)
+
+
+def _short(name: str) -> str:
+    """Bidirectional tensors are named ``forward/kernel``: the last component decides."""
+    return name.rsplit("/", 1)[-1]
+
+
+def _recipe(
+    kind: str,
+    name: str,
+    layout: str | Layout,
+    ndim: int | None,
+    flatten_shape: tuple[int, ...] | None,
+    shape: tuple[int, ...] | None = None,
+) -> _Recipe:
+    lay = Layout.parse(layout).name
+    what = f"shape {shape}" if shape is not None else f"rank {ndim}"
+    if flatten_shape is not None and kind != "dense":
+        raise LayoutError(f"{kind} tensor '{name}': flatten_shape applies only to a dense layer fed by Flatten")
+    candidates = _KINDS.get(kind, {}).get(_short(name))
+    if candidates is None:  # unknown kind or tensor: no layout applies
+        return _unchanged(1 if ndim is None else ndim)
+    if flatten_shape is not None and candidates == ("dense",):
+        recipe = _flatten_recipe(lay, len(flatten_shape))
+        if ndim is not None and ndim != 2:
+            raise LayoutError(f"dense tensor '{name}' has {what}; expected rank 2 (I,O)")
+        return recipe
+    for rule in candidates:
+        native, outs = _RULES[rule]
+        recipe = _compile(native, outs[lay])
+        if ndim is None or len(recipe.native) == ndim:
+            return recipe
+    expected = " or ".join(f"rank {len(_groups(_RULES[r][0]))} ({','.join(_RULES[r][0].split())})" for r in candidates)
+    raise LayoutError(f"{kind} tensor '{name}' has {what}; expected {expected}")
+
+
+def _prepare(
+    kind: str, name: str, layout: str | Layout, shape: tuple[int, ...], flatten_shape: tuple[int, ...] | None
+) -> tuple[_Recipe, dict[str, int], tuple[int, ...]]:
+    """The recipe, the size of every letter and the result shape for a native ``shape``."""
+    fs = None if flatten_shape is None else tuple(int(d) for d in flatten_shape)
+    recipe = _recipe(kind, name, layout, len(shape), fs, tuple(shape))
+    sizes: dict[str, int] = {}
+    for axis, (group, dim) in enumerate(zip(recipe.native, shape)):
+        if not (recipe.flattened and axis == 0):
+            sizes[group[0]] = int(dim)
+        elif fs is not None and math.prod(fs) == dim:
+            sizes.update(zip(group, fs))
+        else:
+            raise LayoutError(
+                f"{kind} tensor '{name}' of shape {tuple(shape)} does not fit flatten_shape {fs}: "
+                f"{math.prod(fs or ())} inputs != {dim} rows; pass the shape Flatten receives (H,W,C)"
+            )
+    out_shape = tuple(math.prod(sizes[letter] for letter in group) for group in recipe.out)
+    return recipe, sizes, out_shape
+
+
+# --- public functions ------------------------------------------------------------------
+
+
+def to_layout(
+    kind: str,
+    tensor_name: str,
+    array: np.ndarray,
+    layout: str | Layout,
+    *,
+    flatten_shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """``array`` (native Keras layout) rearranged into ``layout``, C-contiguous.
+
+    ``flatten_shape=(H, W, C)`` exports a Dense kernel fed by Flatten of a
+    channels_last tensor in convolution form (``oihw`` in PyTorch's NCHW
+    flatten order). Raises LayoutError when the shape does not fit the kind.
+    """
+    array = np.asarray(array)
+    recipe, sizes, out_shape = _prepare(kind, tensor_name, layout, array.shape, flatten_shape)
+    expanded = [sizes[letter] for letter in recipe.native_letters]
+    return np.ascontiguousarray(array.reshape(expanded).transpose(recipe.perm).reshape(out_shape))
+
+
+def from_layout(
+    kind: str,
+    tensor_name: str,
+    array: np.ndarray,
+    layout: str | Layout,
+    native_shape: tuple[int, ...],
+    *,
+    flatten_shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """The exact inverse of :func:`to_layout`: ``array`` in ``layout`` back to ``native_shape``."""
+    array = np.asarray(array)
+    recipe, sizes, out_shape = _prepare(kind, tensor_name, layout, tuple(native_shape), flatten_shape)
+    if array.shape != out_shape:
+        raise LayoutError(
+            f"{kind} tensor '{tensor_name}' in layout {Layout.parse(layout)} has shape {array.shape}; "
+            f"expected {out_shape} ({recipe.labels}) for native shape {tuple(native_shape)}"
+        )
+    expanded = [sizes[letter] for letter in recipe.out_letters]
+    inverse = np.argsort(recipe.perm)
+    return np.ascontiguousarray(array.reshape(expanded).transpose(inverse).reshape(native_shape))
+
+
+def axes(
+    kind: str,
+    tensor_name: str,
+    layout: str | Layout,
+    *,
+    flatten_shape: tuple[int, ...] | None = None,
+    ndim: int | None = None,
+) -> str:
+    """Letters naming each axis of the tensor in ``layout`` (see :data:`AXIS_MEANINGS`).
+
+    ``ndim`` (the native rank) is needed only where a tensor's rank varies:
+    a GRU bias ``(3u,)`` or ``(2, 3u)``, and tensors no layout applies to.
+
+    >>> axes("conv2d", "kernel", "ohwi"), axes("depthwise_conv2d", "depthwise_kernel", "hwio")
+    ('OHWI', 'HWCM')
+    """
+    fs = None if flatten_shape is None else tuple(flatten_shape)
+    return _recipe(kind, tensor_name, layout, ndim, fs).labels
+
+
+def scale_axis(
+    kind: str,
+    tensor_name: str,
+    layout: str | Layout,
+    native_ndim: int,
+    native_axis: int | None,
+    *,
+    flatten_shape: tuple[int, ...] | None = None,
+) -> int | None:
+    """The axis of the laid-out tensor that holds native axis ``native_axis`` (None stays None).
+
+    The axis may be a merged one: a depthwise per-multiplier scale (native
+    axis M) lands on the ``C*M`` axis, where it must be expanded with
+    :func:`layout_scale`.
+    """
+    if native_axis is None:
+        return None
+    fs = None if flatten_shape is None else tuple(flatten_shape)
+    recipe = _recipe(kind, tensor_name, layout, native_ndim, fs)
+    return recipe.group_of(_scale_letter(recipe, kind, tensor_name, native_ndim, native_axis))
+
+
+def _scale_letter(recipe: _Recipe, kind: str, name: str, ndim: int, axis: int) -> str:
+    if not -ndim <= axis < ndim:
+        raise LayoutError(f"{kind} tensor '{name}': scale axis {axis} is out of range for rank {ndim}")
+    group = recipe.native[axis % ndim]
+    if len(group) != 1:
+        raise LayoutError(
+            f"{kind} tensor '{name}': a per-channel scale along the flattened input axis cannot follow "
+            "the reshape to convolution form; export it without flatten_shape"
+        )
+    return group[0]
+
+
+def layout_scale(
+    kind: str,
+    tensor_name: str,
+    layout: str | Layout,
+    scale: np.ndarray,
+    native_shape: tuple[int, ...],
+    native_axis: int | None,
+    *,
+    flatten_shape: tuple[int, ...] | None = None,
+) -> tuple[np.ndarray, int | None]:
+    """``(scale, axis)`` for the laid-out tensor.
+
+    A per-tensor scale (shape ``()``) is returned unchanged with axis None. A
+    per-channel scale moves with its axis; on a merged axis it is expanded so
+    that element ``k`` of the merged axis gets its own entry, e.g. a depthwise
+    per-multiplier scale on ``(C M)`` becomes ``np.tile(scale, C)``
+    (index ``c*M + m``).
+    """
+    scale = np.asarray(scale)
+    if scale.ndim == 0 or native_axis is None:
+        return scale, None
+    recipe, sizes, _ = _prepare(kind, tensor_name, layout, tuple(native_shape), flatten_shape)
+    letter = _scale_letter(recipe, kind, tensor_name, len(native_shape), native_axis)
+    if scale.ndim != 1 or scale.size not in (1, sizes[letter]):
+        raise LayoutError(
+            f"{kind} tensor '{tensor_name}' of shape {tuple(native_shape)}: scale of shape {scale.shape} "
+            f"does not run along axis {native_axis} (size {sizes[letter]})"
+        )
+    index = recipe.group_of(letter)
+    group = recipe.out[index]
+    if len(group) == 1:
+        return scale, index
+    along = [-1 if g == letter else 1 for g in group]
+    expanded = np.broadcast_to(scale.reshape(along), [sizes[g] for g in group]).reshape(-1)
+    return np.ascontiguousarray(expanded), index
+
+
+# --- laid-out tensors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ExportedTensor:
+    """A :class:`~qextract.tensor.QuantizedTensor` rearranged into one layout, ready for a writer.
+
+    ``values``, ``raw``, ``codes`` and ``signs`` share the layout and shape;
+    ``scale`` (shape ``()`` or ``(N,)``) runs along ``scale_axis`` of them, so
+    ``decode()`` reproduces ``values`` bit for bit.
+    """
+
+    layer: str
+    layer_class: str
+    kind: str
+    name: str
+    layout: Layout
+    axes: str
+    values: np.ndarray
+    raw: np.ndarray | None
+    format: NumberFormat
+    codes: np.ndarray | None = None
+    signs: np.ndarray | None = None
+    scale: np.ndarray = field(default_factory=lambda: np.ones((), np.float32))
+    scale_axis: int | None = None
+    quantizer_str: str | None = None
+    native_shape: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}/{self.name}"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def size(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def quantized(self) -> bool:
+        return self.codes is not None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.ndim == 1
+
+    @property
+    def ap_type(self) -> str | None:
+        return self.format.ap_type(self.scale) if self.quantized else None
+
+    def broadcast_scale(self) -> np.ndarray:
+        """``scale`` shaped to broadcast against ``values``."""
+        if not self.per_channel:
+            return self.scale
+        shape = [1] * self.values.ndim
+        shape[self.scale_axis] = -1  # type: ignore[index]
+        return self.scale.reshape(shape)
+
+    def decode(self) -> np.ndarray:
+        """Values recomputed from codes (and signs) and scale, float32."""
+        if self.codes is None:
+            return self.values
+        return decode(self.format, self.codes, self.broadcast_scale(), self.signs)
+
+
+def lay_out(
+    tensor: QuantizedTensor, kind: str, layout: str | Layout, *, flatten_shape: tuple[int, ...] | None = None
+) -> ExportedTensor:
+    """``tensor`` in ``layout``: values, raw, codes and signs moved alike, the scale moved or expanded.
+
+    Raises LayoutError naming the layer when the tensor does not fit ``kind``.
+    """
+    lay = Layout.parse(layout)
+    name, native_shape = tensor.name, tuple(tensor.values.shape)
+    parts = {"raw": tensor.raw, "codes": tensor.codes, "signs": tensor.signs}
+
+    def move(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else to_layout(kind, name, array, lay, flatten_shape=flatten_shape)
+
+    try:
+        mismatched = [f"{k} {np.shape(v)}" for k, v in parts.items() if v is not None and np.shape(v) != native_shape]
+        if mismatched:
+            raise LayoutError(f"{kind} tensor '{name}': values {native_shape} but {', '.join(mismatched)}")
+        values = move(np.asarray(tensor.values, np.float32))
+        scale, axis = layout_scale(
+            kind, name, lay, tensor.scale, native_shape, tensor.scale_axis, flatten_shape=flatten_shape
+        )
+        return ExportedTensor(
+            layer=tensor.layer,
+            layer_class=tensor.layer_class,
+            kind=kind,
+            name=name,
+            layout=lay,
+            axes=axes(kind, name, lay, flatten_shape=flatten_shape, ndim=len(native_shape)),
+            values=values,  # type: ignore[arg-type]
+            raw=move(None if tensor.raw is None else np.asarray(tensor.raw, np.float32)),
+            format=tensor.format,
+            codes=move(tensor.codes),
+            signs=move(tensor.signs),
+            scale=scale,
+            scale_axis=axis,
+            quantizer_str=tensor.quantizer_str,
+            native_shape=native_shape,
+        )
+    except LayoutError as err:
+        raise LayoutError(f"layer '{tensor.layer}' ({tensor.layer_class}): {err}") from None

@@ -1,0 +1,58 @@
+"""File plumbing shared by the writers: OS errors as ExportError, the one-file-per-tensor loop."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import ExportError, QExtractWarning
+from ..layouts import ExportedTensor
+from . import _text, _words
+
+Render = Callable[[ExportedTensor, _words.Memory, list[str]], bytes]
+
+
+@contextmanager
+def opened(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """``open(path, mode)`` after making its folder; OS errors become ExportError naming the file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, mode, **kwargs) as f:
+            yield f
+    except OSError as err:
+        raise ExportError(
+            f"cannot write {path}: {err.strerror or err}; check the folder exists and is writable"
+        ) from err
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    with opened(path) as f:
+        f.write(data)
+    return path
+
+
+def write_each(
+    tensors: Sequence[ExportedTensor],
+    out_dir: Path,
+    suffix: str,
+    render: Render,
+    *,
+    word_bits: int | None,
+    model_name: str,
+) -> list[Path]:
+    """Render each non-empty tensor to ``<layer>.<tensor><suffix>`` in ``out_dir``; the paths written."""
+    _text.check_unique_keys(tensors)
+    _words.check_word_bits(tensors, word_bits)
+    out_dir = Path(out_dir)
+    written = []
+    for t, stem in zip(tensors, _text.file_stems(tensors)):
+        if t.size == 0:
+            warnings.warn(f"{t.key} has no elements; no {suffix} file written", QExtractWarning, stacklevel=3)
+            continue
+        mem = _words.memory(t, word_bits)
+        comment = [*_text.summary(t, model_name), f"code: {_words.encoding(t.format)}", f"memory: {mem.describe()}"]
+        written.append(write_bytes(out_dir / f"{stem}{suffix}", render(t, mem, comment)))
+    return written

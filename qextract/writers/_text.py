@@ -1,0 +1,171 @@
+"""Text helpers shared by the writers: safe names, vectorised number rendering, comment lines.
+
+Numbers are rendered as fixed-width ASCII cells in a uint8 matrix (one row per
+number) and joined with ``tobytes()``: tens of millions of codes take seconds,
+where a Python loop of f-strings would take minutes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ExportError
+from ..layouts import AXIS_MEANINGS, ExportedTensor
+
+# --- names -----------------------------------------------------------------------------
+
+
+def _dedupe(names: list[str], joiner: str) -> list[str]:
+    """Make names unique, case-insensitively (file systems, C macros), by numbering repeats."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name}{joiner}{n}"
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def file_stems(tensors: Sequence[ExportedTensor]) -> list[str]:
+    """``layer.tensor`` per tensor, safe as a file name: ``conv1.kernel``, ``bi.forward_kernel``."""
+
+    def safe(part: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]+", "_", part).strip("_") or "_"
+
+    return _dedupe([f"{safe(t.layer)}.{safe(t.name)}" for t in tensors], "_")
+
+
+def c_identifier(text: str) -> str:
+    """``text`` as a C identifier: other characters become ``_``; never starts with a digit or ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "w"
+    return name if name[0].isalpha() else f"w_{name}"
+
+
+def c_names(tensors: Sequence[ExportedTensor]) -> list[str]:
+    """``layer_tensor`` per tensor as unique C identifiers (unique also in upper case, for macros)."""
+    return _dedupe([c_identifier(f"{t.layer}_{t.name}") for t in tensors], "_")
+
+
+def check_unique_keys(tensors: Sequence[ExportedTensor]) -> None:
+    seen: set[str] = set()
+    repeated = sorted({t.key for t in tensors if t.key in seen or seen.add(t.key)})  # type: ignore[func-returns-value]
+    if repeated:
+        raise ExportError(f"tensors given more than once: {', '.join(repeated)}; pass each layer/tensor once")
+
+
+# --- numbers ---------------------------------------------------------------------------
+
+
+def decimal_cells(values: np.ndarray) -> np.ndarray:
+    """Integers as right-aligned ASCII decimal cells, uint8 ``(n, width)``, width set by the widest.
+
+    Codes span few distinct values, so the cells of the span are rendered
+    once and gathered: an order of magnitude faster than digit arithmetic.
+    """
+    v = np.asarray(values).reshape(-1)
+    if v.size == 0:
+        return np.empty((0, 1), np.uint8)
+    lo, hi = int(v.min()), int(v.max())
+    if hi - lo < min(v.size, 1 << 17):
+        return _digits(np.arange(lo, hi + 1, dtype=np.int64))[v.astype(np.int64) - lo]
+    return _digits(v)
+
+
+def _digits(values: np.ndarray) -> np.ndarray:
+    v = values.astype(np.int64)
+    negative = v < 0
+    rest = np.abs(v).astype(np.uint64)  # abs(int64 min) wraps to 2**63 in uint64: still right
+    digits = len(str(int(rest.max()))) if v.size else 1
+    width = digits + int(negative.any())
+    out = np.full((v.size, width), ord(" "), np.uint8)
+    length = np.ones(v.size, np.int64)
+    for p in range(digits):
+        shown = (rest > 0) if p else np.ones(v.size, bool)
+        out[:, width - 1 - p] = np.where(shown, (rest % np.uint64(10)).astype(np.uint8) + ord("0"), ord(" "))
+        length += shown if p else 0
+        rest //= np.uint64(10)
+    rows = np.flatnonzero(negative)
+    out[rows, width - 1 - length[rows]] = ord("-")
+    return out
+
+
+def columns(rows: int, *parts: bytes | np.ndarray) -> np.ndarray:
+    """Side-by-side uint8 matrix of ``rows`` rows: bytes parts repeat on every row, arrays are cells."""
+    blocks = [
+        np.broadcast_to(np.frombuffer(p, np.uint8), (rows, len(p))) if isinstance(p, bytes) else p for p in parts
+    ]
+    return np.concatenate(blocks, axis=1) if blocks else np.empty((rows, 0), np.uint8)
+
+
+def wrap(cells: np.ndarray, per_line: int, indent: bytes = b"    ") -> bytes:
+    """Cells (each already ending in its separator) ``per_line`` to a line, each line indented."""
+    n = cells.shape[0]
+    full = n - n % per_line
+    width = per_line * cells.shape[1]
+    body = columns(full // per_line, indent, cells[:full].reshape(full // per_line, width), b"\n").tobytes()
+    if full < n:
+        body += columns(1, indent, cells[full:].reshape(1, -1), b"\n").tobytes()
+    return body
+
+
+def float_literal(x: float) -> str:
+    """Shortest decimal that reads back as exactly this float32 (as a C double literal, then float)."""
+    value = float(np.float32(x))
+    if not np.isfinite(value):
+        raise ExportError(f"cannot write the non-finite number {value} as a C literal")
+    text = repr(value)  # shortest round-trip of the double, which is exactly the float32
+    assert np.float32(float(text)) == np.float32(x), text
+    return text
+
+
+def float_list(values: np.ndarray, per_line: int = 8, indent: str = "    ") -> str:
+    """Comma-separated exact float literals, ``per_line`` to a line."""
+    flat = np.asarray(values, np.float32).reshape(-1)
+    if flat.size and not np.isfinite(flat).all():
+        raise ExportError("cannot write non-finite numbers (inf, nan) as C literals")
+    texts = list(map(repr, flat.astype(np.float64).tolist()))
+    return "".join(f"{indent}{', '.join(texts[i : i + per_line])},\n" for i in range(0, len(texts), per_line))
+
+
+# --- comments --------------------------------------------------------------------------
+
+
+def scale_text(t: ExportedTensor, limit: int = 16) -> str:
+    """The scale in words, listing at most ``limit`` values."""
+    if not t.quantized:
+        return "none (float values)"
+    if not t.per_channel:
+        return f"per tensor {float_literal(t.scale)}"
+    shown = ", ".join(float_literal(s) for s in t.scale[:limit]) + (", ..." if t.scale.size > limit else "")
+    axis = t.scale_axis
+    return f"per channel along axis {axis} ({t.axes[axis]}), {t.scale.size} values: {shown}"  # type: ignore[index]
+
+
+def value_rule(t: ExportedTensor) -> str:
+    """How a value follows from its code, e.g. ``value = code * scale``."""
+    scale = "scale[channel]" if t.per_channel else "scale"
+    if not t.quantized:
+        return "value = float32(word)"
+    if t.format.kind == "po2":
+        return f"value = sign * 2**code * {scale}"
+    if t.format.kind == "lut":
+        return f"value = table[code] * {scale}"
+    return f"value = code * {scale}"
+
+
+def summary(t: ExportedTensor, model_name: str) -> list[str]:
+    """Comment lines describing a tensor (without comment markers)."""
+    letters = ", ".join(f"{a}={AXIS_MEANINGS[a]}" for a in dict.fromkeys(t.axes))
+    return [
+        f"qextract {model_name}: {t.key} ({t.layer_class}, {t.kind})",
+        f"layout {t.layout}, axes {t.axes or '-'}, shape {'x'.join(map(str, t.shape)) or 'scalar'}, {t.size} elements",
+        f"axes: {letters}" if letters else "axes: scalar",
+        f"format {t.format}, quantizer {t.quantizer_str or 'none'}",
+        f"{value_rule(t)}; scale {scale_text(t)}",
+    ]
