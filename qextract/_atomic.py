@@ -42,9 +42,8 @@ def atomic_dir(path: str | os.PathLike[str], *, force: bool = False) -> Iterator
     if target.is_dir() and any(target.iterdir()) and not force:
         raise ExportError(f"{target}: folder exists and is not empty. Fix: choose another --out, or pass --force to replace it.")
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ExportError(f"{target}: parent folder {parent} does not exist. Fix: create it first.")
     try:
+        parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
     except OSError as e:
         raise ExportError(f"{target}: cannot write in {parent} ({e.strerror}). Fix: choose a writable --out.") from None

@@ -180,6 +180,9 @@ LAYERS: dict[str, LayerSpec] = {
 
 # Plain Keras layers: kind by their (first registered) base class, weights as floats.
 _KERAS_KINDS = {
+    # Subclasses with another weight layout come first: their own name is found before their base's.
+    "Conv1DTranspose": "other",
+    "Conv3DTranspose": "other",
     "Dense": "dense",
     "Conv1D": "conv1d",
     "Conv2D": "conv2d",

@@ -20,10 +20,20 @@ def _f64(*arrays: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(a, dtype=np.float64) for a in arrays]
 
 
-def _patches(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int], padding: str) -> np.ndarray:
-    """(N, *out_spatial, *kernel, C) windows of a channels-last input, padded the TensorFlow way."""
+Padding = str | Sequence[tuple[int, int]]
+
+
+def _patches(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int], padding: Padding) -> np.ndarray:
+    """(N, *out_spatial, *kernel, C) windows of a channels-last input.
+
+    ``padding`` is a Keras name (padded the TensorFlow way) or explicit
+    ``(before, after)`` pairs per spatial axis.
+    """
     spatial = x.shape[1:-1]
-    pads = conv_pads(padding, tuple(spatial), tuple(kernel), tuple(strides), tuple(dilation))
+    if isinstance(padding, str):
+        pads = conv_pads(padding, tuple(spatial), tuple(kernel), tuple(strides), tuple(dilation))
+    else:
+        pads = [tuple(p) for p in padding]
     x = np.pad(x, [(0, 0), *pads, (0, 0)])
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
     win = sliding_window_view(x, span, axis=tuple(range(1, 1 + len(kernel))))
@@ -47,7 +57,7 @@ def conv(
     kernel: np.ndarray,
     bias: np.ndarray | None = None,
     strides: Sequence[int] = (1, 1),
-    padding: str = "valid",
+    padding: Padding = "valid",
     dilation: Sequence[int] = (1, 1),
 ) -> np.ndarray:
     """Conv1D/Conv2D: kernel ``(*k, I, O)`` on channels-last ``x``."""
@@ -64,7 +74,7 @@ def depthwise(
     kernel: np.ndarray,
     bias: np.ndarray | None = None,
     strides: Sequence[int] = (1, 1),
-    padding: str = "valid",
+    padding: Padding = "valid",
     dilation: Sequence[int] = (1, 1),
 ) -> np.ndarray:
     """Depthwise conv: kernel ``(*k, C, M)``; output channel ``c*M + m``."""
@@ -83,7 +93,7 @@ def separable(
     pointwise_kernel: np.ndarray,
     bias: np.ndarray | None = None,
     strides: Sequence[int] = (1, 1),
-    padding: str = "valid",
+    padding: Padding = "valid",
     dilation: Sequence[int] = (1, 1),
 ) -> np.ndarray:
     y = depthwise(x, depthwise_kernel, None, strides, padding, dilation)
