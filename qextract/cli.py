@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import QExtractError
 
@@ -42,7 +42,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     p.set_defaults(handler=_inspect)
+
+    from .layouts import LAYOUTS
+    from .writers import FORMATS
+
+    p = sub.add_parser("export", help="write tensors in a layout and formats, with manifest.json")
+    _add_model_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must not exist or be empty)")
+    p.add_argument("--layout", default="hwio", choices=LAYOUTS, help="hwio: Keras/TF, ohwi: TFLite, oihw: PyTorch/ONNX/Caffe (default hwio)")
+    p.add_argument(
+        "--format",
+        default="npz,header,mem",
+        type=_format_list(FORMATS),
+        metavar="LIST",
+        help=f"comma-separated, from: {','.join(FORMATS)} (default npz,header,mem)",
+    )
+    p.add_argument("--word-bits", type=int, metavar="N", help="pack several codes into each N-bit memory word (mem, coe, mif, header)")
+    p.add_argument("--dense-as-conv", action="store_true", help="write a Dense layer fed by Flatten in convolution form (H,W,C,O)")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--verify", action="store_true", help="then recompute every layer from the written files and compare")
+    p.set_defaults(handler=_export)
+
+    p = sub.add_parser("verify", help="recompute layers from an export and compare with the Keras layers")
+    p.add_argument("export_dir", metavar="DIR", help="folder written by 'qextract export'")
+    p.add_argument("--model", required=True, help="the model the export came from")
+    p.add_argument("--weights", help="weights .h5 for an architecture .json")
+    p.add_argument("--samples", type=int, default=4, help="input samples per layer (default 4)")
+    p.set_defaults(handler=_verify)
     return parser
+
+
+def _format_list(known: dict) -> "Callable[[str], list[str]]":
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown format(s) {', '.join(unknown) or '(none)'}; choose from {','.join(known)}")
+        return names
+
+    return parse
 
 
 def _version() -> str:
@@ -82,6 +120,46 @@ def _inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    model = _load(args)
+    result = export(
+        model,
+        args.out,
+        layout=args.layout,
+        formats=args.format,
+        layers=args.layers,
+        word_bits=args.word_bits,
+        dense_as_conv=args.dense_as_conv,
+        force=args.force,
+    )
+    n = sum(len(layer["tensors"]) for layer in result.manifest["layers"])
+    print(f"exported {n} tensors in layout {args.layout} as {', '.join(args.format)}: {len(result.files)} files in {result.out_dir}")
+    if args.verify:
+        return _print_verification(result.out_dir, model, 4)
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    args.layers = None
+    return _print_verification(args.export_dir, _load(args), args.samples)
+
+
+def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN001
+    from .verify import verify
+
+    table = verify(out_dir, model, samples=samples)
+    shown = table.assign(passed=table["passed"].map({True: "pass", False: "FAIL", None: "skipped"}))
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    failed = table[table["passed"] == False]  # noqa: E712 - None means skipped
+    if len(failed):
+        print(f"qextract: error: {len(failed)} layer(s) differ: {', '.join(failed['layer'])}", file=sys.stderr)
+        return 9
+    print(f"verified {int((table['passed'] == True).sum())} layers: outputs recomputed from the files match")  # noqa: E712
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qextract`` command; returns the exit code."""
     parser = build_parser()
@@ -89,10 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         # TensorFlow's C++ start-up chatter (CUDA probing etc.) is noise for this command.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if args.quiet:
+    # Only qextract's own warnings concern the user; TensorFlow/Keras chatter is hidden unless --debug.
+    if not args.debug:
         warnings.simplefilter("ignore")
-    else:
-        warnings.simplefilter("ignore", DeprecationWarning)
+    if not args.quiet:
+        from .errors import QExtractWarning
+
+        warnings.simplefilter("default", QExtractWarning)
         warnings.formatwarning = lambda message, category, *a, **k: f"qextract: warning: {message}\n"
     try:
         return args.handler(args)
