@@ -6,14 +6,22 @@ TensorFlow; TensorFlow itself is imported only when a model is touched.
 
 from . import _keras  # noqa: F401  (must run before anything imports TensorFlow)
 from .errors import QExtractError, QExtractWarning
+from .export import ExportResult, export
 from .extract import extract
+from .layouts import ExportedTensor, Layout
 from .model import load_model
+from .verify import verify
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor
 
 __all__ = [
     "load_model",
     "extract",
+    "export",
+    "verify",
+    "ExportResult",
+    "Layout",
+    "ExportedTensor",
     "QExtractError",
     "QExtractWarning",
     "NumberFormat",
