@@ -167,16 +167,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         # TensorFlow's C++ start-up chatter (CUDA probing etc.) is noise for this command.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # Only qextract's own warnings concern the user; TensorFlow/Keras chatter is hidden unless --debug.
-    if not args.debug:
-        warnings.simplefilter("ignore")
-    if not args.quiet:
-        from .errors import QExtractWarning
+    from .errors import QExtractWarning
 
-        warnings.simplefilter("default", QExtractWarning)
-        warnings.formatwarning = lambda message, category, *a, **k: f"qextract: warning: {message}\n"
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        print(f"qextract: warning: {message}", file=sys.stderr)
+
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            # Only qextract's own warnings concern the user; TensorFlow/Keras chatter shows with --debug.
+            if not args.debug:
+                warnings.simplefilter("ignore")
+            if not args.quiet:
+                warnings.simplefilter("default", QExtractWarning)
+                warnings.showwarning = show
+            return args.handler(args)
     except QExtractError as e:
         if args.debug:
             raise
@@ -185,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qextract: interrupted; no output was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback, unless --debug
+        if args.debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"qextract: internal error: {type(e).__name__}: {first} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

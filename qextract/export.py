@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._atomic import atomic_dir
-from .errors import ExportError
+from .errors import ExportError, LayoutError
 from .extract import extract
 from .layouts import ExportedTensor, Layout, lay_out
 from .manifest import SCHEMA_VERSION, layer_entry, tensor_entry, validate
@@ -72,7 +72,13 @@ def export(
     laid = [(r, _lay_out_layer(r, lay, dense_as_conv)) for r in records]
     tensors = [t for _, (ts, _) in laid for t in ts]
     with atomic_dir(out_dir, force=force) as tmp:
-        written = write_all(tensors, tmp, formats, word_bits=word_bits, model_name=ex.model_name)
+        try:
+            written = write_all(tensors, tmp, formats, word_bits=word_bits, model_name=ex.model_name)
+        except OSError as e:
+            raise ExportError(
+                f"{out_dir}: writing failed ({e.strerror or e}); nothing was left behind. "
+                "Fix: free space or choose another --out."
+            ) from None
         files, per_tensor = _describe_files(tmp, written, tensors)
         manifest = {
             "schema_version": SCHEMA_VERSION,
@@ -89,7 +95,10 @@ def export(
             ],
         }
         validate(manifest)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        try:
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        except OSError as e:
+            raise ExportError(f"{Path(out_dir) / 'manifest.json'}: cannot write ({e.strerror})") from None
     out = Path(out_dir)
     return ExportResult(out, manifest, tuple(out / f["path"] for f in files) + (out / "manifest.json",))
 
@@ -107,7 +116,13 @@ def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tup
     out = []
     for t in record:
         shape = tuple(flatten) if flatten is not None and t.name == "kernel" else None
-        out.append(lay_out(t, record.kind, lay, flatten_shape=shape))  # names the layer on error
+        laid = lay_out(t, record.kind, lay, flatten_shape=shape)  # names the layer on error
+        if not lay.native and "X" in laid.axes:
+            raise LayoutError(
+                f"layer '{record.name}' ({record.class_name}), tensor '{t.name}' {t.shape}: a {record.kind!r} "
+                f"layer has no {lay} layout. Fix: export with --layout hwio, or leave the layer out with --layers."
+            )
+        out.append(laid)
     return out, flatten
 
 

@@ -19,7 +19,10 @@ from .errors import ModelLoadError
 
 __all__ = ["load_model"]
 
-_UNKNOWN = re.compile(r"Unknown (?:layer|object|activation|initializer|constraint)[^'\"]*['\"]?([\w.]+)")
+_UNKNOWN = (
+    re.compile(r"Unknown (?:layer|object|activation|initializer|constraint)[^'\"`]*['\"`]?([\w.]+)"),
+    re.compile(r"`([\w.]+)` is a custom class"),
+)
 
 
 def load_model(path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> Any:
@@ -59,7 +62,7 @@ def _must_exist(p: Path, what: str) -> None:
 
 def _translate(p: Path, e: Exception) -> ModelLoadError:
     text = str(e)
-    m = _UNKNOWN.search(text)
+    m = next((found for pattern in _UNKNOWN if (found := pattern.search(text))), None)
     if m:
         return ModelLoadError(
             f"{p}: unknown layer or object class '{m.group(1)}'. Fix: it is not a QKeras or "
