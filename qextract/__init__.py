@@ -10,6 +10,8 @@ from .export import ExportResult, export
 from .extract import extract
 from .layouts import ExportedTensor, Layout
 from .model import load_model
+from .report import error_report, weight_report
+from .twin import float_model
 from .verify import verify
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor
@@ -19,6 +21,9 @@ __all__ = [
     "extract",
     "export",
     "verify",
+    "float_model",
+    "error_report",
+    "weight_report",
     "ExportResult",
     "Layout",
     "ExportedTensor",

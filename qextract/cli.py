@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qextract",
         description="Exact quantized weights, integer codes and scales from QKeras models.",
         epilog="Exit codes: 0 ok, 1 failure, 2 usage, 3 model load, 4 unsupported layer/quantizer, "
-        "5 not exact, 6 layout, 7 data, 8 output, 9 verification mismatch, 10 Keras environment, 130 interrupted.",
+        "5 not exact, 6 layout, 7 data, 8 output, 9 verification mismatch, 10 Keras environment, "
+        "11 float model mismatch, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -69,7 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument("--samples", type=int, default=4, help="input samples per layer (default 4)")
     p.set_defaults(handler=_verify)
+
+    p = sub.add_parser("report", help="float vs quantized error per layer output (and per weight tensor), as CSV")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="calibration inputs: .npy, .npz (one array), or 'digits' (scikit-learn's digits)")
+    p.add_argument("--csv", required=True, metavar="FILE", help="layer error table")
+    p.add_argument("--weights-csv", metavar="FILE", help="also write the weight table")
+    p.add_argument("--mode", choices=("propagated", "isolated"), default="propagated", help="accumulated error, or each layer's own error")
+    p.add_argument("--plot", metavar="PNG", help="also draw per-layer SNR and relative error")
+    p.add_argument("--batch-size", type=_positive, default=256, metavar="N")
+    p.add_argument("--float-model", metavar="FILE", help="your own float model (matched by layer name) instead of the float twin")
+    p.set_defaults(handler=_report)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
 
 
 def _format_list(known: dict) -> "Callable[[str], list[str]]":
@@ -103,10 +122,9 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .extract import extract
     from .summary import inspect_table
 
-    ex = extract(_load(args), layers=args.layers)
+    ex = _extract(_load(args), args.layers)
     table = inspect_table(ex)
     if args.csv:
         from ._atomic import atomic_file
@@ -139,6 +157,35 @@ def _export(args: argparse.Namespace) -> int:
     if args.verify:
         return _print_verification(result.out_dir, model, 4)
     return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ._atomic import atomic_file
+    from .model import load_model
+    from .report import error_report, weight_report
+
+    model = _load(args)
+    float_model = load_model(args.float_model) if args.float_model else None
+    table = error_report(model, args.data, float_model, mode=args.mode, batch_size=args.batch_size, quiet=args.quiet)
+    weights = weight_report(_extract(model, args.layers)) if args.weights_csv else None
+    outputs = [(args.csv, table)] + ([(args.weights_csv, weights)] if weights is not None else [])
+    for path, frame in outputs:
+        with atomic_file(path) as tmp:
+            frame.to_csv(tmp, index=False)
+    if args.plot:
+        from .plot import plot_report
+
+        plot_report(table, args.plot, title=f"{model.name}: {args.mode} error")
+    shown = table[["layer", "stage", "class", "rmse", "rel_l2_err", "snr_db", "cosine", "frac_saturated"]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print("wrote " + ", ".join(str(p) for p, _ in outputs) + (f", {args.plot}" if args.plot else ""))
+    return EXIT_OK
+
+
+def _extract(model, layers):  # noqa: ANN001, ANN202
+    from .extract import extract
+
+    return extract(model, layers=layers)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -55,5 +55,11 @@ class VerificationError(QExtractError):
     exit_code = 9
 
 
+class TwinMismatchError(QExtractError):
+    """A user's float model does not match the quantized model layer by layer."""
+
+    exit_code = 11
+
+
 class QExtractWarning(UserWarning):
     """Something worth knowing that does not stop extraction (e.g. stochastic quantizers)."""
