@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -58,3 +59,18 @@ def test_errors_are_one_line_with_exit_code(capsys, args, code, message):
 def test_usage_error_exits_2():
     r = subprocess.run([sys.executable, "-m", "qextract.cli", "inspect"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_report_writes_both_csvs_and_the_plot(capsys, tmp_path):
+    layers, weights, png = tmp_path / "layers.csv", tmp_path / "weights.csv", tmp_path / "report.png"
+    args = ["report", str(H5), "--data", "digits", "--csv", str(layers), "--weights-csv", str(weights), "--plot", str(png), "--mode", "isolated", "--batch-size", "500"]
+    assert main(args) == 0
+    table = pd.read_csv(layers)
+    model = qextract.load_model(H5)
+    api = qextract.error_report(model, "digits", mode="isolated", batch_size=500, quiet=True)
+    assert list(table["layer"]) == list(api["layer"])
+    np.testing.assert_allclose(table["snr_db"].to_numpy(), api["snr_db"].to_numpy(), rtol=1e-9)
+    w = pd.read_csv(weights)
+    assert len(w) == sum(len(r) for r in qextract.extract(model))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out

@@ -48,6 +48,11 @@ def models(tmp_path_factory):
     inp = keras.Input((4, 4, 4, 1))
     keras.Model(inp, keras.layers.Conv3D(2, 2, name="c3")(inp)).save(d / "conv3d.h5")
     zoo.randomize(zoo.CASES["dense"].build()).save_weights(d / "other_weights.h5")
+    np.save(d / "wrong_shape.npy", np.zeros((5, 9, 9, 1), np.float32))
+    np.save(d / "strings.npy", np.array([["a"] * 64] * 3))
+    bad = np.random.default_rng(0).random((5, 8, 8, 1)).astype(np.float32)
+    bad[2, 3, 3, 0] = np.nan
+    np.save(d / "nan.npy", bad)
     (d / "notmodel.json").write_text(json.dumps({"hello": "world"}))
     (d / "random.h5").write_bytes(np.random.default_rng(0).bytes(2048))
     (d / "truncated.h5").write_bytes(H5.read_bytes()[:20000])
@@ -73,6 +78,10 @@ CASES = {
     "layout a kind cannot take": (lambda d: ["export", d / "conv3d.h5", "--out", d / "x3", "--layout", "oihw"], 6, "layer 'c3' (Conv3D), tensor 'kernel'"),
     "output folder not writable": (lambda d: ["export", H5, "--out", "/sys/qextract-test/out"], 8, "cannot write in /sys/qextract-test"),
     "output under a file": (lambda d: ["export", H5, "--out", H5 / "out"], 8, "digits_qcnn.h5"),
+    "data of the wrong shape": (lambda d: ["report", H5, "--data", d / "wrong_shape.npy", "--csv", d / "r.csv"], 7, "(N, 8, 8, 1)"),
+    "data of the wrong dtype": (lambda d: ["report", H5, "--data", d / "strings.npy", "--csv", d / "r.csv"], 7, "strings.npy"),
+    "data with NaN": (lambda d: ["report", H5, "--data", d / "nan.npy", "--csv", d / "r.csv"], 7, "NaN"),
+    "missing data file": (lambda d: ["report", H5, "--data", d / "none.npy", "--csv", d / "r.csv"], 7, "none.npy"),
     "unknown format": (lambda d: ["export", H5, "--out", d / "f", "--format", "npz,bogus"], 2, None),
 }
 
@@ -155,8 +164,9 @@ def test_no_command_changes_the_model_file(capsys, tmp_path):
     assert run(capsys, "inspect", model)[0] == 0
     assert run(capsys, "export", model, "--out", tmp_path / "e", "--format", "npz,header,mem,coe,mif,csv", "--dense-as-conv")[0] == 0
     assert run(capsys, "verify", tmp_path / "e", "--model", model)[0] == 0
+    assert run(capsys, "report", model, "--data", "digits", "--csv", tmp_path / "r.csv", "--weights-csv", tmp_path / "w.csv")[0] == 0
     assert _sha(model) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "m.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "m.h5", "r.csv", "w.csv"]
 
 
 def test_debug_shows_the_traceback(tmp_path):
