@@ -119,8 +119,9 @@ def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tup
         laid = lay_out(t, record.kind, lay, flatten_shape=shape)  # names the layer on error
         if not lay.native and "X" in laid.axes:
             raise LayoutError(
-                f"layer '{record.name}' ({record.class_name}), tensor '{t.name}' {t.shape}: a {record.kind!r} "
-                f"layer has no {lay} layout. Fix: export with --layout hwio, or leave the layer out with --layers."
+                f"layer '{record.name}' ({record.class_name}), tensor '{t.name}' {t.shape}: qextract has no {lay} "
+                f"layout rule for {record.class_name} layers. Fix: export with --layout hwio, or leave the layer "
+                "out with --layers."
             )
         out.append(laid)
     return out, flatten

@@ -213,3 +213,30 @@ def test_property_random_quantized_bits(bits, integer, keep_negative, symmetric,
     np.testing.assert_array_equal(t.decode(), t.values)
     assert t.format.code_min <= t.codes.min() and t.codes.max() <= t.format.code_max
     assert np.count_nonzero(direct != t.values) == t.ste_rounded
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    spec=st.sampled_from(["po2", "relu_po2", "binary", "ternary"]),
+    bits=st.integers(2, 8),
+    max_value=st.sampled_from([None, 1, 4]),
+    alpha=st.sampled_from([None, "auto", "auto_po2", 0.5]),
+    seed=st.integers(0, 2**16),
+    spread=st.sampled_from([1e-3, 1.0, 50.0]),
+)
+def test_property_po2_binary_ternary(spec, bits, max_value, alpha, seed, spread):
+    q = {
+        "po2": lambda: Qz.quantized_po2(bits, max_value),
+        "relu_po2": lambda: Qz.quantized_relu_po2(bits, max_value),
+        "binary": lambda: Qz.binary(alpha=alpha),
+        "ternary": lambda: Qz.ternary(alpha=alpha),
+    }[spec]()
+    x = (np.random.default_rng(seed).standard_normal((4, 7)) * spread).astype(np.float32)
+    t = quantize_tensor(TensorSource("kernel", x, q), "l", "QDense")
+    np.testing.assert_array_equal(t.decode(), t.values)
+    assert t.format.code_min <= t.codes.min() and t.codes.max() <= t.format.code_max
+    direct = np.asarray(q(tf().constant(x)), np.float32)
+    assert np.count_nonzero(direct != t.values) == t.ste_rounded
+    if spec.endswith("po2"):
+        assert set(np.unique(t.signs)) <= {-1, 0, 1}
+        assert not np.any(np.isinf(t.codes))
