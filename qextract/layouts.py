@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import LayoutError
 from .numformat import NumberFormat
-from .tensor import QuantizedTensor, decode
+from .tensor import CodedArray, QuantizedTensor
 
 LAYOUTS = ("hwio", "ohwi", "oihw")
 """Layout names, in the order the CLI offers them."""
@@ -402,7 +402,7 @@ def layout_scale(
 
 
 @dataclass(frozen=True, eq=False)
-class ExportedTensor:
+class ExportedTensor(CodedArray):
     """A :class:`~qextract.tensor.QuantizedTensor` rearranged into one layout, ready for a writer.
 
     ``values``, ``raw``, ``codes`` and ``signs`` share the layout and shape;
@@ -425,44 +425,6 @@ class ExportedTensor:
     scale_axis: int | None = None
     quantizer_str: str | None = None
     native_shape: tuple[int, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return f"{self.layer}/{self.name}"
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.values.shape)
-
-    @property
-    def size(self) -> int:
-        return int(self.values.size)
-
-    @property
-    def quantized(self) -> bool:
-        return self.codes is not None
-
-    @property
-    def per_channel(self) -> bool:
-        return self.scale.ndim == 1
-
-    @property
-    def ap_type(self) -> str | None:
-        return self.format.ap_type(self.scale) if self.quantized else None
-
-    def broadcast_scale(self) -> np.ndarray:
-        """``scale`` shaped to broadcast against ``values``."""
-        if not self.per_channel:
-            return self.scale
-        shape = [1] * self.values.ndim
-        shape[self.scale_axis] = -1  # type: ignore[index]
-        return self.scale.reshape(shape)
-
-    def decode(self) -> np.ndarray:
-        """Values recomputed from codes (and signs) and scale, float32."""
-        if self.codes is None:
-            return self.values
-        return decode(self.format, self.codes, self.broadcast_scale(), self.signs)
 
 
 def lay_out(

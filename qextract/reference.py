@@ -48,7 +48,19 @@ def _patches(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilat
 
 def dense(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     x, kernel = _f64(x, kernel)
-    y = x @ kernel
+    return _add(x @ kernel, bias)
+
+
+def _windowed(x: np.ndarray, kernel: np.ndarray, strides: Sequence[int], padding: Padding, dilation: Sequence[int], out: str) -> np.ndarray:
+    """Correlate channels-last ``x`` with ``kernel (*k, C, last)``; ``out`` names the kernel's last axes' result."""
+    x, kernel = _f64(x, kernel)
+    nd = kernel.ndim - 2
+    p = _patches(x, kernel.shape[:nd], strides, dilation, padding)
+    letters = "hwd"[:nd]
+    return np.einsum(f"n...{letters}c,{letters}c{out[-1]}->n...{out}", p, kernel, optimize=True)
+
+
+def _add(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     return y if bias is None else y + np.asarray(bias, np.float64)
 
 
@@ -61,12 +73,7 @@ def conv(
     dilation: Sequence[int] = (1, 1),
 ) -> np.ndarray:
     """Conv1D/Conv2D: kernel ``(*k, I, O)`` on channels-last ``x``."""
-    x, kernel = _f64(x, kernel)
-    nd = kernel.ndim - 2
-    p = _patches(x, kernel.shape[:nd], strides, dilation, padding)
-    letters = "hwd"[:nd]
-    y = np.einsum(f"n...{letters}i,{letters}io->n...o", p, kernel, optimize=True)
-    return y if bias is None else y + np.asarray(bias, np.float64)
+    return _add(_windowed(x, kernel, strides, padding, dilation, "o"), bias)
 
 
 def depthwise(
@@ -78,13 +85,8 @@ def depthwise(
     dilation: Sequence[int] = (1, 1),
 ) -> np.ndarray:
     """Depthwise conv: kernel ``(*k, C, M)``; output channel ``c*M + m``."""
-    x, kernel = _f64(x, kernel)
-    nd = kernel.ndim - 2
-    p = _patches(x, kernel.shape[:nd], strides, dilation, padding)
-    letters = "hwd"[:nd]
-    y = np.einsum(f"n...{letters}c,{letters}cm->n...cm", p, kernel, optimize=True)
-    y = y.reshape(*y.shape[:-2], -1)
-    return y if bias is None else y + np.asarray(bias, np.float64)
+    y = _windowed(x, kernel, strides, padding, dilation, "cm")
+    return _add(y.reshape(*y.shape[:-2], -1), bias)
 
 
 def separable(
@@ -98,8 +100,7 @@ def separable(
 ) -> np.ndarray:
     y = depthwise(x, depthwise_kernel, None, strides, padding, dilation)
     pw = np.asarray(pointwise_kernel, np.float64).reshape(pointwise_kernel.shape[-2], pointwise_kernel.shape[-1])
-    y = y @ pw
-    return y if bias is None else y + np.asarray(bias, np.float64)
+    return _add(y @ pw, bias)
 
 
 def conv_transpose(
@@ -121,8 +122,7 @@ def conv_transpose(
             full[:, a : a + (h - 1) * strides[0] + 1 : strides[0], b : b + (w - 1) * strides[1] + 1 : strides[1], :] += contrib[
                 :, :, :, a, b, :
             ]
-    y = full[:, ch : ch + oh, cw : cw + ow, :]
-    return y if bias is None else y + np.asarray(bias, np.float64)
+    return _add(full[:, ch : ch + oh, cw : cw + ow, :], bias)
 
 
 def batchnorm(

@@ -15,8 +15,63 @@ import numpy as np
 from .numformat import FLOAT32, NumberFormat, PowerOfTwo
 
 
+class CodedArray:
+    """Accessors shared by arrays held as codes and a scale (native or laid out).
+
+    Subclasses are dataclasses with ``layer``, ``name``, ``values``, ``format``,
+    ``codes``, ``scale``, ``scale_axis`` and ``signs``.
+    """
+
+    layer: str
+    name: str
+    values: np.ndarray
+    format: NumberFormat
+    codes: np.ndarray | None
+    scale: np.ndarray
+    scale_axis: int | None
+    signs: np.ndarray | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}/{self.name}"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def size(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def quantized(self) -> bool:
+        return self.codes is not None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.ndim == 1
+
+    @property
+    def ap_type(self) -> str | None:
+        return self.format.ap_type(self.scale) if self.quantized else None
+
+    def broadcast_scale(self) -> np.ndarray:
+        """``scale`` shaped to broadcast against ``values``."""
+        if not self.per_channel:
+            return self.scale
+        shape = [1] * self.values.ndim
+        shape[self.scale_axis] = -1  # type: ignore[index]
+        return self.scale.reshape(shape)
+
+    def decode(self) -> np.ndarray:
+        """Recompute the values from codes (and signs) and scale, in float32."""
+        if self.codes is None:
+            return self.values
+        return decode(self.format, self.codes, self.broadcast_scale(), self.signs)
+
+
 @dataclass(frozen=True, eq=False)
-class QuantizedTensor:
+class QuantizedTensor(CodedArray):
     """One weight tensor as the layer computes with it, in native Keras layout.
 
     ``values`` is exactly ``decode(codes, scale)`` in float32, bit for bit:
@@ -42,40 +97,6 @@ class QuantizedTensor:
     quantizer_str: str | None = None
     ste_rounded: int = 0
     notes: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return f"{self.layer}/{self.name}"
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.values.shape)
-
-    @property
-    def quantized(self) -> bool:
-        return self.codes is not None
-
-    @property
-    def per_channel(self) -> bool:
-        return self.scale.ndim == 1
-
-    @property
-    def ap_type(self) -> str | None:
-        return self.format.ap_type(self.scale) if self.quantized else None
-
-    def broadcast_scale(self) -> np.ndarray:
-        """``scale`` shaped to broadcast against ``values``."""
-        if not self.per_channel:
-            return self.scale
-        shape = [1] * self.values.ndim
-        shape[self.scale_axis] = -1
-        return self.scale.reshape(shape)
-
-    def decode(self) -> np.ndarray:
-        """Recompute the values from codes and scale, in float32."""
-        if self.codes is None:
-            return self.values
-        return decode(self.format, self.codes, self.broadcast_scale(), self.signs)
 
     def distinct_codes(self) -> int:
         if self.codes is None:

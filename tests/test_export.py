@@ -121,7 +121,7 @@ def test_failed_export_leaves_nothing(tmp_path, digits, monkeypatch):
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(table["mif"], "write", boom)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(ExportError, match="writing failed .disk full .simulated"):
         export(digits, tmp_path / "out", formats=["npz", "mif"])
     assert list(tmp_path.iterdir()) == []
 
