@@ -145,3 +145,19 @@ def test_importing_qextract_selects_legacy_keras_lazily():
     code = "import sys, os, qextract\nassert os.environ['TF_USE_LEGACY_KERAS'] == '1'\nassert 'tensorflow' not in sys.modules\nprint('ok')"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_no_api_entry_point_changes_the_model(tmp_path):
+    model = qextract.load_model(H5)
+    before = values(model)
+    x = np.random.default_rng(1).random((8, 8, 8, 1), dtype=np.float32)
+    pred = model.predict(x, verbose=0)
+    ex = qextract.extract(model)
+    qextract.export(model, tmp_path / "e", formats=["npz", "header"], dense_as_conv=True)
+    qextract.verify(tmp_path / "e", model)
+    qextract.float_model(model)
+    for mode in ("propagated", "isolated"):
+        qextract.error_report(model, x, mode=mode, quiet=True)
+    qextract.weight_report(ex)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(before, values(model)))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), pred)
