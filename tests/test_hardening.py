@@ -135,6 +135,8 @@ def test_write_failing_halfway_leaves_nothing(capsys, tmp_path, monkeypatch):
 def test_sigint_during_export_leaves_nothing(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys, time
+        # As in a terminal: CI may start us with SIGINT ignored (a background job), so restore Ctrl-C.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import qextract
         from qextract.writers import FORMATS, mem
         real = mem.write
