@@ -203,7 +203,9 @@ def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN0
     if len(failed):
         print(f"qextract: error: {len(failed)} layer(s) differ: {', '.join(failed['layer'])}", file=sys.stderr)
         return 9
-    print(f"verified {int((table['passed'] == True).sum())} layers: outputs recomputed from the files match")  # noqa: E712
+    formats = ", ".join(table.attrs.get("formats_checked", []))
+    print(f"verified {int((table['passed'] == True).sum())} layers: outputs recomputed from the files match; "  # noqa: E712
+          f"every file ({formats}) holds the same codes")
     return EXIT_OK
 
 

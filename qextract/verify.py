@@ -1,11 +1,14 @@
 """Proof by recomputation: layer outputs from the exported files against the Keras layers.
 
-Reads only the export (``manifest.json`` and ``weights.npz``: codes, scales,
-signs), rebuilds each tensor as ``codes x scale`` in the exported layout,
-interprets that layout from the manifest's axis letters (independently of the
-code that wrote it), recomputes the layer in NumPy with the manifest's
-explicit padding, and compares with the Keras layer's own output on
-deterministic input.
+Reads only the export: ``manifest.json`` and every file it lists. Each file's
+sha256 is checked, then every file of every tensor is read back with its
+format's reader (npz, C header, .mem, .coe, .mif, CSV; the header's packed
+words too) and all of them must hold identical codes and signs: the files a
+hardware flow consumes are proven, not only one of them. Each tensor is then
+rebuilt as ``codes x scale`` in the exported layout, that layout is
+interpreted from the manifest's axis letters (independently of the code that
+wrote it), the layer is recomputed in NumPy with the manifest's explicit
+padding, and compared with the Keras layer's own output on deterministic input.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import numpy as np
 
 from . import reference as R
 from .errors import ExportError, VerificationError
+from .writers import FORMATS, Codes, Entry, entries
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["verify", "load_export"]
+__all__ = ["verify", "load_export", "read_codes"]
 
 # Native Keras axis letters per layer kind and tensor, in the manifest's alphabet.
 _NATIVE = {
@@ -44,9 +48,26 @@ VERIFIED_KINDS = ("dense", "conv1d", "conv2d", "conv2d_transpose", "depthwise_co
 def load_export(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The manifest and every tensor decoded from its codes and scale, in the exported layout.
 
-    Every file's sha256 is checked against the manifest first.
+    Every file's sha256 is checked against the manifest first; then every
+    file of every tensor is read and must hold the same codes (see :func:`read_codes`).
     """
-    root = Path(out_dir)
+    manifest, values, _ = _load(Path(out_dir))
+    return manifest, values
+
+
+def _load(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
+    """Manifest, decoded tensors and the formats whose files were cross-checked."""
+    manifest = _read_manifest(root)
+    for f in manifest["files"]:
+        p = root / f["path"]
+        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f["sha256"]:
+            raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
+    codes, formats = read_codes(root, manifest)
+    values = {t["key"]: _decode(t, codes[t["key"]]) for layer in manifest["layers"] for t in layer["tensors"]}
+    return manifest, values, formats
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / "manifest.json"
     if not path.is_file():
         raise ExportError(f"{root}: no manifest.json; give a folder written by 'qextract export'")
@@ -60,24 +81,61 @@ def load_export(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
         validate(manifest)
     except Exception as e:  # noqa: BLE001 - jsonschema.ValidationError
         raise ExportError(f"{path}: does not follow the manifest schema ({str(e).splitlines()[0]})") from None
-    for f in manifest["files"]:
-        p = root / f["path"]
-        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f["sha256"]:
-            raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
-    if "npz" not in manifest["formats"]:
-        raise ExportError(f"{root}: verify reads weights.npz; export with --format npz (one of the defaults)")
-    with np.load(root / "weights.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    return manifest, {t["key"]: _decode(t, arrays) for layer in manifest["layers"] for t in layer["tensors"]}
+    return manifest
 
 
-def _decode(t: dict[str, Any], arrays: dict[str, np.ndarray]) -> np.ndarray:
-    key = t["key"]
+def read_codes(root: str | os.PathLike[str], manifest: dict[str, Any]) -> tuple[dict[str, Codes], list[str]]:
+    """Every tensor's codes read from each of its files, which must all agree; and the formats read.
+
+    Files are read in :data:`~qextract.writers.FORMATS` order (npz first when
+    exported); each later file is compared with the first. A difference is a
+    VerificationError naming the file, the tensor, the first differing index
+    and both values.
+    """
+    root = Path(root)
+    file_format = {f["path"]: f["format"] for f in manifest["files"]}
+    try:
+        table = entries(manifest)
+    except ValueError as e:
+        raise VerificationError(f"{root / 'manifest.json'}: {e}") from None
+    codes, read = {}, set()
+    for layer in manifest["layers"]:
+        for t in layer["tensors"]:
+            codes[t["key"]] = _agreed(root, table[t["key"]], t["files"], file_format)
+            read.update(file_format[p] for p in t["files"])
+    return codes, [name for name in FORMATS if name in read]
+
+
+def _agreed(root: Path, entry: Entry, paths: list[str], file_format: dict[str, str]) -> Codes:
+    """The codes every file of ``entry`` holds; VerificationError at the first file that differs."""
+    unlisted = [p for p in paths if p not in file_format]
+    if unlisted:
+        raise VerificationError(f"{entry.key}: manifest.json names {unlisted[0]} for it but not among its files")
+    ordered = sorted(paths, key=lambda p: list(FORMATS).index(file_format[p]))
+    if not ordered:
+        if entry.size:
+            raise VerificationError(f"{entry.key}: no exported file holds this tensor")
+        return Codes.empty(entry.format, entry.shape)
+    first = FORMATS[file_format[ordered[0]]].read(root / ordered[0], entry)
+    for path in ordered[1:]:
+        differ = first.first_difference(FORMATS[file_format[path]].read(root / path, entry))
+        if differ is not None:
+            index, what, ours, theirs = differ
+            at = f"index {index} {tuple(int(i) for i in np.unravel_index(index, entry.shape))}" if entry.size else "shape"
+            raise VerificationError(
+                f"{root / path}: {entry.key} holds {what} {theirs} at {at}, but {ordered[0]} holds {ours}; "
+                "the exported files disagree (re-export, or find what changed this file)"
+            )
+    return first
+
+
+def _decode(t: dict[str, Any], read: Codes) -> np.ndarray:
+    key, codes = t["key"], read.codes
     if not t["quantized"]:
-        return arrays[key]
-    codes = arrays[f"{key}:codes"]
+        return codes
     if list(codes.shape) != t["shape"] or str(codes.dtype) != t["code_dtype"]:
-        raise VerificationError(f"{key}: codes in weights.npz are {codes.dtype}{list(codes.shape)}, manifest says {t['code_dtype']}{t['shape']}")
+        got, expected = f"{codes.dtype}{list(codes.shape)}", f"{t['code_dtype']}{t['shape']}"
+        raise VerificationError(f"{key}: codes read are {got}, manifest.json says {expected}")
     scale = np.asarray(t["scale"]["values"], np.float32)
     if t["scale"]["axis"] is not None:
         shape = [1] * codes.ndim
@@ -85,7 +143,7 @@ def _decode(t: dict[str, Any], arrays: dict[str, np.ndarray]) -> np.ndarray:
         scale = scale.reshape(shape)
     fmt = t["format"]
     if fmt["kind"] == "po2":
-        signs = arrays[f"{key}:signs"].astype(np.float32)
+        signs = read.signs.astype(np.float32)  # type: ignore[union-attr]  # readers give po2 signs
         return signs * np.ldexp(np.float32(1), codes.astype(np.int32)).astype(np.float32) * scale
     if fmt["kind"] == "lut":
         return np.asarray(fmt["table"], np.float32)[codes] * scale
@@ -165,10 +223,12 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
     Returns one row per layer with tensors: layer, class, kind, layout, max
     abs error, tolerance and ``passed``. Layers of kinds without a NumPy
     reference (recurrent, pooling) are listed with ``passed`` None.
+    ``table.attrs["formats_checked"]`` lists the formats whose files were read
+    and found to hold identical codes (raises VerificationError if they do not).
     """
     import pandas as pd
 
-    manifest, values = load_export(out_dir)
+    manifest, values, formats = _load(Path(out_dir))
     rng = np.random.default_rng(seed)
     rows = []
     for layer in manifest["layers"]:
@@ -191,4 +251,6 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
         err = float(np.max(np.abs(ours - expected))) if expected.size else 0.0
         tol = 1e-5 * float(np.max(np.abs(expected), initial=0.0)) + 1e-6
         rows.append({**row, "max_abs_error": err, "tolerance": tol, "passed": err <= tol and ours.shape == expected.shape, "note": ""})
-    return pd.DataFrame(rows, columns=["layer", "class", "kind", "layout", "max_abs_error", "tolerance", "passed", "note"])
+    table = pd.DataFrame(rows, columns=["layer", "class", "kind", "layout", "max_abs_error", "tolerance", "passed", "note"])
+    table.attrs["formats_checked"] = formats
+    return table

@@ -38,6 +38,7 @@ def test_example_exports_and_verifies_in_every_layout(tmp_path, digits, layout):
     assert manifest == json.loads(json.dumps(result.manifest))
     table = verify(result.out_dir, digits)
     assert table["passed"].all() and len(table) == 6, table.to_string()
+    assert table.attrs["formats_checked"] == list(FORMATS)  # every file read back and cross-checked
     fc5 = next(layer for layer in manifest["layers"] if layer["name"] == "fc5")
     assert fc5["flatten_shape"] == [2, 2, 16]
     assert fc5["tensors"][0]["shape"] == {"hwio": [2, 2, 16, 10], "ohwi": [10, 2, 2, 16], "oihw": [10, 16, 2, 2]}[layout]

@@ -584,3 +584,10 @@ def test_property_every_memory_writer_parses_back(tmp_path_factory, fmt, shape, 
     out = tmp_path_factory.mktemp("w")
     (path,) = FORMATS[writer].write([t], out, word_bits=word_bits)
     check_fields(t, fields_from_file(writer, path, t, word_bits))
+
+
+def test_header_refuses_a_tensor_named_like_another_tensors_scale_array(tmp_path):
+    a = exported(FixedPoint(bits=4, integer=1), layer="x", name="k")
+    b = exported(FixedPoint(bits=4, integer=1), layer="x", name="k_scale")
+    with pytest.raises(ExportError, match="x_k_scale.*scale array of tensor 'x/k'"):
+        FORMATS["header"].write([a, b], tmp_path)

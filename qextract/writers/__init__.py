@@ -1,9 +1,23 @@
-"""Output formats: one module per format, each with the same ``write`` function.
+"""Output formats: one module per format, each with the same ``write`` and ``read`` functions.
 
 ``write(tensors, out_dir, *, word_bits=None, model_name="model") -> list[Path]``
 writes laid-out tensors (:class:`~qextract.layouts.ExportedTensor`) into
 ``out_dir`` and returns the files written. :data:`FORMATS` is the one table of
 formats; the CLI offers its keys as ``--format`` choices.
+
+``read(path, entry) -> Codes`` is its inverse for one tensor: ``path`` is the
+file holding it (``weights.npz``, ``weights.h``, ``weights.csv``, or the
+tensor's own ``.mem``/``.coe``/``.mif``), ``entry`` an :class:`Entry` from
+:func:`entries` (the manifest's shape, number format, ``word_bits`` and the
+names the writers gave the tensor). :class:`Codes` holds the integer codes in
+the format's ``code_dtype`` and the laid-out shape (float32 values for an
+unquantized tensor) and, for powers of two, the int8 signs. Every code is
+checked to be one the format allows. Anything the file does not hold as
+written raises :class:`~qextract.errors.VerificationError` naming the file
+and the tensor::
+
+    table = entries(json.loads((out / "manifest.json").read_text()))
+    codes = FORMATS["mem"].read(out / "conv1.kernel.mem", table["conv1/kernel"]).codes
 
 ========  ===============================================================
 npz       ``weights.npz``: values, codes, scales (and po2 signs) per tensor
@@ -27,9 +41,13 @@ from types import ModuleType
 from ..errors import ExportError
 from ..layouts import ExportedTensor
 from . import coe, csv, header, mem, mif, npz
+from ._entry import Entry, entries
+from ._words import Codes
+
+__all__ = ["FORMATS", "write_all", "Codes", "Entry", "entries"]
 
 FORMATS: dict[str, ModuleType] = {"npz": npz, "header": header, "mem": mem, "coe": coe, "mif": mif, "csv": csv}
-"""Format name -> writer module (each has ``write``)."""
+"""Format name -> format module (each has ``write`` and ``read``)."""
 
 
 def write_all(

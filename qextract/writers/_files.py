@@ -1,14 +1,16 @@
-"""File plumbing shared by the writers: OS errors as ExportError, the one-file-per-tensor loop."""
+"""File plumbing shared by the format modules: OS errors as ExportError when writing and as
+VerificationError naming the file and tensor when reading; the one-file-per-tensor loop."""
 
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ExportError, QExtractWarning
+from ..errors import ExportError, QExtractWarning, VerificationError
 from ..layouts import ExportedTensor
 from . import _text, _words
 
@@ -26,6 +28,21 @@ def opened(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
         raise ExportError(
             f"cannot write {path}: {err.strerror or err}; check the folder exists and is writable"
         ) from err
+
+
+@contextmanager
+def reading(path: Path, key: str) -> Iterator[None]:
+    """Errors while reading tensor ``key`` from ``path`` become one VerificationError naming both.
+
+    Readers raise ValueError with a short message of what is wrong; this adds
+    the context, so every reader fails the same way.
+    """
+    try:
+        yield
+    except OSError as err:
+        raise VerificationError(f"{path}: cannot read {key} ({err.strerror or err})") from err
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise VerificationError(f"{path}: {key}: {err}; the file does not hold this tensor as qextract wrote it") from None
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

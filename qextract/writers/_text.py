@@ -1,8 +1,9 @@
-"""Text helpers shared by the writers: safe names, vectorised number rendering, comment lines.
+"""Text helpers shared by the writers and readers: safe names, vectorised numbers, comment lines.
 
 Numbers are rendered as fixed-width ASCII cells in a uint8 matrix (one row per
 number) and joined with ``tobytes()``: tens of millions of codes take seconds,
-where a Python loop of f-strings would take minutes.
+where a Python loop of f-strings would take minutes. Readers cut the same
+rows apart again with :func:`split_columns`, the inverse of :func:`columns`.
 """
 
 from __future__ import annotations
@@ -47,9 +48,14 @@ def c_identifier(text: str) -> str:
     return name if name[0].isalpha() else f"w_{name}"
 
 
-def c_names(tensors: Sequence[ExportedTensor]) -> list[str]:
-    """``layer_tensor`` per tensor as unique C identifiers (unique also in upper case, for macros)."""
-    return _dedupe([c_identifier(f"{t.layer}_{t.name}") for t in tensors], "_")
+def c_names(tensors: Sequence[ExportedTensor] | Sequence[tuple[str, str]]) -> list[str]:
+    """``layer_tensor`` per tensor as unique C identifiers (unique also in upper case, for macros).
+
+    Takes the tensors, or their ``(layer, tensor name)`` pairs in the same
+    order (how a reader derives the names from the manifest).
+    """
+    pairs = [t if isinstance(t, tuple) else (t.layer, t.name) for t in tensors]
+    return _dedupe([c_identifier(f"{layer}_{name}") for layer, name in pairs], "_")
 
 
 def check_unique_keys(tensors: Sequence[ExportedTensor]) -> None:
@@ -101,6 +107,42 @@ def columns(rows: int, *parts: bytes | np.ndarray) -> np.ndarray:
         np.broadcast_to(np.frombuffer(p, np.uint8), (rows, len(p))) if isinstance(p, bytes) else p for p in parts
     ]
     return np.concatenate(blocks, axis=1) if blocks else np.empty((rows, 0), np.uint8)
+
+
+def split_columns(body: bytes, *parts: bytes | int) -> list[np.ndarray]:
+    """The inverse of :func:`columns`: ``body`` cut into equal rows, each row into ``parts``.
+
+    A bytes part must appear on every row (ValueError naming the first row
+    where it does not); an int part is a cell of that many bytes, returned as
+    a uint8 ``(rows, width)`` matrix, in order.
+    """
+    widths = [p if isinstance(p, int) else len(p) for p in parts]
+    width = sum(widths)
+    if width == 0 or len(body) % width:
+        raise ValueError(f"{len(body)} bytes of data do not split into lines of {width} bytes as written")
+    matrix = np.frombuffer(body, np.uint8).reshape(-1, width)
+    cells, at = [], 0
+    for part, n in zip(parts, widths):
+        block = matrix[:, at : at + n]
+        if isinstance(part, int):
+            cells.append(block)
+        else:
+            bad = np.flatnonzero((block != np.frombuffer(part, np.uint8)).any(axis=1))
+            if bad.size:
+                raise ValueError(f"data line {bad[0] + 1}: expected {part!r} at column {at + 1}")
+        at += n
+    return cells
+
+
+def comment_end(data: bytes, marker: bytes) -> int:
+    """Offset of the first line of ``data`` that does not start with ``marker`` (the leading comment)."""
+    at = 0
+    while data.startswith(marker, at):
+        end = data.find(b"\n", at)
+        if end < 0:
+            return len(data)
+        at = end + 1
+    return at
 
 
 def wrap(cells: np.ndarray, per_line: int, indent: bytes = b"    ") -> bytes:

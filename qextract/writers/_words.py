@@ -18,6 +18,12 @@ field when the format is signed.
 Words of any width are held as rows of 64-bit limbs, least significant limb
 first, and rendered to hexadecimal with vectorised NumPy (no per-element
 Python), so multi-million-weight tensors are written quickly.
+
+Reading runs every step backwards, each the exact inverse of its writer:
+:func:`hex_limbs` (of :func:`hex_cells`), :func:`unpack` (of :func:`pack`,
+which it re-runs to prove that no bit outside the codes is set) and
+:func:`from_storage` (of :func:`storage_words`); :func:`from_memory` chains
+them into :class:`Codes`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,58 @@ from ..layouts import ExportedTensor
 from ..numformat import NumberFormat, PowerOfTwo
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+_NIBBLE = np.full(256, 255, np.uint8)  # ASCII -> hex digit value; 255: not a digit
+_NIBBLE[_HEX] = np.arange(16)
+_NIBBLE[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+
+
+@dataclass(frozen=True, eq=False)
+class Codes:
+    """One tensor as a file holds it: what every reader returns.
+
+    ``codes``: the integer codes in the format's ``code_dtype``, in the
+    tensor's (laid-out) shape; for an unquantized tensor, its float32 values.
+    ``signs``: int8 -1/0/+1 for powers of two, else None.
+    """
+
+    codes: np.ndarray
+    signs: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, fmt: NumberFormat, shape: tuple[int, ...]) -> Codes:
+        """Codes of a tensor with no elements (which header, mem, coe and mif leave out)."""
+        dtype = fmt.code_dtype if fmt.quantized else np.dtype(np.float32)
+        signs = np.zeros(shape, np.int8) if isinstance(fmt, PowerOfTwo) else None
+        return cls(np.zeros(shape, dtype), signs)
+
+    def first_difference(self, other: Codes) -> tuple[int, str, str, str] | None:
+        """``(flat index, "code" or "sign", ours, theirs)`` where ``other`` first differs; None if identical.
+
+        Floats compare by their bits (so -0.0 differs from 0.0); shapes must match.
+        """
+        for what, ours, theirs in (("code", self.codes, other.codes), ("sign", self.signs, other.signs)):
+            if ours is None and theirs is None:
+                continue
+            if ours is None or theirs is None or ours.shape != theirs.shape:
+                return 0, what, _shape_text(ours), _shape_text(theirs)
+            a, b = _comparable(ours).reshape(-1), _comparable(theirs).reshape(-1)
+            differ = np.flatnonzero(a != b)
+            if differ.size:
+                i = int(differ[0])
+                return i, what, _item_text(ours.reshape(-1)[i]), _item_text(theirs.reshape(-1)[i])
+        return None
+
+
+def _comparable(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32) if a.dtype == np.float32 else a.astype(np.int64)
+
+
+def _shape_text(a: np.ndarray | None) -> str:
+    return "none" if a is None else f"shape {list(a.shape)}"
+
+
+def _item_text(x: np.generic) -> str:
+    return repr(float(x)) if isinstance(x, np.floating) else str(int(x))
 
 
 def code_bits(fmt: NumberFormat) -> int:
@@ -114,7 +172,7 @@ class Memory:
 
     @property
     def hex_digits(self) -> int:
-        return max(1, math.ceil(self.word_bits / 4))
+        return hex_digits(self.word_bits)
 
     def describe(self) -> str:
         words = f"{self.depth} word{'s' * (self.depth != 1)} of {self.word_bits} bits"
@@ -124,6 +182,16 @@ class Memory:
             f"{words}, {self.per_word} code{'s' * (self.per_word != 1)} of {self.code_bits} bits per word, "
             "first code in the least significant bits, unused bits zero"
         )
+
+
+def word_width(fmt: NumberFormat, word_bits: int | None) -> int:
+    """Bits of one memory word: ``word_bits``, or one code's bits when it is unset."""
+    return code_bits(fmt) if word_bits is None else int(word_bits)
+
+
+def hex_digits(width: int) -> int:
+    """Hexadecimal digits of a ``width``-bit word."""
+    return max(1, math.ceil(width / 4))
 
 
 def check_word_bits(tensors: Sequence[ExportedTensor], word_bits: int | None) -> None:
@@ -143,8 +211,11 @@ def memory(t: ExportedTensor, word_bits: int | None = None) -> Memory:
     """``t``'s storage words, packed ``word_bits // code_bits`` to a memory word when ``word_bits`` is set."""
     bits = code_bits(t.format)
     check_word_bits([t], word_bits)
-    words = storage_words(t)
-    width = bits if word_bits is None else int(word_bits)
+    return pack(storage_words(t), bits, word_width(t.format, word_bits))
+
+
+def pack(words: np.ndarray, bits: int, width: int) -> Memory:
+    """Storage ``words`` of ``bits`` bits, ``width // bits`` to a ``width``-bit memory word, first in the low bits."""
     per_word = width // bits
     if per_word == 1 and width <= 64:  # the common case: one code per word, nothing to shift
         return Memory(bits, width, 1, int(words.size), words.reshape(-1, 1))
@@ -167,3 +238,106 @@ def hex_cells(limbs: np.ndarray, digits: int) -> np.ndarray:
         limb, shift = divmod(4 * d, 64)
         out[:, digits - 1 - d] = _HEX[((limbs[:, limb] >> np.uint64(shift)) & np.uint64(15)).astype(np.intp)]
     return out
+
+
+# --- reading: each step the exact inverse of its writer ----------------------------------
+
+
+def hex_limbs(cells: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`hex_cells`: ASCII hex rows ``(n, digits)`` as uint64 limbs, least significant first."""
+    nibbles = _NIBBLE[cells]
+    if (nibbles == 255).any():
+        bad = int(cells.reshape(-1)[np.flatnonzero(nibbles.reshape(-1) == 255)[0]])
+        raise ValueError(f"{chr(bad)!r} in a memory word is not a hexadecimal digit")
+    n, digits = cells.shape
+    limbs = np.zeros((n, max(1, -(-digits // 16))), np.uint64)
+    for d in range(digits):
+        limb, shift = divmod(4 * d, 64)
+        limbs[:, limb] |= nibbles[:, digits - 1 - d].astype(np.uint64) << np.uint64(shift)
+    return limbs
+
+
+def unpack(limbs: np.ndarray, bits: int, width: int, count: int) -> np.ndarray:
+    """The inverse of :func:`pack`: the ``count`` storage words in ``limbs`` (uint64, flat).
+
+    ValueError when the word count is not the one :func:`pack` gives, or when
+    any bit outside the codes (above the last code, the tail of the last
+    word) is set: the words are packed again and must be the same.
+    """
+    per_word = width // bits
+    depth = -(-count // per_word)
+    if limbs.shape != (depth, -(-width // 64)):
+        expected = f"{depth} ({count} codes, {per_word} per {width}-bit word)"
+        raise ValueError(f"{limbs.shape[0]} memory words, expected {expected}")
+    fields = np.empty((depth, per_word), np.uint64)
+    mask = np.uint64(2**bits - 1)
+    for j in range(per_word):
+        limb, shift = divmod(j * bits, 64)
+        field = limbs[:, limb] >> np.uint64(shift)
+        if shift + bits > 64:
+            field = field | (limbs[:, limb + 1] << np.uint64(64 - shift))
+        fields[:, j] = field & mask
+    words = fields.reshape(-1)[:count]
+    if not np.array_equal(pack(words, bits, width).limbs, limbs):
+        raise ValueError(f"bits outside the {bits}-bit codes are set; unused bits of a {width}-bit word are zero")
+    return words
+
+
+def _sign_extend(words: np.ndarray, bits: int) -> np.ndarray:
+    """``bits``-bit two's complement fields (uint64) as int64."""
+    up = np.uint64(64 - bits)
+    return (words << up).view(np.int64) >> up.astype(np.int64)
+
+
+def from_storage(words: np.ndarray, fmt: NumberFormat) -> Codes:
+    """The inverse of :func:`storage_words`: flat uint64 storage words back to codes (see :func:`check_codes`)."""
+    if not fmt.quantized:
+        return Codes(words.astype(np.uint32).view(np.float32))
+    if fmt.kind == "binary":
+        codes = words.astype(np.int64) if getattr(fmt, "use_01", False) else np.where(words == 1, 1, -1)
+        return check_codes(Codes(codes), fmt)
+    if isinstance(fmt, PowerOfTwo):
+        e = fmt.exponent_bits
+        zero, negative = (words >> np.uint64(e + 1)) & np.uint64(1), (words >> np.uint64(e)) & np.uint64(1)
+        if (zero & negative).any():
+            raise ValueError("a power-of-two word marks its value both zero and negative")
+        signs = np.where(zero == 1, 0, np.where(negative == 1, -1, 1)).astype(np.int8)
+        return check_codes(Codes(_sign_extend(words & np.uint64(2**e - 1), e), signs), fmt)
+    codes = _sign_extend(words, fmt.bits) if fmt.code_min < 0 else words.astype(np.int64)
+    return check_codes(Codes(codes), fmt)
+
+
+def check_codes(codes: Codes, fmt: NumberFormat) -> Codes:
+    """``codes`` in ``fmt``'s code dtype, after checking every code (and sign) is one ``fmt`` allows.
+
+    ValueError names the first code that is not: a corrupted file, or a
+    file that does not belong to this tensor. A power-of-two code is checked
+    only where its sign is nonzero (a zero's exponent carries nothing).
+    """
+    if not fmt.quantized:
+        return Codes(np.asarray(codes.codes).astype(np.float32, copy=False))
+    c = np.asarray(codes.codes).astype(np.int64, copy=False)
+    if fmt.kind == "binary":
+        bad = ~np.isin(c, (0, 1) if getattr(fmt, "use_01", False) else (-1, 1))
+    else:
+        bad = (c < fmt.code_min) | (c > fmt.code_max)
+    signs = None
+    if isinstance(fmt, PowerOfTwo):
+        if codes.signs is None:
+            raise ValueError("power-of-two codes without their signs")
+        signs = np.asarray(codes.signs).astype(np.int64, copy=False)
+        if not np.isin(signs, (-1, 0, 1)).all():
+            raise ValueError(f"sign {int(signs[~np.isin(signs, (-1, 0, 1))][0])} is not -1, 0 or +1")
+        bad &= signs != 0
+        signs = signs.astype(np.int8)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        code = int(c.reshape(-1)[i])
+        raise ValueError(f"code {code} at index {i} is outside format {fmt} [{fmt.code_min}, {fmt.code_max}]")
+    return Codes(c.astype(fmt.code_dtype), signs)
+
+
+def from_memory(limbs: np.ndarray, fmt: NumberFormat, word_bits: int | None, shape: tuple[int, ...]) -> Codes:
+    """The inverse of :func:`memory`: the codes of a tensor of ``shape`` from its memory words."""
+    codes = from_storage(unpack(limbs, code_bits(fmt), word_width(fmt, word_bits), math.prod(shape)), fmt)
+    return Codes(codes.codes.reshape(shape), None if codes.signs is None else codes.signs.reshape(shape))

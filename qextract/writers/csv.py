@@ -4,7 +4,8 @@ Columns: layer, tensor, layout, index (flat, C order of the laid-out tensor),
 multi_index (e.g. ``"3,0,1,2"``), raw, value, code, sign (powers of two only),
 scale (the element's own scale). Floats are written in their shortest exact
 form, so ``pd.read_csv`` followed by ``astype(np.float32)`` returns them bit
-for bit.
+for bit. :func:`read` returns one tensor's code and sign columns (its values,
+when unquantized).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import numpy as np
 
 from ..layouts import ExportedTensor
 from . import _files, _text
+from ._entry import Entry
+from ._words import Codes, check_codes
 
 FILE = "weights.csv"
 COLUMNS = ("layer", "tensor", "layout", "index", "multi_index", "raw", "value", "code", "sign", "scale")
+CHUNK_ROWS = 1 << 20
 
 
 def _multi_index(shape: tuple[int, ...]) -> np.ndarray:
@@ -76,3 +80,42 @@ def write(
         for t in tensors:  # tensor by tensor: memory stays bounded by the largest tensor
             _frame(t).to_csv(f, header=False, index=False)
     return [path]
+
+
+def read(path: Path, entry: Entry) -> Codes:
+    """``entry``'s codes (and po2 signs; float32 values when unquantized) from ``weights.csv``.
+
+    Reads the file in chunks of :data:`CHUNK_ROWS` rows, keeping only the
+    tensor's own rows, which must be complete and in index order.
+    """
+    with _files.reading(path, entry.key):
+        rows = _rows(path, entry)
+        if len(rows) != entry.size or not np.array_equal(rows["index"].to_numpy(), np.arange(entry.size)):
+            raise ValueError(f"{len(rows)} rows, expected {entry.size} with index 0, 1, ... in order")
+        if not entry.quantized:
+            return Codes(rows["value"].to_numpy(np.float64).astype(np.float32).reshape(entry.shape))
+        codes = _ints(rows["code"], "code", entry)
+        signs = _ints(rows["sign"], "sign", entry) if entry.format.kind == "po2" else None
+        return check_codes(Codes(codes, signs), entry.format)
+
+
+def _rows(path: Path, entry: Entry):  # noqa: ANN202  (a pandas DataFrame; pandas is imported lazily)
+    import pandas as pd
+
+    with pd.read_csv(
+        path,
+        usecols=["layer", "tensor", "index", "value", "code", "sign"],
+        dtype={"layer": str, "tensor": str, "code": "Int64", "sign": "Int64"},
+        keep_default_na=False,  # a layer may be called "NA"; only empty number cells are missing
+        na_values={"value": [""], "code": [""], "sign": [""]},
+        float_precision="round_trip",
+        chunksize=CHUNK_ROWS,
+    ) as chunks:
+        parts = [c[(c["layer"] == entry.layer) & (c["tensor"] == entry.name)] for c in chunks]
+    return pd.concat(parts) if parts else pd.DataFrame(columns=["index", "value", "code", "sign"])
+
+
+def _ints(column, what: str, entry: Entry) -> np.ndarray:  # noqa: ANN001  (a pandas Int64 Series)
+    if column.isna().any():
+        raise ValueError(f"empty {what} cells")
+    return column.to_numpy(np.int64).reshape(entry.shape)

@@ -18,20 +18,27 @@ Per tensor (identifier ``<layer>_<tensor>``, macros in upper case):
   when a word is wider than 64 bits).
 
 Codes are rendered with vectorised NumPy, not per-element string formatting.
+
+:func:`read` parses a tensor's arrays back (found by the identifier the
+writer gave it, :attr:`Entry.c_name`); with ``word_bits`` it also unpacks
+``name_words[]`` and checks that the packed words hold the same codes.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import QExtractWarning
+from ..errors import ExportError, QExtractWarning
 from ..layouts import ExportedTensor
 from ..numformat import scale_exponent
 from . import _files, _text, _words
+from ._entry import Entry
+from ._words import Codes
 
 FILE = "weights.h"
 PER_LINE = 16
@@ -114,10 +121,98 @@ def write(
         "#ifdef QEXTRACT_AP_TYPES\n#include <ap_fixed.h>\n#endif\n"
     )
     parts = [head.encode()]
-    for t, name in zip(tensors, _text.c_names(tensors)):
+    names = _text.c_names(tensors)
+    _check_no_symbol_clash(tensors, names)
+    for t, name in zip(tensors, names):
         if t.size == 0:  # C has no zero-length arrays
             warnings.warn(f"{t.key} has no elements; left out of {FILE}", QExtractWarning, stacklevel=2)
             continue
         parts += [b"\n", _block(t, name, word_bits, model_name)]
     parts.append(f"\n#endif /* {guard} */\n".encode())
     return [_files.write_bytes(Path(out_dir) / FILE, b"".join(parts))]
+
+
+_SUFFIXES = ("_scale", "_sign", "_table", "_words", "_t")
+
+
+def _check_no_symbol_clash(tensors: Sequence[ExportedTensor], names: list[str]) -> None:
+    """A tensor's identifier must not equal another's derived array name (``x_scale`` vs ``x`` + ``_scale``)."""
+    owner = dict(zip(names, (t.key for t in tensors)))
+    for name, t in zip(names, tensors):
+        for suffix in _SUFFIXES:
+            if name + suffix in owner:
+                raise ExportError(
+                    f"{FILE}: tensor {owner[name + suffix]!r} is named {name + suffix}, which is also the "
+                    f"{suffix[1:]} array of tensor {t.key!r}. Fix: rename one of the layers."
+                )
+
+
+def read(path: Path, entry: Entry) -> Codes:
+    """``entry``'s codes (and po2 signs; float32 values when unquantized) from ``weights.h``.
+
+    With the export's ``word_bits``, the packed ``name_words[]`` must hold
+    exactly the codes of ``name[]``.
+    """
+    fmt, name = entry.format, entry.c_name
+    if entry.size == 0:  # left out of the header: C has no zero-length arrays
+        return Codes.empty(fmt, entry.shape)
+    with _files.reading(path, entry.key):
+        text = path.read_bytes()
+        if not entry.quantized:
+            return Codes(_numbers(_array_body(text, name, "float"), np.float64, entry).astype(np.float32))
+        codes = _numbers(_array_body(text, name, fmt.c_type), np.int64, entry)
+        signs = _numbers(_array_body(text, f"{name}_sign", "int8_t"), np.int64, entry) if fmt.kind == "po2" else None
+        held = _words.check_codes(Codes(codes, signs), fmt)
+        words = _find_array(text, f"{name}_words")
+        if (words is None) != (entry.word_bits is None):
+            state = "missing" if words is None else "present"
+            raise ValueError(f"{name}_words[] is {state}, the manifest's word_bits is {entry.word_bits}")
+        if words is not None:
+            _check_words(held, _word_limbs(words[1], entry), name, entry)
+        return held
+
+
+def _find_array(text: bytes, name: str) -> tuple[str, bytes] | None:
+    """``(C type, body)`` of ``static const <type> name[...] = {...};``, or None."""
+    pattern = rb"^static const (\w+) " + re.escape(name.encode()) + rb"\[[^=\n]*\] = \{\n(.*?)^\};\n"
+    found = re.search(pattern, text, re.M | re.S)
+    return None if found is None else (found[1].decode(), found[2])
+
+
+def _array_body(text: bytes, name: str, ctype: str) -> bytes:
+    found = _find_array(text, name)
+    if found is None:
+        raise ValueError(f"no array {name}[]")
+    if found[0] != ctype:
+        raise ValueError(f"{name}[] is {found[0]}, expected {ctype}")
+    return found[1]
+
+
+def _numbers(body: bytes, dtype: type[np.generic], entry: Entry) -> np.ndarray:
+    """The comma-terminated numbers of an array body, in ``entry``'s shape."""
+    items = body.replace(b"\n", b" ").split(b",")
+    if items[-1].strip():
+        raise ValueError("an array does not end in ','")
+    values = np.array(items[:-1]).astype(dtype)
+    if values.size != entry.size:
+        raise ValueError(f"an array holds {values.size} numbers, expected {entry.size} for shape {list(entry.shape)}")
+    return values.reshape(entry.shape)
+
+
+def _word_limbs(body: bytes, entry: Entry) -> np.ndarray:
+    """The words of ``name_words[]`` as 64-bit limbs: ``uint*_t`` words, or ``{ limb, ... }`` rows above 64 bits."""
+    width = _words.word_width(entry.format, entry.word_bits)
+    digits = _words.hex_digits(width) if width <= 64 else 16
+    hexes = re.findall(rb"0x([0-9a-fA-F]+)", body)
+    cells = np.frombuffer(b"".join(hexes), np.uint8)
+    if any(len(h) != digits for h in hexes):
+        raise ValueError(f"the packed words are not all {digits} hexadecimal digits")
+    return _words.hex_limbs(cells.reshape(-1, digits)).reshape(-1, -(-width // 64))
+
+
+def _check_words(held: Codes, limbs: np.ndarray, name: str, entry: Entry) -> None:
+    packed = _words.from_memory(limbs, entry.format, entry.word_bits, entry.shape)
+    differ = held.first_difference(packed)
+    if differ is not None:
+        index, what, ours, theirs = differ
+        raise ValueError(f"{name}_words[] holds {what} {theirs} at index {index}, {name}[] holds {ours}")

@@ -3,7 +3,7 @@
 Keys per tensor ``<layer>/<tensor>``: the values (float32, laid out);
 ``:codes`` in the smallest integer dtype of the format; ``:scale`` (float32,
 shape ``()`` or ``(N,)``); ``:signs`` (int8) for powers of two. Unquantized
-tensors have only their values.
+tensors have only their values. :func:`read` returns a tensor's codes and signs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 
 from ..layouts import ExportedTensor
 from . import _files, _text
+from ._entry import Entry
+from ._words import Codes, check_codes
 
 FILE = "weights.npz"
 
@@ -42,3 +44,22 @@ def write(
     with _files.opened(path) as f:
         np.savez(f, **data)
     return [path]
+
+
+def read(path: Path, entry: Entry) -> Codes:
+    """``entry``'s codes (and po2 signs; float32 values when unquantized) from ``weights.npz``."""
+    with _files.reading(path, entry.key), np.load(path, allow_pickle=False) as z:
+        if not entry.quantized:
+            return Codes(_array(z, entry.key, np.float32, entry))
+        codes = _array(z, f"{entry.key}:codes", entry.format.code_dtype, entry)
+        signs = _array(z, f"{entry.key}:signs", np.int8, entry) if entry.format.kind == "po2" else None
+        return check_codes(Codes(codes, signs), entry.format)
+
+
+def _array(z: np.lib.npyio.NpzFile, name: str, dtype: type[np.generic] | np.dtype, entry: Entry) -> np.ndarray:
+    if name not in z.files:
+        raise ValueError(f"no array '{name}'")
+    a = z[name]
+    if a.dtype != dtype or a.shape != entry.shape:
+        raise ValueError(f"'{name}' is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)}{list(entry.shape)}")
+    return a

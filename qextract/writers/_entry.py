@@ -1,0 +1,79 @@
+"""What a reader needs to know about one tensor, taken from ``manifest.json``.
+
+The manifest describes each tensor (shape, number format) and the export
+(``word_bits``); :func:`entries` turns that into one :class:`Entry` per
+tensor, deriving the names the writers gave it (the C identifier in
+``weights.h``) exactly as the writers derive them: from every tensor of the
+export, in order, so repeated names are numbered alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
+from . import _text
+
+_FORMATS: dict[str, type[NumberFormat]] = {c.kind: c for c in (FixedPoint, PowerOfTwo, Binary, Ternary, LookupTable, Float)}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One exported tensor as the readers see it.
+
+    ``shape`` is the laid-out shape; ``word_bits`` the export's packing (None:
+    one code per memory word); ``c_name`` the tensor's identifier in ``weights.h``.
+    """
+
+    key: str
+    layer: str
+    name: str
+    shape: tuple[int, ...]
+    format: NumberFormat
+    word_bits: int | None = None
+    c_name: str = ""
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def quantized(self) -> bool:
+        return self.format.quantized
+
+
+def number_format(d: Mapping[str, Any]) -> NumberFormat:
+    """The :class:`~qextract.numformat.NumberFormat` a manifest's format description describes.
+
+    The inverse of ``NumberFormat.describe()``; raises ValueError for an
+    unknown kind or when the rebuilt format's code range differs from the one recorded.
+    """
+    cls = _FORMATS.get(d.get("kind", ""))
+    if cls is None:
+        raise ValueError(f"unknown number format kind {d.get('kind')!r}; expected one of {', '.join(_FORMATS)}")
+    kwargs = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+    if "table" in kwargs:
+        kwargs["table"] = tuple(kwargs["table"])
+    fmt = cls(**kwargs)
+    recorded = (d.get("code_min", fmt.code_min), d.get("code_max", fmt.code_max))
+    if recorded != (fmt.code_min, fmt.code_max):
+        raise ValueError(f"format {fmt} has codes [{fmt.code_min}, {fmt.code_max}], the manifest records {list(recorded)}")
+    return fmt
+
+
+def entries(manifest: Mapping[str, Any]) -> dict[str, Entry]:
+    """Every tensor of ``manifest`` by key, in export order.
+
+    Needs only the manifest's ``layers`` (``name``; each tensor's ``key``,
+    ``name``, ``shape`` and ``format``) and ``word_bits``.
+    """
+    pairs = [(layer["name"], t) for layer in manifest["layers"] for t in layer["tensors"]]
+    c_names = _text.c_names([(layer, t["name"]) for layer, t in pairs])
+    word_bits = manifest.get("word_bits")
+    return {
+        t["key"]: Entry(t["key"], layer, t["name"], tuple(t["shape"]), number_format(t["format"]), word_bits, c_name)
+        for (layer, t), c_name in zip(pairs, c_names)
+    }
