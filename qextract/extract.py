@@ -99,7 +99,7 @@ def _checked(
     fmt, codes = enc.format, enc.codes
     if not np.all(np.isfinite(out)):
         raise ExactnessError(f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights")
-    outside = (codes < fmt.code_min) | (codes > fmt.code_max)
+    outside = ~((codes >= fmt.code_min) & (codes <= fmt.code_max))  # NaN codes count as outside
     if outside.any():
         i = np.unravel_index(int(np.argmax(outside)), codes.shape)
         raise ExactnessError(
@@ -107,10 +107,10 @@ def _checked(
             f"(first at {tuple(int(k) for k in i)}: value {out[i]!r}); codes must lie in "
             f"[{fmt.code_min}, {fmt.code_max}]"
         )
-    codes = codes.astype(fmt.code_dtype)
     signs = enc.signs
     broadcast = enc.scale if enc.scale_axis is None else _broadcast(enc.scale, enc.scale_axis, out.ndim)
     grid = decode(fmt, codes, broadcast, signs)
+    codes = codes.astype(fmt.code_dtype)
     differs = grid != out
     ste_rounded = 0
     if differs.any():

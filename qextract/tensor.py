@@ -116,7 +116,7 @@ def decode(fmt: NumberFormat, codes: np.ndarray, scale: np.ndarray, signs: np.nd
     if fmt.kind == "lut":
         table = np.asarray(fmt.table, np.float32)  # type: ignore[attr-defined]
         return table[codes.astype(np.int64)] * np.asarray(scale, np.float32)
-    return (codes.astype(np.float32) * np.asarray(scale, np.float32)).astype(np.float32)
+    return codes.astype(np.float32, copy=False) * np.asarray(scale, np.float32)
 
 
 @dataclass(frozen=True)

@@ -240,3 +240,41 @@ def test_property_po2_binary_ternary(spec, bits, max_value, alpha, seed, spread)
     if spec.endswith("po2"):
         assert set(np.unique(t.signs)) <= {-1, 0, 1}
         assert not np.any(np.isinf(t.codes))
+
+
+@pytest.mark.parametrize("spec", [s for s in ALL if not s.startswith(("stochastic", "bernoulli"))])
+def test_graph_execution_for_large_tensors_is_bit_identical_to_eager(spec, monkeypatch):
+    """Large tensors run the quantizer as a traced graph (as model.predict does); it must not change a bit."""
+    import qextract.quantizers as qz
+
+    x = weights(7)
+    eager = quantize(spec, x)
+    monkeypatch.setattr(qz, "GRAPH_MIN_SIZE", 1)
+    monkeypatch.setattr(qz, "_GRAPHS", {})
+    graph = quantize(spec, x)
+    graph_safe = spec.startswith("quantized_bits(") and ("alpha" not in spec or "auto_po2" in spec or "alpha=1" in spec)
+    assert len(qz._GRAPHS) == int(graph_safe)  # the others always run eagerly
+    np.testing.assert_array_equal(graph.values, eager.values)
+    np.testing.assert_array_equal(graph.codes, eager.codes)
+    np.testing.assert_array_equal(graph.scale, eager.scale)
+    direct = np.asarray(make(spec)(tf().constant(x)), np.float32)
+    assert np.count_nonzero(direct != graph.values) == graph.ste_rounded
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    bits=st.integers(2, 12),
+    integer=st.integers(0, 4),
+    alpha=st.sampled_from([None, "auto_po2", 0.5]),
+    seed=st.integers(0, 2**16),
+    spread=st.sampled_from([0.05, 1.0, 20.0]),
+)
+def test_property_graph_path_is_bit_identical(monkeypatch, bits, integer, alpha, seed, spread):
+    import qextract.quantizers as qz
+
+    monkeypatch.setattr(qz, "GRAPH_MIN_SIZE", 1)
+    q = Qz.quantized_bits(bits, integer, 1, alpha=alpha)
+    x = (np.random.default_rng(seed).standard_normal((3, 3, 8, 16)) * spread).astype(np.float32)
+    t = quantize_tensor(TensorSource("kernel", x, q), "l", "QConv2D")
+    direct = np.asarray(q(tf().constant(x)), np.float32)  # QKeras's eager call
+    np.testing.assert_array_equal(direct, t.values)
