@@ -170,10 +170,12 @@ class ErrorStats:
         abs_e = np.abs(e)
         self.sum_abs_e += float(abs_e.sum())
         self.max_abs_e = max(self.max_abs_e, float(abs_e.max()))
-        self.sum_e2 += float(np.dot(e, e))
-        self.sum_f2 += float(np.dot(f, f))
-        self.sum_q2 += float(np.dot(q, q))
-        self.sum_fq += float(np.dot(f, q))
+        # einsum, not np.dot: BLAS would start its own threads beside TensorFlow's on the same
+        # cores, which made single batches up to 50x slower (benchmarks/RESULTS.md).
+        self.sum_e2 += float(np.einsum("i,i->", e, e))
+        self.sum_f2 += float(np.einsum("i,i->", f, f))
+        self.sum_q2 += float(np.einsum("i,i->", q, q))
+        self.sum_fq += float(np.einsum("i,i->", f, q))
 
     def metrics(self) -> dict[str, float]:
         """The derived statistics (NaN everywhere if nothing was added)."""
