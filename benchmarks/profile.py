@@ -1,0 +1,391 @@
+"""Where the time goes in the benchmarks that miss their target, and what the proposed fixes would give.
+
+    python -m benchmarks.profile extraction              # time per stage of qextract.extract, warm and cold
+    python -m benchmarks.profile report [--what-if]      # time per stage of error_report [+ proposed fixes]
+    python -m benchmarks.profile blas                    # error_report's statistics: BLAS threads vs one
+    python -m benchmarks.profile extraction --cprofile   # the raw cProfile listing instead
+
+Stages are timed by wrapping qextract's own functions for the duration of this
+process (the library's files are not touched). ``report --what-if`` replaces the
+hot spots with the changes recommended in ``benchmarks/RESULTS.md``, checks that
+the report's numbers do not change, and times them against the same baselines,
+alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import math
+import os
+import pstats
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+import qextract  # noqa: E402
+
+from benchmarks._harness import Contender, best_of  # noqa: E402
+from benchmarks._models import Context, Sizes, synthetic_images, tf  # noqa: E402
+
+# --------------------------------------------------------------------------- stage timers
+
+
+class Stages:
+    """Accumulated wall time per label, from functions wrapped with :meth:`wrap`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, list[float]] = defaultdict(list)
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        stages = self
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - start
+                stages.seconds[label] += spent
+                stages.calls[label].append(spent)
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+
+@contextlib.contextmanager
+def patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def _print_stages(title: str, total: float, parts: dict[str, float]) -> None:
+    print(f"\n{title}: {total:.3f} s")
+    rest = total - sum(parts.values())
+    for label, seconds in [*parts.items(), ("everything else", rest)]:
+        print(f"  {label:<58} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _extract_module() -> Any:
+    return sys.modules["qextract.extract"]  # the package attribute `extract` is the function
+
+
+def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
+    """Time per stage of ``extract``; ``cold`` empties qextract's cache of traced quantizer graphs first."""
+    from qextract import layers, quantizers
+
+    def empty_cache() -> None:
+        cache = getattr(quantizers, "_GRAPHS", None)
+        if cold and isinstance(cache, dict):
+            cache.clear()
+
+    model = ctx.conv_model
+    ex_mod = _extract_module()
+    stages = Stages()
+    stages.wrap(layers.Binding, "source", "read raw weights (Binding.source)")
+    stages.wrap(ex_mod, "apply", "QKeras quantizer calls (quantizers.apply)")
+    for cls in {type(c) for c in quantizers.QUANTIZERS.values()}:
+        if "encode" in cls.__dict__:
+            stages.wrap(cls, "encode", "codes and scale (Codec.encode)")
+    stages.wrap(ex_mod, "_checked", "exactness check (extract._checked)")
+    qextract.extract(model)  # warm-up
+    best: tuple[float, dict[str, float]] | None = None
+    try:
+        for _ in range(repeats):
+            empty_cache()
+            stages.reset()
+            start = time.perf_counter()
+            qextract.extract(model)
+            total = time.perf_counter() - start
+            if best is None or total < best[0]:
+                best = (total, dict(stages.seconds))
+    finally:
+        stages.restore()
+    assert best is not None
+    state = "graph cache emptied before each call" if cold else "graph cache warm"
+    weights = sum(w.size for w in ctx.conv_weights) / 1e6
+    _print_stages(f"qextract.extract, {weights:.1f} M weights, {state} (best of {repeats})", *best)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report_stages(ctx: Context, repeats: int) -> None:
+    from qextract import report, taps
+    from qextract.report import error_report
+
+    model, twin = ctx.cnn, ctx.cnn_twin
+    x = synthetic_images(ctx.sizes.report_samples)
+    stages = Stages()
+    for name in ("graph", "plan_rows", "float_taps", "quant_taps", "isolated_taps"):
+        stages.wrap(taps, name, "build tap models")
+    stages.wrap(taps.Runner, "__call__", "runner")
+    stages.wrap(report.ErrorStats, "update", "statistics (ErrorStats.update)")
+    error_report(model, x, twin, quiet=True)
+    best: tuple[float, dict[str, float]] | None = None
+    try:
+        for _ in range(repeats):
+            stages.reset()
+            start = time.perf_counter()
+            error_report(model, x, twin, quiet=True)
+            total = time.perf_counter() - start
+            # Per batch the float runner is called, then the quantized one (propagated mode).
+            # The first call of each traces its graph; the others only run it.
+            calls = stages.calls["runner"]
+            runs = [calls[0::2], calls[1::2]]
+            trace = sum(max(0.0, c[0] - float(np.median(c[1:]))) for c in runs if len(c) > 1)
+            parts = {
+                "trace the 2 tap models (tf.function, first call)": trace,
+                "forward passes of the 2 tap models": stages.seconds["runner"] - trace,
+                "statistics (ErrorStats.update)": stages.seconds["statistics (ErrorStats.update)"],
+                "build tap models": stages.seconds["build tap models"],
+            }
+            if best is None or total < best[0]:
+                best = (total, parts)
+    finally:
+        stages.restore()
+    assert best is not None
+    _print_stages(f"error_report, digits QCNN, {len(x):,} samples (best of {repeats})", *best)
+
+
+def _largest_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a-b| / max(|a|,|b|) over entries that differ; NaN/inf must match exactly."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    finite = np.isfinite(a) & np.isfinite(b)
+    if not np.array_equal(a[~finite], b[~finite], equal_nan=True):
+        return math.inf
+    x, y = a[finite], b[finite]
+    differ = x != y
+    if not differ.any():
+        return 0.0
+    return float((np.abs(x - y)[differ] / np.maximum(np.abs(x), np.abs(y))[differ]).max())
+
+
+def report_what_if(ctx: Context, repeats: int) -> None:
+    """Statistics without BLAS threads, tap models traced without autograph, tap models cached per model pair."""
+    from qextract import taps
+    from qextract.report import error_report
+
+    model, twin = ctx.cnn, ctx.cnn_twin
+    x = synthetic_images(ctx.sizes.report_samples)
+    reference = error_report(model, x, twin, quiet=True)
+
+    runner_cache: dict[int, Any] = {}
+    tap_cache: dict[tuple[Any, ...], Any] = {}
+    real_runner, real_float, real_quant = taps.Runner, taps.float_taps, taps.quant_taps
+
+    def cached_float_taps(float_model: Any, rows: list[Any]) -> Any:
+        key = ("f", id(float_model), tuple(rows))
+        if key not in tap_cache:
+            tap_cache[key] = real_float(float_model, rows)
+        return tap_cache[key]
+
+    def cached_quant_taps(m: Any, rows: list[Any], nodes: list[Any]) -> Any:
+        key = ("q", id(m), tuple(rows))
+        if key not in tap_cache:
+            tap_cache[key] = real_quant(m, rows, nodes)
+        return tap_cache[key]
+
+    def cached_runner(tap_model: Any) -> Any:
+        if id(tap_model) not in runner_cache:
+            runner_cache[id(tap_model)] = real_runner(tap_model)
+        return runner_cache[id(tap_model)]
+
+    def with_cache(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with patched(taps, "Runner", cached_runner), patched(taps, "float_taps", cached_float_taps), \
+                    patched(taps, "quant_taps", cached_quant_taps):
+                return fn()
+
+        return run
+
+    t = tf()
+
+    class PlainRunner(real_runner):  # type: ignore[misc, valid-type]
+        """taps.Runner with ``autograph=False``: Keras layers and QKeras quantizers need no conversion."""
+
+        def __init__(self, model: Any):
+            specs = [t.TensorSpec(shape=(None, *tuple(i.shape)[1:]), dtype=i.dtype) for i in model.inputs]
+            self.n_inputs = len(specs)
+
+            def forward(*xs: Any) -> Any:
+                out = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+                return out if isinstance(out, (list, tuple)) else [out]
+
+            self._fn = t.function(forward, input_signature=specs, autograph=False)
+
+    def no_autograph(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with patched(taps, "Runner", PlainRunner):
+                return fn()
+
+        return run
+
+    def one_blas_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
+        # The effect of summing without BLAS in ErrorStats.update (np.einsum / ufunc reductions instead of np.dot).
+        def run() -> Any:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1, "blas"):
+                return fn()
+
+        return run
+
+    def plain() -> Any:
+        return error_report(model, x, twin, quiet=True)
+
+    def predict_fresh() -> None:
+        twin.predict_function = None
+        model.predict_function = None
+        predict_warm()
+
+    def predict_warm() -> None:
+        twin.predict(x, batch_size=256, verbose=0)
+        model.predict(x, batch_size=256, verbose=0)
+
+    variants = {
+        "current": plain,
+        "A: statistics without BLAS threads": one_blas_thread(plain),
+        "A + B: tap models without autograph": one_blas_thread(no_autograph(plain)),
+        "A + C: tap models cached (2nd+ call)": one_blas_thread(with_cache(plain)),
+    }
+    numeric = [c for c in reference.columns if reference[c].dtype.kind == "f"]
+    for name, run in variants.items():
+        diff = _largest_relative_difference(reference[numeric].to_numpy(), run()[numeric].to_numpy())
+        if diff > 1e-9:
+            raise AssertionError(f"what-if '{name}' changed the report (relative difference {diff:.3g})")
+        print(f"  {name}: report numbers agree (largest relative difference {diff:.1e})")
+    contenders = {name: Contender(run) for name, run in variants.items()}
+    contenders["2x predict, fresh"] = Contender(predict_fresh)
+    contenders["2x predict, warm"] = Contender(predict_warm)
+    times = best_of(contenders, repeats)
+    warm, fresh = min(times["2x predict, warm"]), min(times["2x predict, fresh"])
+    print(f"\nwhat-if, {len(x):,} samples, best of {repeats}, alternating (slowest run in brackets)")
+    for name, ts in times.items():
+        print(f"  {name:<40} {min(ts):7.3f} s ({max(ts):6.3f} s)   {min(ts) / fresh:5.2f}x fresh   "
+              f"{min(ts) / warm:5.2f}x warm 2x predict")
+
+
+def report_blas(ctx: Context, calls: int) -> None:
+    """``error_report`` called repeatedly, time in ErrorStats.update per call: default BLAS threads vs one.
+
+    Right after a forward pass TensorFlow's thread pool keeps spinning; the
+    ``np.dot`` calls in the statistics then wake OpenBLAS's own threads on the
+    same two cores, and the update can take many times longer, at random.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from qextract import report
+    from qextract.report import error_report
+
+    model, twin = ctx.cnn, ctx.cnn_twin
+    x = synthetic_images(ctx.sizes.report_samples)
+    blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    threads = blas[0].get("num_threads") if blas else "?"
+    stages = Stages()
+    stages.wrap(report.ErrorStats, "update", "stats")
+    error_report(model, x, twin, quiet=True)
+    print(f"\nerror_report, {len(x):,} samples, called {calls} times each way, alternating; seconds per call "
+          "(total / of which ErrorStats.update)")
+    rows: dict[str, list[tuple[float, float]]] = {f"BLAS {threads} threads (default)": [], "BLAS 1 thread": []}
+    try:
+        for _ in range(calls):
+            for label in rows:
+                limit = threadpool_limits(1, "blas") if label == "BLAS 1 thread" else contextlib.nullcontext()
+                with limit:
+                    stages.reset()
+                    start = time.perf_counter()
+                    error_report(model, x, twin, quiet=True)
+                    rows[label].append((time.perf_counter() - start, stages.seconds["stats"]))
+    finally:
+        stages.restore()
+    for label, values in rows.items():
+        cells = " ".join(f"{t:5.2f}/{s:5.2f}" for t, s in values)
+        stats = [s for _, s in values]
+        print(f"  {label:<26} {cells}   statistics min {min(stats):.2f} s, max {max(stats):.2f} s")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _cprofile(fn: Callable[[], Any], lines: int = 30) -> None:
+    fn()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(lines)
+    stats.sort_stats("tottime").print_stats(lines)
+    print(out.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.splitlines()[0])
+    parser.add_argument("target", choices=("extraction", "report", "blas"))
+    parser.add_argument("--what-if", action="store_true", help="report: also time the proposed fixes (patched in, this process only)")
+    parser.add_argument("--cprofile", action="store_true", help="print cProfile's listing instead of the stage table")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (blas: calls each way; default 3, blas 8)")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    ctx = Context(Sizes.quick() if args.quick else Sizes.full())
+    tf()
+    if args.target == "blas":
+        report_blas(ctx, args.repeats if args.repeats != 3 else 8)
+        return 0
+    if args.target == "extraction":
+        if args.cprofile:
+            _cprofile(lambda: qextract.extract(ctx.conv_model))
+            return 0
+        extraction_stages(ctx, args.repeats, cold=False)
+        extraction_stages(ctx, args.repeats, cold=True)
+    else:
+        if args.cprofile:
+            from qextract.report import error_report
+
+            x = synthetic_images(ctx.sizes.report_samples)
+            _cprofile(lambda: error_report(ctx.cnn, x, ctx.cnn_twin, quiet=True))
+            return 0
+        report_stages(ctx, args.repeats)
+        if args.what_if:
+            report_what_if(ctx, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
