@@ -23,6 +23,7 @@ import numpy as np
 
 from . import reference as R
 from .errors import ExportError, VerificationError
+from .tensor import decode
 from .writers import FORMATS, Codes, Entry, entries
 
 if TYPE_CHECKING:
@@ -63,7 +64,10 @@ def _load(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]
         if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f["sha256"]:
             raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
     codes, formats = read_codes(root, manifest)
-    values = {t["key"]: _decode(t, codes[t["key"]]) for layer in manifest["layers"] for t in layer["tensors"]}
+    table = entries(manifest)
+    values = {
+        t["key"]: _decode(t, codes[t["key"]], table[t["key"]]) for layer in manifest["layers"] for t in layer["tensors"]
+    }
     return manifest, values, formats
 
 
@@ -129,7 +133,8 @@ def _agreed(root: Path, entry: Entry, paths: list[str], file_format: dict[str, s
     return first
 
 
-def _decode(t: dict[str, Any], read: Codes) -> np.ndarray:
+def _decode(t: dict[str, Any], read: Codes, entry: Entry) -> np.ndarray:
+    """``codes x scale`` (po2: ``signs * 2**codes``) with the manifest's scale along its axis."""
     key, codes = t["key"], read.codes
     if not t["quantized"]:
         return codes
@@ -141,13 +146,7 @@ def _decode(t: dict[str, Any], read: Codes) -> np.ndarray:
         shape = [1] * codes.ndim
         shape[t["scale"]["axis"]] = -1
         scale = scale.reshape(shape)
-    fmt = t["format"]
-    if fmt["kind"] == "po2":
-        signs = read.signs.astype(np.float32)  # type: ignore[union-attr]  # readers give po2 signs
-        return signs * np.ldexp(np.float32(1), codes.astype(np.int32)).astype(np.float32) * scale
-    if fmt["kind"] == "lut":
-        return np.asarray(fmt["table"], np.float32)[codes] * scale
-    return codes.astype(np.float32) * scale
+    return decode(entry.format, codes, scale, read.signs)
 
 
 def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
