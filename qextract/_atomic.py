@@ -14,12 +14,14 @@ from .errors import ExportError
 
 @contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    """Yield a temporary path beside ``path`` (its folder created); rename it into place only on success."""
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ExportError(f"{target}: folder {parent} does not exist. Fix: create it or choose another path.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise ExportError(f"{target}: cannot write in {parent} ({e.strerror}). Fix: choose a writable path.") from None
     os.close(fd)
     try:
         yield Path(tmp)

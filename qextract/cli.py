@@ -37,9 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="no warnings or progress output")
+    # The same two options after the command name too (``qextract export ... --quiet``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no warnings or progress output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="one row per tensor: quantizer, format, codes used, exactness")
+    p = sub.add_parser("inspect", parents=[common], help="one row per tensor: quantizer, format, codes used, exactness")
     _add_model_args(p)
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     p.set_defaults(handler=_inspect)
@@ -47,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .layouts import LAYOUTS
     from .writers import FORMATS
 
-    p = sub.add_parser("export", help="write tensors in a layout and formats, with manifest.json")
+    p = sub.add_parser("export", parents=[common], help="write tensors in a layout and formats, with manifest.json")
     _add_model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must not exist or be empty)")
     p.add_argument("--layout", default="hwio", choices=LAYOUTS, help="hwio: Keras/TF, ohwi: TFLite, oihw: PyTorch/ONNX/Caffe (default hwio)")
@@ -64,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="then recompute every layer from the written files and compare")
     p.set_defaults(handler=_export)
 
-    p = sub.add_parser("verify", help="recompute layers from an export and compare with the Keras layers")
+    p = sub.add_parser("verify", parents=[common], help="recompute layers from an export and compare with the Keras layers")
     p.add_argument("export_dir", metavar="DIR", help="folder written by 'qextract export'")
     p.add_argument("--model", required=True, help="the model the export came from")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument("--samples", type=int, default=4, help="input samples per layer (default 4)")
     p.set_defaults(handler=_verify)
 
-    p = sub.add_parser("report", help="float vs quantized error per layer output (and per weight tensor), as CSV")
+    p = sub.add_parser("report", parents=[common], help="float vs quantized error per layer output (and per weight tensor), as CSV")
     _add_model_args(p)
     p.add_argument("--data", required=True, help="calibration inputs: .npy, .npz (one array), or 'digits' (scikit-learn's digits)")
     p.add_argument("--csv", required=True, metavar="FILE", help="layer error table")

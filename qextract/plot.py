@@ -119,9 +119,12 @@ def plot_report(
     fig.text(0.01, 0.005, ";  ".join(notes), fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97 if k > 1 else 1))
 
+    from ._atomic import atomic_file
+
     path = Path(path)
     try:
-        fig.savefig(path, dpi=dpi)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     except OSError as exc:
         raise ExportError(f"cannot write plot '{path}': {exc}") from None
     return path

@@ -74,3 +74,11 @@ def test_report_writes_both_csvs_and_the_plot(capsys, tmp_path):
     assert len(w) == sum(len(r) for r in qextract.extract(model))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
+
+
+def test_global_options_after_the_command_and_new_output_folders(capsys, tmp_path):
+    out_csv = tmp_path / "new" / "deeper" / "t.csv"
+    assert main(["inspect", str(H5), "--layers", "fc5", "--csv", str(out_csv), "--quiet"]) == 0
+    assert out_csv.exists() and not [p for p in out_csv.parent.iterdir() if p.name.startswith(".")]
+    with pytest.raises(qextract.QExtractError):  # --debug after the command: the error is re-raised
+        main(["inspect", "/nonexistent.h5", "--debug"])
