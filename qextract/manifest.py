@@ -52,7 +52,7 @@ def tensor_entry(t: ExportedTensor, files: list[dict[str, str]], ste_rounded: in
         "dtype": "float32",
         "quantized": t.quantized,
         "quantizer": t.quantizer_str,
-        "format": t.format.describe(),
+        "format": _tensor_format(t),
         "files": files,
         "notes": list(notes),
     }
@@ -69,6 +69,14 @@ def tensor_entry(t: ExportedTensor, files: list[dict[str, str]], ste_rounded: in
         entry["decode"] = _decode_rule(t)
         entry["ste_rounded"] = ste_rounded
     return entry
+
+
+def _tensor_format(t: ExportedTensor) -> dict[str, Any]:
+    """The format's description, without its unit-scale ``ap_type``: the tensor's own ``ap_type``
+    (which accounts for its scale, e.g. a per-channel auto_po2 one) is recorded beside it."""
+    described = t.format.describe()
+    described.pop("ap_type", None)
+    return described
 
 
 def _decode_rule(t: ExportedTensor) -> str:
