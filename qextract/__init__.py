@@ -4,7 +4,16 @@ Importing qextract selects legacy Keras (``TF_USE_LEGACY_KERAS=1``) for
 TensorFlow; TensorFlow itself is imported only when a model is touched.
 """
 
+from importlib.metadata import PackageNotFoundError as _NotInstalled
+from importlib.metadata import version as _version
+
 from . import _keras  # noqa: F401  (must run before anything imports TensorFlow)
+
+try:
+    __version__ = _version("qextract")
+except _NotInstalled:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
+
 from .errors import QExtractError, QExtractWarning
 from .export import ExportResult, export
 from .extract import extract

@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+from . import __version__
 from .errors import QExtractError
 
 EXIT_OK = 0
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         "5 not exact, 6 layout, 7 data, 8 output, 9 verification mismatch, 10 Keras environment, "
         "11 float model mismatch, 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="no warnings or progress output")
     # The same two options after the command name too (``qextract export ... --quiet``).
@@ -104,15 +105,6 @@ def _format_list(known: dict) -> "Callable[[str], list[str]]":
         return names
 
     return parse
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("qextract")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "unknown"
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202

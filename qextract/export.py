@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from ._atomic import atomic_dir
 from .errors import ExportError, LayoutError
 from .extract import extract
@@ -82,7 +83,7 @@ def export(
         files, per_tensor = _describe_files(tmp, written, tensors)
         manifest = {
             "schema_version": SCHEMA_VERSION,
-            "qextract_version": _version(),
+            "qextract_version": __version__,
             "model": ex.model_name,
             "layout": str(lay),
             "formats": formats,
@@ -155,12 +156,3 @@ def _describe_files(
             for k in keys:
                 per_tensor[k].append(rel)
     return files, per_tensor
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("qextract")
-    except PackageNotFoundError:  # pragma: no cover
-        return "0+unknown"

@@ -17,7 +17,7 @@ from .errors import ExactnessError, QExtractError, QExtractWarning
 from .layers import TensorSource, spec_for
 from .numformat import Float
 from .quantizers import apply, codec_for, describe, is_quantizer, ste_explains
-from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, decode
+from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, along, decode
 
 __all__ = ["extract", "quantize_tensor"]
 
@@ -108,8 +108,7 @@ def _checked(
             f"[{fmt.code_min}, {fmt.code_max}]"
         )
     signs = enc.signs
-    broadcast = enc.scale if enc.scale_axis is None else _broadcast(enc.scale, enc.scale_axis, out.ndim)
-    grid = decode(fmt, codes, broadcast, signs)
+    grid = decode(fmt, codes, along(enc.scale, enc.scale_axis, out.ndim), signs)
     codes = codes.astype(fmt.code_dtype)
     differs = grid != out
     ste_rounded = 0
@@ -146,12 +145,6 @@ def _checked(
         ste_rounded=ste_rounded,
         notes=notes,
     )
-
-
-def _broadcast(scale: np.ndarray, axis: int, ndim: int) -> np.ndarray:
-    shape = [1] * ndim
-    shape[axis] = -1
-    return scale.reshape(shape)
 
 
 def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:

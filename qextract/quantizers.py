@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
 from .numformat import Binary, FixedPoint, LookupTable, NumberFormat, PowerOfTwo, Ternary
+from .tensor import along
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,6 @@ def _squeeze_scale(scale: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, int 
     raise UnsupportedError(f"a scale of shape {s.shape} for a tensor of shape {shape} is not per-channel")
 
 
-def _broadcast(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
-    if axis is None:
-        return scale
-    shape = [1] * ndim
-    shape[axis] = -1
-    return scale.reshape(shape)
-
-
 def _codes_on_grid(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Nearest integer codes (as integral float32) of ``values`` on a broadcast grid ``scale``.
 
@@ -130,7 +123,7 @@ def _codes_on_grid(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def _fixed(fmt: NumberFormat, values: np.ndarray, scale: Any, axis: int | None = None) -> Encoding:
     s, axis = _squeeze_scale(scale, values.shape) if axis is None else (np.asarray(scale, np.float32), axis)
-    codes = _codes_on_grid(values, _broadcast(s, axis, values.ndim))
+    codes = _codes_on_grid(values, along(s, axis, values.ndim))
     return Encoding(fmt, codes, s, axis)
 
 

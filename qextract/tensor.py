@@ -57,11 +57,7 @@ class CodedArray:
 
     def broadcast_scale(self) -> np.ndarray:
         """``scale`` shaped to broadcast against ``values``."""
-        if not self.per_channel:
-            return self.scale
-        shape = [1] * self.values.ndim
-        shape[self.scale_axis] = -1  # type: ignore[index]
-        return self.scale.reshape(shape)
+        return along(self.scale, self.scale_axis if self.per_channel else None, self.values.ndim)
 
     def decode(self) -> np.ndarray:
         """Recompute the values from codes (and signs) and scale, in float32."""
@@ -104,6 +100,15 @@ class QuantizedTensor(CodedArray):
         if self.signs is not None:
             return int(np.unique(self.codes.astype(np.int64) * 4 + self.signs).size)
         return int(np.unique(self.codes).size)
+
+
+def along(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
+    """A per-channel ``scale`` (C,) shaped to broadcast along ``axis`` of an ``ndim`` array; else as is."""
+    if axis is None:
+        return scale
+    shape = [1] * ndim
+    shape[axis] = -1
+    return scale.reshape(shape)
 
 
 def decode(fmt: NumberFormat, codes: np.ndarray, scale: np.ndarray, signs: np.ndarray | None = None) -> np.ndarray:

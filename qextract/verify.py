@@ -23,7 +23,7 @@ import numpy as np
 
 from . import reference as R
 from .errors import ExportError, VerificationError
-from .tensor import decode
+from .tensor import along, decode
 from .writers import FORMATS, Codes, Entry, entries
 
 if TYPE_CHECKING:
@@ -141,11 +141,7 @@ def _decode(t: dict[str, Any], read: Codes, entry: Entry) -> np.ndarray:
     if list(codes.shape) != t["shape"] or str(codes.dtype) != t["code_dtype"]:
         got, expected = f"{codes.dtype}{list(codes.shape)}", f"{t['code_dtype']}{t['shape']}"
         raise VerificationError(f"{key}: codes read are {got}, manifest.json says {expected}")
-    scale = np.asarray(t["scale"]["values"], np.float32)
-    if t["scale"]["axis"] is not None:
-        shape = [1] * codes.ndim
-        shape[t["scale"]["axis"]] = -1
-        scale = scale.reshape(shape)
+    scale = along(np.asarray(t["scale"]["values"], np.float32), t["scale"]["axis"], codes.ndim)
     return decode(entry.format, codes, scale, read.signs)
 
 
