@@ -63,8 +63,8 @@ def _load(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]
         p = root / f["path"]
         if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f["sha256"]:
             raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
-    codes, formats = read_codes(root, manifest)
-    table = entries(manifest)
+    table = _entries(root, manifest)
+    codes, formats = read_codes(root, manifest, table)
     values = {
         t["key"]: _decode(t, codes[t["key"]], table[t["key"]]) for layer in manifest["layers"] for t in layer["tensors"]
     }
@@ -88,20 +88,26 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_codes(root: str | os.PathLike[str], manifest: dict[str, Any]) -> tuple[dict[str, Codes], list[str]]:
+def _entries(root: Path, manifest: dict[str, Any]) -> dict[str, Entry]:
+    try:
+        return entries(manifest)
+    except ValueError as e:
+        raise VerificationError(f"{root / 'manifest.json'}: {e}") from None
+
+
+def read_codes(
+    root: str | os.PathLike[str], manifest: dict[str, Any], table: dict[str, Entry] | None = None
+) -> tuple[dict[str, Codes], list[str]]:
     """Every tensor's codes read from each of its files, which must all agree; and the formats read.
 
     Files are read in :data:`~qextract.writers.FORMATS` order (npz first when
     exported); each later file is compared with the first. A difference is a
     VerificationError naming the file, the tensor, the first differing index
-    and both values.
+    and both values. ``table`` is :func:`~qextract.writers.entries` of the manifest, if already built.
     """
     root = Path(root)
     file_format = {f["path"]: f["format"] for f in manifest["files"]}
-    try:
-        table = entries(manifest)
-    except ValueError as e:
-        raise VerificationError(f"{root / 'manifest.json'}: {e}") from None
+    table = _entries(root, manifest) if table is None else table
     codes, read = {}, set()
     for layer in manifest["layers"]:
         for t in layer["tensors"]:
