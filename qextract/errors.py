@@ -13,10 +13,20 @@ class QExtractError(Exception):
     exit_code = 1
 
 
+class UsageError(QExtractError, ValueError):
+    """An argument out of range or unknown (a layer name, a word width, a sample count)."""
+
+    exit_code = 2
+
+
 class ModelLoadError(QExtractError):
     """A model file is missing, unreadable, corrupt or of an unknown kind."""
 
     exit_code = 3
+
+
+class UntrustedCodeError(ModelLoadError):
+    """The model file carries executable code (a Lambda layer) and was not declared trusted."""
 
 
 class UnsupportedError(QExtractError):
@@ -59,6 +69,12 @@ class TwinMismatchError(QExtractError):
     """A user's float model does not match the quantized model layer by layer."""
 
     exit_code = 11
+
+
+class NotAnExportError(QExtractError):
+    """A folder given as an export is not one (no manifest.json, or not qextract's)."""
+
+    exit_code = 12
 
 
 class QExtractWarning(UserWarning):
