@@ -10,28 +10,49 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from .errors import QExtractError
+from .errors import KerasEnvironmentError, UsageError
 
+__all__ = ["KerasEnvironmentError", "tf", "qkeras", "custom_objects", "start_quietly", "keras_in_use"]
+
+
+def _keras_undecided() -> bool:
+    """True while TensorFlow has not yet chosen which Keras ``tf.keras`` is.
+
+    TensorFlow decides on the first attribute access of ``tf.keras`` (its
+    ``KerasLazyLoader`` reads ``TF_USE_LEGACY_KERAS`` then), not at import: a
+    user who imported TensorFlow, tf_keras or QKeras's dependencies first can
+    still get legacy Keras as long as nothing has touched ``tf.keras``.
+    """
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is None:
+        return True
+    loader = tensorflow.__dict__.get("keras")
+    return loader is not None and loader.__dict__.get("_tfll_initialized") is False
 
 
 def _arrange_legacy_keras() -> None:
-    if "tensorflow" not in sys.modules:
+    if "TF_USE_LEGACY_KERAS" not in os.environ and _keras_undecided():
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
 _arrange_legacy_keras()
 
 
-class KerasEnvironmentError(QExtractError):
-    """TensorFlow was imported under Keras 3 before qextract could select legacy Keras."""
+def keras_in_use(tensorflow: ModuleType) -> str:
+    """The package ``tf.keras`` really resolves to: ``"tf_keras"``, ``"keras"`` (Keras 3), ...
 
-    exit_code = 10
+    Read from the module of the ``Layer`` class, never from ``tf.keras.__name__``,
+    which reads ``tensorflow.keras`` as soon as anything imports that submodule
+    whichever Keras runs behind it.
+    """
+    return tensorflow.keras.layers.Layer.__module__.split(".")[0]
 
 
 @lru_cache(maxsize=None)
@@ -39,12 +60,13 @@ def tf() -> ModuleType:
     """TensorFlow, imported on first use, checked to run legacy Keras (tf-keras)."""
     import tensorflow
 
-    keras_module = tensorflow.keras.__name__
-    if not keras_module.startswith("tf_keras"):
+    package = keras_in_use(tensorflow)
+    if package != "tf_keras":
         raise KerasEnvironmentError(
-            f"TensorFlow was imported with Keras 3 ({keras_module}) before qextract could select "
-            "legacy Keras; QKeras 0.9.0 needs tf-keras 2.x. Fix: import qextract before "
-            "tensorflow, or set TF_USE_LEGACY_KERAS=1 in the environment before Python starts."
+            f"tf.keras is Keras 3 (package '{package}'): TensorFlow chose its Keras before qextract could "
+            "select legacy Keras, and QKeras 0.9.0 needs tf-keras 2.x. Fix: import qextract before "
+            "qkeras and before anything uses tf.keras, or set TF_USE_LEGACY_KERAS=1 in the environment "
+            "before Python starts."
         )
     _restore_removed_tf_aliases(tensorflow)
     return tensorflow
@@ -53,10 +75,30 @@ def tf() -> ModuleType:
 @lru_cache(maxsize=None)
 def qkeras() -> ModuleType:
     """The qkeras package, imported after TensorFlow has been checked."""
-    tf()
-    import qkeras as _qkeras
+    tensorflow = tf()
+    with quiet_keras():  # QKeras's own imports (distutils in tensorflow_model_optimization) warn
+        import qkeras as _qkeras
 
+    if not issubclass(_qkeras.QDense, tensorflow.keras.layers.Layer):
+        raise KerasEnvironmentError(
+            f"QKeras {getattr(_qkeras, '__version__', '?')} is built on another Keras than tf.keras "
+            f"({keras_in_use(tensorflow)}): it was imported before legacy Keras was selected. Fix: import "
+            "qextract before qkeras, or set TF_USE_LEGACY_KERAS=1 in the environment before Python starts."
+        )
     return _qkeras
+
+
+def require_keras_model(model: Any, what: str = "model") -> None:
+    """Refuse anything that is not a tf-keras model, naming what it is."""
+    keras = tf().keras
+    if not isinstance(model, keras.Model):
+        kind = f"{type(model).__module__}.{type(model).__qualname__}"
+        if kind.startswith("keras."):
+            raise KerasEnvironmentError(
+                f"the {what} is a Keras 3 model ({kind}); QKeras 0.9.0 models are tf-keras models. "
+                "Fix: build it with tf.keras / qkeras after importing qextract, or load it with qextract.load_model."
+            )
+        raise UsageError(f"the {what} is a {kind}, not a tf-keras model; give a model (qextract.load_model(path)).")
 
 
 def _restore_removed_tf_aliases(tensorflow: ModuleType) -> None:
@@ -89,6 +131,14 @@ def custom_objects() -> dict[str, Any]:
     # QKeras 0.9.0 forgets this one in its own table.
     objects.setdefault("quantized_hswish", qkeras().quantizers.quantized_hswish)
     return objects
+
+
+@contextmanager
+def quiet_keras() -> Iterator[None]:
+    """Hide the deprecation chatter QKeras's own code raises (pyparsing, distutils) on every load."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 @contextmanager

@@ -25,6 +25,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file: .h5, .keras, a SavedModel folder, or an architecture .json (with --weights)")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="only these layers (default: all)")
+    _add_trust_arg(p)
+
+
+def _add_trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow model files that carry Python code (Lambda layers), which Keras runs while loading them",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the model the export came from")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument("--samples", type=int, default=4, help="input samples per layer (default 4)")
+    _add_trust_arg(p)
     p.set_defaults(handler=_verify)
 
     p = sub.add_parser("report", parents=[common], help="float vs quantized error per layer output (and per weight tensor), as CSV")
@@ -114,7 +124,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     if not args.debug:
         start_quietly()
 
-    return load_model(args.model, weights=args.weights)
+    return load_model(args.model, weights=args.weights, trusted=args.trust_model)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -161,7 +171,7 @@ def _report(args: argparse.Namespace) -> int:
     from .report import error_report, weight_report
 
     model = _load(args)
-    float_model = load_model(args.float_model) if args.float_model else None
+    float_model = load_model(args.float_model, trusted=args.trust_model) if args.float_model else None
     table = error_report(model, args.data, float_model, mode=args.mode, batch_size=args.batch_size, quiet=args.quiet)
     weights = weight_report(_extract(model, args.layers)) if args.weights_csv else None
     outputs = [(args.csv, table)] + ([(args.weights_csv, weights)] if weights is not None else [])
@@ -229,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QExtractError as e:
         if args.debug:
             raise
-        print(f"qextract: error: {e}", file=sys.stderr)
+        from .errors import UntrustedCodeError
+
+        hint = " On the command line: --trust-model." if isinstance(e, UntrustedCodeError) else ""
+        print(f"qextract: error: {e}{hint}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("qextract: interrupted; no output was left behind", file=sys.stderr)

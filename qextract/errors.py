@@ -65,6 +65,12 @@ class VerificationError(QExtractError):
     exit_code = 9
 
 
+class KerasEnvironmentError(QExtractError):
+    """tf.keras is Keras 3 (chosen before qextract could select legacy Keras for QKeras 0.9)."""
+
+    exit_code = 10
+
+
 class TwinMismatchError(QExtractError):
     """A user's float model does not match the quantized model layer by layer."""
 

@@ -43,6 +43,14 @@ class ExportResult:
     def manifest_path(self) -> Path:
         return self.out_dir / "manifest.json"
 
+    def __repr__(self) -> str:
+        tensors = sum(len(layer["tensors"]) for layer in self.manifest.get("layers", []))
+        formats = ",".join(self.manifest.get("formats", []))
+        return (
+            f"ExportResult('{self.out_dir}': {tensors} tensors, layout {self.manifest.get('layout')}, "
+            f"formats {formats}, {len(self.files)} files)"
+        )
+
 
 def export(
     source: Any,

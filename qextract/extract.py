@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._keras import require_keras_model
 from .errors import ExactnessError, QExtractError, QExtractWarning
 from .layers import TensorSource, spec_for
 from .numformat import Float
@@ -31,6 +32,7 @@ def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
     >>> ex = qextract.extract(model)                     # doctest: +SKIP
     >>> ex["conv1"]["kernel"].codes.dtype, ex["conv1"]["kernel"].scale
     """
+    require_keras_model(model)
     wanted = _check_names(model, layers)
     records = []
     for layer in model.layers:

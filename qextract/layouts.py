@@ -401,7 +401,7 @@ def layout_scale(
 # --- laid-out tensors ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ExportedTensor(CodedArray):
     """A :class:`~qextract.tensor.QuantizedTensor` rearranged into one layout, ready for a writer.
 

@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._keras import custom_objects, tf
-from .errors import ModelLoadError
+from ._keras import custom_objects, quiet_keras, tf
+from .errors import ModelLoadError, QExtractError, UntrustedCodeError
 
 __all__ = ["load_model"]
 
@@ -25,8 +25,15 @@ _UNKNOWN = (
 )
 
 
-def load_model(path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> Any:
+def load_model(
+    path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None, *, trusted: bool = False
+) -> Any:
     """Load a (Q)Keras model for extraction; the files are only read.
+
+    A model whose configuration carries Python code (a ``Lambda`` layer: Keras
+    marshals its bytecode into the file and runs it while rebuilding the
+    model) is refused with :class:`UntrustedCodeError` before Keras reads it,
+    unless ``trusted=True`` says the file comes from a source you trust.
 
     >>> model = qextract.load_model("model.h5")                       # doctest: +SKIP
     >>> model = qextract.load_model("arch.json", weights="weights.h5")  # doctest: +SKIP
@@ -38,12 +45,12 @@ def load_model(path: str | os.PathLike[str], weights: str | os.PathLike[str] | N
         if Path(weights).is_dir():
             raise ModelLoadError(f"{weights}: is a folder; --weights expects a weights .h5 file")
     if p.is_dir():
-        return _load_savedmodel(p)
+        return _load_savedmodel(p, trusted)
     suffix = p.suffix.lower()
     if suffix == ".json":
-        return _load_json(p, weights)
+        return _load_json(p, weights, trusted)
     if suffix in (".h5", ".hdf5", ".keras"):
-        model = _load_file(p)
+        model = _load_file(p, trusted)
         if weights is not None:
             _load_weights(model, Path(weights))
         return model
@@ -60,7 +67,9 @@ def _must_exist(p: Path, what: str) -> None:
         raise ModelLoadError(f"{p}: {what} file is not readable (permissions)")
 
 
-def _translate(p: Path, e: Exception) -> ModelLoadError:
+def _translate(p: Path, e: Exception) -> QExtractError:
+    if isinstance(e, QExtractError):  # e.g. KerasEnvironmentError from the first TensorFlow import
+        return e
     text = str(e)
     m = next((found for pattern in _UNKNOWN if (found := pattern.search(text))), None)
     if m:
@@ -72,56 +81,151 @@ def _translate(p: Path, e: Exception) -> ModelLoadError:
     return ModelLoadError(f"{p}: cannot read model ({type(e).__name__}: {first[:300]})")
 
 
-def _load_file(p: Path) -> Any:
+def _load_file(p: Path, trusted: bool) -> Any:
     if p.suffix.lower() in (".h5", ".hdf5"):
-        _check_h5(p)
+        _check_h5(p, trusted)
+        kwargs: dict[str, Any] = {}
+    else:
+        if not trusted:
+            _refuse_code(p, _keras_zip_config(p))
+        kwargs = {"safe_mode": not trusted}
     try:
-        return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False)
+        with quiet_keras():
+            return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False, **kwargs)
     except Exception as e:  # noqa: BLE001 - Keras raises anything from OSError to TypeError
         raise _translate(p, e) from None
 
 
-def _check_h5(p: Path) -> None:
+def _check_h5(p: Path, trusted: bool) -> None:
     import h5py
 
     try:
         with h5py.File(p, "r") as f:
-            has_config = "model_config" in f.attrs
+            config = f.attrs.get("model_config")
     except OSError as e:
         raise ModelLoadError(f"{p}: not a readable HDF5 file, truncated or corrupt ({e})") from None
-    if not has_config:
+    if config is None:
         raise ModelLoadError(
             f"{p}: holds weights only, no architecture. Fix: pass the architecture .json as the "
             "model and this file as --weights."
         )
+    if not trusted:
+        _refuse_code(p, _parse_config(p, config))
 
 
-def _load_savedmodel(p: Path) -> Any:
+# Layer classes whose configuration is (or names) Python code that Keras runs while rebuilding the model.
+_CODE_CLASSES = frozenset({"Lambda"})
+
+
+def _parse_config(p: Path, text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ModelLoadError(f"{p}: the model configuration is not valid JSON ({type(e).__name__})") from None
+
+
+def _keras_zip_config(p: Path) -> Any:
+    """The ``config.json`` of a ``.keras`` archive (None if it is not one: Keras then says why)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            return _parse_config(p, z.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return None
+
+
+def _code_layers(config: Any) -> list[str]:
+    """Names of every layer, at any depth of ``config``, that carries code (``Lambda`` and the like)."""
+    found: list[str] = []
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            inner = node.get("config")
+            if node.get("class_name") in _CODE_CLASSES:
+                name = inner.get("name", "?") if isinstance(inner, dict) else "?"
+                found.append(f"'{name}' ({node['class_name']})")
+                continue
+            if node.get("function_type") == "lambda":  # marshalled bytecode in any other layer's config
+                found.append(f"'{node.get('name', '?')}' (marshalled function)")
+                continue
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(set(found))
+
+
+def _refuse_code(p: Path, config: Any) -> None:
+    layers = _code_layers(config)
+    if layers:
+        raise UntrustedCodeError(
+            f"{p}: layer {', '.join(layers)} carries Python code that Keras would run while loading the "
+            "model; qextract does not run code from a model file. Fix: if you trust where the file comes "
+            "from, load it with trusted=True."
+        )
+
+
+def _savedmodel_configs(p: Path) -> list[Any]:
+    """Every layer's metadata JSON in a SavedModel's ``keras_metadata.pb``."""
+    meta = p / "keras_metadata.pb"
+    if not meta.is_file():
+        return []
+    tf()
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    proto = saved_metadata_pb2.SavedMetadata()
+    try:
+        proto.ParseFromString(meta.read_bytes())
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+        raise ModelLoadError(f"{meta}: unreadable Keras metadata ({type(e).__name__})") from None
+    return [_parse_config(meta, node.metadata) for node in proto.nodes if node.metadata]
+
+
+def _load_savedmodel(p: Path, trusted: bool) -> Any:
     if not (p / "saved_model.pb").exists():
         raise ModelLoadError(f"{p}: is a folder but not a SavedModel (no saved_model.pb). Fix: give a model file.")
+    if not trusted:
+        _refuse_code(p, _savedmodel_configs(p))
     try:
-        return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False)
+        with quiet_keras():
+            return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False)
     except Exception as e:  # noqa: BLE001
         raise _translate(p, e) from None
 
 
-def _load_json(p: Path, weights: str | os.PathLike[str] | None) -> Any:
+def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -> Any:
     try:
         text = p.read_text()
-        json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"{p}: not a JSON model architecture ({e})") from None
+        config = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelLoadError(f"{p}: not a JSON model architecture ({type(e).__name__}: {str(e)[:200]})") from None
+    if not trusted:
+        _refuse_code(p, config)
     if weights is None:
         raise ModelLoadError(
             f"{p}: an architecture .json has no weights. Fix: pass the weights .h5 too "
             "(--weights FILE, or load_model(path, weights=...))."
         )
     try:
-        model = tf().keras.models.model_from_json(text, custom_objects=custom_objects())
+        with quiet_keras(), _unsafe_if(trusted):
+            model = tf().keras.models.model_from_json(text, custom_objects=custom_objects())
     except Exception as e:  # noqa: BLE001
         raise _translate(p, e) from None
     _load_weights(model, Path(weights))
     return model
+
+
+def _unsafe_if(trusted: bool) -> Any:
+    """tf_keras's own safe mode (it refuses a marshalled lambda in JSON, not in .h5), lifted only when trusted."""
+    from contextlib import nullcontext
+
+    if not trusted:
+        return nullcontext()
+    tf()
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(False)
 
 
 def _load_weights(model: Any, w: Path) -> None:

@@ -55,6 +55,21 @@ class CodedArray:
     def ap_type(self) -> str | None:
         return self.format.ap_type(self.scale) if self.quantized else None
 
+    def describe_scale(self) -> str:
+        """The scale in a few characters: its value, or ``per-channel[C] axis A``."""
+        if not self.quantized:
+            return "-"
+        if self.per_channel:
+            return f"per-channel[{self.scale.shape[0]}] axis {self.scale_axis}"
+        return f"{float(self.scale):g}"
+
+    def __repr__(self) -> str:
+        # A short summary: whole arrays in a repr bury everything else in an interactive session.
+        what = str(self.format) if self.quantized else "float (unquantized)"
+        quantizer = getattr(self, "quantizer_str", None)
+        extra = f", quantizer={quantizer}" if quantizer else ""
+        return f"{type(self).__name__}('{self.key}', shape={self.shape}, {what}, scale={self.describe_scale()}{extra})"
+
     def broadcast_scale(self) -> np.ndarray:
         """``scale`` shaped to broadcast against ``values``."""
         return along(self.scale, self.scale_axis if self.per_channel else None, self.values.ndim)
@@ -66,7 +81,7 @@ class CodedArray:
         return decode(self.format, self.codes, self.broadcast_scale(), self.signs)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class QuantizedTensor(CodedArray):
     """One weight tensor as the layer computes with it, in native Keras layout.
 
@@ -136,7 +151,7 @@ class ActivationRecord:
     notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LayerRecord:
     """One model layer: its tensors by name and its activation formats."""
 
@@ -162,8 +177,15 @@ class LayerRecord:
     def __len__(self) -> int:
         return len(self.tensors)
 
+    def __repr__(self) -> str:
+        tensors = ", ".join(f"{t.name} {t.shape} {t.format if t.quantized else 'float'}" for t in self) or "none"
+        acts = ", ".join(f"{a.name}={a.quantizer_str}" for a in self.activations)
+        return f"LayerRecord('{self.name}', {self.class_name}, kind={self.kind}, tensors: {tensors}" + (
+            f"; {acts})" if acts else ")"
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class Extraction:
     """Every layer of a model in order, addressable as ``ex["conv1"]["kernel"]``."""
 
@@ -194,3 +216,15 @@ class Extraction:
     def activations(self) -> Iterator[ActivationRecord]:
         for record in self.layers:
             yield from record.activations
+
+    def __repr__(self) -> str:
+        tensors = list(self.tensors())
+        weights = sum(t.size for t in tensors)
+        quantized = sum(t.quantized for t in tensors)
+        return (
+            f"Extraction(model '{self.model_name}': {len(self.layers)} layers, {len(tensors)} tensors "
+            f"({quantized} quantized), {weights:,} weights)"
+        )
+
+    def __str__(self) -> str:
+        return "\n".join([repr(self), *(f"  {r!r}" for r in self.layers if r.tensors or r.activations)])
