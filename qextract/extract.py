@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._keras import require_keras_model
-from .errors import ExactnessError, QExtractError, QExtractWarning
+from .errors import ExactnessError, QExtractError, QExtractWarning, UsageError
 from .layers import TensorSource, spec_for
 from .numformat import Float
 from .quantizers import apply, codec_for, describe, is_quantizer, ste_explains
@@ -47,7 +47,7 @@ def _check_names(model: Any, layers: list[str] | None) -> set[str] | None:
     known = {layer.name for layer in model.layers}
     missing = [n for n in layers if n not in known]
     if missing:
-        raise QExtractError(
+        raise UsageError(
             f"model '{model.name}' has no layer named {', '.join(repr(n) for n in missing)}; "
             f"its layers are: {', '.join(sorted(known))}"
         )
