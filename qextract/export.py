@@ -21,6 +21,7 @@ from .errors import ExportError, LayoutError
 from .extract import extract
 from .layouts import ExportedTensor, Layout, lay_out
 from .manifest import SCHEMA_VERSION, layer_entry, tensor_entry, validate
+from .nested import selected
 from .tensor import Extraction, LayerRecord
 from .writers import FORMATS, write_all
 from .writers._text import file_stems
@@ -69,7 +70,7 @@ def export(
     if word_bits is not None and word_bits < 1:
         raise ExportError(f"--word-bits must be a positive number of bits, not {word_bits}")
     ex = source if isinstance(source, Extraction) else extract(source, layers=layers)
-    records = [r for r in ex if layers is None or r.name in layers]
+    records = [r for r in ex if selected(r.name, layers)]  # a nested model's name selects what is inside
     laid = [(r, _lay_out_layer(r, lay, dense_as_conv)) for r in records]
     tensors = [t for _, (ts, _) in laid for t in ts]
     with atomic_dir(out_dir, force=force) as tmp:
