@@ -21,6 +21,7 @@ from .errors import ExportError, LayoutError, QExtractError, UsageError
 from .extract import extract
 from .layouts import ExportedTensor, Layout, lay_out
 from .manifest import SCHEMA_VERSION, layer_entry, tensor_entry, validate
+from .nested import selected
 from .tensor import Extraction, LayerRecord
 from .writers import FORMATS, write_all
 from .writers._text import file_stems
@@ -149,13 +150,13 @@ def _selected(ex: Extraction, layers: list[str] | None) -> list[LayerRecord]:
     if layers is None:
         return list(ex)
     names = [r.name for r in ex]
-    missing = [n for n in layers if n not in names]
+    missing = [n for n in layers if not any(selected(key, [n]) for key in names)]
     if missing:
         raise UsageError(
             f"extraction of model '{ex.model_name}' has no layer named {', '.join(map(repr, missing))}; "
             f"its layers are: {', '.join(names)}"
         )
-    return [r for r in ex if r.name in layers]
+    return [r for r in ex if selected(r.name, layers)]  # a nested model's name selects what is inside
 
 
 def _nothing_to_export(source: Any, ex: Extraction, records: list[LayerRecord], layers: list[str] | None) -> UsageError:

@@ -371,10 +371,16 @@ def error_report(
 
 
 def _check_layer_names(model: Any, layers: Sequence[str] | None) -> set[str] | None:
-    """The wanted layer names, checked against the model as :func:`qextract.extract` checks them."""
-    from .extract import _check_names
-
-    return None if layers is None else _check_names(model, list(layers))
+    """The wanted layer names (the report's rows are the model's own layers); unknown ones are a UsageError."""
+    if layers is None:
+        return None
+    known = [layer.name for layer in model.layers]
+    missing = [n for n in layers if n not in known]
+    if missing:
+        raise UsageError(
+            f"model '{model.name}' has no layer named {', '.join(map(repr, missing))}; its layers are: {', '.join(sorted(known))}"
+        )
+    return set(layers)
 
 
 def records_frame(records: Sequence[Any], record_type: type | None = None) -> pd.DataFrame:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import reference as R
-from .errors import ExportError, VerificationError
+from .errors import VerificationError
+from .nested import find_layer
 from .tensor import along, decode
 from .writers import FORMATS, Codes, Entry, entries
 
@@ -253,7 +254,7 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
             rows.append({**row, "max_abs_error": np.nan, "tolerance": np.nan, "passed": None, "note": "no NumPy reference for this kind"})
             continue
         try:
-            keras_layer = model.get_layer(name)
+            keras_layer = find_layer(model, name)  # a nested key "outer/inner" too
         except ValueError:
             raise VerificationError(f"layer '{name}' of the export is not in the model; verify against the exported model") from None
         weights = {t["name"]: _to_native(kind, t, values[t["key"]], layer) for t in layer["tensors"]}
