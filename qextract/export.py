@@ -89,6 +89,8 @@ def export(
             "formats": formats,
             "word_bits": word_bits,
             "dense_as_conv": dense_as_conv,
+            # verify requires exactly these layers; null: every layer of the model (see _selected)
+            "selected_layers": _selected(source, layers, records),
             "files": files,
             "layers": [
                 layer_entry(r, [_tensor_entry(r, t, per_tensor) for t in ts], flatten)
@@ -102,6 +104,17 @@ def export(
             raise ExportError(f"{Path(out_dir) / 'manifest.json'}: cannot write ({e.strerror})") from None
     out = Path(out_dir)
     return ExportResult(out, manifest, tuple(out / f["path"] for f in files) + (out / "manifest.json",))
+
+
+def _selected(source: Any, layers: list[str] | None, records: list[LayerRecord]) -> list[str] | None:
+    """The layers the export was restricted to, or None when it holds every layer of the model.
+
+    An :class:`Extraction` may itself cover only some layers (``extract(model, layers=...)``),
+    which export cannot tell: its layers are then recorded as the selection.
+    """
+    if layers is None and not isinstance(source, Extraction):
+        return None
+    return [r.name for r in records]
 
 
 def _check_formats(formats: Iterable[str]) -> list[str]:
