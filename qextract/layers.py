@@ -194,6 +194,7 @@ _KERAS_KINDS = {
     "SimpleRNN": "simple_rnn",
     "LSTM": "lstm",
     "GRU": "gru",
+    "Bidirectional": "bidirectional",
 }
 
 
@@ -221,4 +222,6 @@ def spec_for(layer: Any) -> LayerSpec:
             f"supported QKeras layers: {', '.join(sorted(LAYERS))}. Fix: add it to qextract.layers.LAYERS."
         )
     kind = next((_KERAS_KINDS[c.__name__] for c in type(layer).__mro__ if c.__name__ in _KERAS_KINDS), "other")
+    if kind == "bidirectional":  # both directions' variables are named kernel, recurrent_kernel, bias
+        return LayerSpec(kind, custom=_bidirectional, activations=())
     return LayerSpec(kind, custom=_plain)
