@@ -7,7 +7,7 @@ The manifest is built from the extraction and the laid-out tensors only;
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "manifest.schema.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema() -> dict[str, Any]:
     """The manifest's JSON Schema (shipped with the package)."""
     return json.loads(resources.files("qextract").joinpath(SCHEMA_FILE).read_text())

@@ -17,12 +17,10 @@
 - ``weights``: kinds without a NumPy reference (plain Keras layers such as
   Conv3D or Embedding): the exported values must equal the layer's variables.
 
-The copy of the Keras layer is built from its config; where QKeras cannot
-rebuild a layer from its own config (a ``quantized_hswish`` kernel quantizer)
-it is built from deep copies of the layer's quantizer objects instead. A
-``bernoulli`` quantizer samples at random on every call, so on the copy it is
-replaced by its documented deterministic value ``scale * (x >= 0)``, the
-value qextract exports. The user's model is never changed.
+The Keras side is a copy of the layer (:mod:`qextract.layer_copy`): built
+from its config or, where QKeras cannot rebuild it so, from its quantizer
+objects; ``bernoulli`` is compared at its deterministic value. The user's
+model is never changed.
 """
 
 from __future__ import annotations
@@ -38,6 +36,7 @@ import numpy as np
 from . import reference as R
 from . import reference_activations as A
 from .errors import VerificationError
+from .layer_copy import keras_output
 from .layouts import LayoutError
 
 FEEDFORWARD = (
@@ -47,6 +46,9 @@ FEEDFORWARD = (
 RECURRENT = ("simple_rnn", "lstm", "gru", "bidirectional")
 MAX_INPUT_ELEMENTS = 1 << 24
 """Most input elements (samples x input size) drawn for one layer whose input shape the model cannot confirm."""
+
+OPEN_SIZE = 7
+"""Size drawn for an input axis the model leaves open (``None``: a sequence of any length)."""
 
 _MANIFEST_ERRORS = (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, LayoutError)
 
@@ -94,7 +96,7 @@ def _feedforward(
     x = rng.standard_normal((samples, *_input_shape(layer, keras_layer, samples, where))).astype(np.float32)
     ours = _numpy_feedforward(layer, w, x, keras_layer)
     try:
-        expected, notes = _keras_output(keras_layer, x, keep_activation=False)
+        expected, notes = keras_output(keras_layer, x, keep_activation=False)
     except Exception as e:  # noqa: BLE001 - whatever the Keras layer raises, the row says it
         return _cannot_run(e)
     route = "numpy (window sum x multiplier)" if layer["kind"] == "pooling" else "numpy"
@@ -151,12 +153,14 @@ def _scalar(value: np.ndarray) -> float:
 
 
 def _input_shape(layer: dict[str, Any], keras_layer: Any, samples: int, where: str) -> tuple[int, ...]:
-    """The manifest's input shape without the batch axis, checked against the model before anything is drawn."""
+    """The manifest's input shape without the batch axis, checked against the model before anything is drawn.
+
+    A size the model leaves open (a sequence of any length, an image of any size) is drawn as
+    :data:`OPEN_SIZE`.
+    """
     name, shape = layer["name"], layer["geometry"].get("input_shape")
-    if not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(d, int) and d >= 0 for d in shape[1:]):
-        raise VerificationError(
-            f"{where}: layer '{name}' geometry.input_shape is {_brief(shape)}; expected [null, size, ...] with every size known"
-        )
+    if not isinstance(shape, list) or len(shape) < 2 or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape[1:]):
+        raise VerificationError(f"{where}: layer '{name}' geometry.input_shape is {_brief(shape)}; expected [null, size, ...]")
     try:
         theirs = keras_layer.input_shape
     except (AttributeError, RuntimeError):  # a layer called on several inputs has no single input shape
@@ -166,103 +170,13 @@ def _input_shape(layer: dict[str, Any], keras_layer: Any, samples: int, where: s
             f"{where}: layer '{name}' geometry.input_shape {_brief(shape)} is not the model layer's input shape "
             f"{list(theirs)}; the export was made from another model or the manifest was edited"
         )
-    if not isinstance(theirs, tuple) and math.prod(shape[1:]) * samples > MAX_INPUT_ELEMENTS:
+    drawn = tuple(OPEN_SIZE if d is None else d for d in shape[1:])
+    if not isinstance(theirs, tuple) and math.prod(drawn) * samples > MAX_INPUT_ELEMENTS:
         raise VerificationError(
-            f"{where}: layer '{name}' geometry.input_shape {_brief(shape)} has {math.prod(shape[1:])} elements per sample, "
+            f"{where}: layer '{name}' geometry.input_shape {_brief(shape)} has {math.prod(drawn)} elements per sample, "
             "more than verification draws for a layer whose input shape the model cannot confirm"
         )
-    return tuple(shape[1:])
-
-
-# --- the Keras layer's own output ------------------------------------------------------------
-
-
-def _keras_output(keras_layer: Any, x: np.ndarray, *, keep_activation: bool) -> tuple[np.ndarray, list[str]]:
-    """The output of a copy of ``keras_layer`` (its activation switched off unless ``keep_activation``) on ``x``."""
-    clone, notes = _rebuild(keras_layer, keep_activation)
-    clone(x[:1], training=False)  # builds every sub-layer (a folded layer's batch norm too)
-    clone.set_weights(keras_layer.get_weights())
-    notes += _determinise(clone)
-    out = clone(x, training=False)
-    if isinstance(out, (list, tuple)):  # Bidirectional(merge_mode=None); return_state: the output comes first
-        out = np.concatenate([np.asarray(o) for o in out], axis=-1) if _two_directions(keras_layer) else out[0]
-    return np.asarray(out), notes
-
-
-def _two_directions(keras_layer: Any) -> bool:
-    return hasattr(keras_layer, "forward_layer") and getattr(keras_layer, "merge_mode", "concat") is None
-
-
-def _rebuild(keras_layer: Any, keep_activation: bool) -> tuple[Any, list[str]]:
-    """A new layer of the same class and configuration (the weights are set by the caller)."""
-    from ._keras import custom_objects, tf
-
-    config = keras_layer.get_config()
-    if not keep_activation and "activation" in config:
-        config["activation"] = None
-    cls = type(keras_layer)
-    with tf().keras.utils.custom_object_scope(custom_objects()):
-        try:
-            return cls.from_config(dict(config)), []
-        except Exception:  # noqa: BLE001 - QKeras fails in many ways on its own configs (quantized_hswish)
-            config.update(_quantizer_objects(keras_layer, config))
-            note = "rebuilt from its quantizer objects (QKeras cannot rebuild it from its own config)"
-            return cls.from_config(dict(config)), [note]
-
-
-def _owners(layer: Any) -> list[Any]:
-    """The layer and the sub-layers holding its quantizers (a recurrent cell, both directions)."""
-    found = [layer]
-    for attr in ("cell", "forward_layer", "backward_layer"):
-        sub = getattr(layer, attr, None)
-        if sub is not None:
-            found += _owners(sub)
-    return found
-
-
-def _quantizer_objects(keras_layer: Any, config: dict[str, Any]) -> dict[str, Any]:
-    """Deep copies of the quantizer objects behind each quantizer entry of ``config``."""
-    from .quantizers import is_quantizer
-
-    out = {}
-    for key, value in config.items():
-        if value is None or not (key.endswith("_quantizer") or key in ("activation", "recurrent_activation")):
-            continue
-        for owner in _owners(keras_layer):
-            obj = getattr(owner, f"{key}_internal" if key.endswith("_quantizer") else key, None)
-            if obj is not None and is_quantizer(obj):
-                out[key] = copy.deepcopy(obj)
-                break
-    return out
-
-
-def _determinise(clone: Any) -> list[str]:
-    """Replace each ``bernoulli`` quantizer of ``clone`` by its deterministic value; notes saying so."""
-    notes = []
-    for owner in _owners(clone):
-        for attr, value in list(vars(owner).items()):
-            if type(value).__name__ == "bernoulli":
-                object.__setattr__(owner, attr, _DeterministicBernoulli(value))
-                notes.append(f"{attr}: bernoulli compared as scale * (x >= 0)")
-            elif type(value).__name__ in ("stochastic_binary", "stochastic_ternary") and attr.endswith("_internal"):
-                notes.append(f"{attr}: {type(value).__name__} at inference (deterministic)")
-    return sorted(set(notes))
-
-
-class _DeterministicBernoulli:
-    """``bernoulli`` without its random draw: ``scale * (x >= 0)``, through its straight-through form."""
-
-    def __init__(self, q: Any) -> None:
-        self.alpha = q.alpha
-
-    def __call__(self, x: Any) -> Any:
-        from qkeras.quantizers import _get_scale
-
-        from ._keras import tf
-
-        t = tf()
-        q01 = t.cast(x >= 0, x.dtype)
-        return x + t.stop_gradient(-x + _get_scale(self.alpha, x, q01) * q01)
+    return drawn
 
 
 # --- recurrent layers ---------------------------------------------------------------------------
@@ -288,7 +202,7 @@ def _recurrent(
     if layer["kind"] == "bidirectional":
         ours = R.bidirectional(outs[0], outs[1], keras_layer.merge_mode, bool(keras_layer.return_sequences))
     try:
-        expected, notes = _keras_output(keras_layer, x, keep_activation=True)
+        expected, notes = keras_output(keras_layer, x, keep_activation=True)
     except Exception as e:  # noqa: BLE001
         return _cannot_run(e)
     via_tf = sorted({a.name for _, _, acts in cells for a in acts.values() if a.name.endswith("(TensorFlow)")})

@@ -35,7 +35,7 @@ from .writers import FORMATS, Codes, Entry, entries
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["verify", "load_export", "read_codes"]
+__all__ = ["load_export", "read_codes", "verify"]
 
 # Native Keras axis letters per layer kind and tensor, in the manifest's alphabet.
 _NATIVE = {
@@ -107,9 +107,13 @@ def _inside(root: Path, path: str, field: str) -> Path:
             f"{where}: {field} {path!r} is not a relative path inside the export folder; refusing to read it"
         )
     p = root / pure
-    if not p.resolve().is_relative_to(root.resolve()):
+    try:
+        resolved, folder = p.resolve(), root.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise VerificationError(f"{where}: {field} {path!r} cannot be resolved ({e}); refusing to read it") from None
+    if not resolved.is_relative_to(folder):
         raise VerificationError(
-            f"{where}: {field} {path!r} leads outside the export folder (to {p.resolve()}, through a symlink); refusing to read it"
+            f"{where}: {field} {path!r} leads outside the export folder (to {resolved}, through a symlink); refusing to read it"
         )
     return p
 
@@ -215,7 +219,7 @@ def _decode(where: Path, t: dict[str, Any], read: Codes, entry: Entry) -> np.nda
         raise VerificationError(f"{where}: tensor '{key}' is quantized but has no code_dtype or scale")
     if list(codes.shape) != t["shape"] or str(codes.dtype) != t["code_dtype"]:
         got, expected = f"{codes.dtype}{list(codes.shape)}", f"{t['code_dtype']}{t['shape']}"
-        raise VerificationError(f"{key}: codes read are {got}, manifest.json says {expected}")
+        raise VerificationError(f"{where}: tensor '{key}': codes read are {got}, the manifest says {expected}")
     axis, scale = t["scale"]["axis"], np.asarray(t["scale"]["values"], np.float32)
     if axis is not None and not 0 <= axis < codes.ndim:
         raise VerificationError(f"{where}: tensor '{key}' scale.axis {axis} is out of range for its shape {t['shape']}")
@@ -309,7 +313,7 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
-def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, seed: int = 0) -> "pd.DataFrame":
+def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, seed: int = 0) -> pd.DataFrame:
     """Recompute each exported layer from the files alone and compare with ``model``'s layers.
 
     Returns one row per layer with tensors: layer, class, kind, layout, max
@@ -354,8 +358,11 @@ def _native(where: Path, kind: str, t: dict[str, Any], value: np.ndarray, layer:
     """:func:`_to_native`, with a manifest entry that does not fit the array made a VerificationError naming it."""
     try:
         return _to_native(kind, t, value, layer)
+    except VerificationError as e:
+        raise VerificationError(f"{where}: {e}") from None
     except (ValueError, TypeError, IndexError, KeyError) as e:
+        flatten = f" and flatten_shape {layer['flatten_shape']}" if "flatten_shape" in layer else ""
         raise VerificationError(
-            f"{where}: tensor '{t['key']}' with axes '{t['axes']}' and shape {list(value.shape)} cannot be read back into "
-            f"its {kind} layer's native layout ({type(e).__name__}: {e}); the manifest was edited or is damaged"
+            f"{where}: tensor '{t['key']}' with axes '{t['axes']}', shape {list(value.shape)}{flatten} cannot be read back "
+            f"into its {kind} layer's native layout ({type(e).__name__}: {e}); the manifest was edited or is damaged"
         ) from None
