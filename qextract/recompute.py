@@ -159,6 +159,11 @@ def _input_shape(layer: dict[str, Any], keras_layer: Any, samples: int, where: s
     :data:`OPEN_SIZE`.
     """
     name, shape = layer["name"], layer["geometry"].get("input_shape")
+    if shape is None and hasattr(keras_layer, "get_input_shape_at"):  # a shared layer: the manifest has no single shape
+        try:
+            shape = list(keras_layer.get_input_shape_at(0))
+        except (AttributeError, RuntimeError, ValueError, TypeError):
+            shape = None
     if not isinstance(shape, list) or len(shape) < 2 or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape[1:]):
         raise VerificationError(f"{where}: layer '{name}' geometry.input_shape is {_brief(shape)}; expected [null, size, ...]")
     try:

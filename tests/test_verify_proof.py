@@ -282,6 +282,7 @@ def build_many():
         Q.QSeparableConv2D(3, 3, padding="same", data_format="channels_first", depthwise_quantizer=KQ, pointwise_quantizer=KQ, name="cf_sep")(cf),
         Q.QConv1D(3, 3, padding="same", strides=2, data_format="channels_first", kernel_quantizer=KQ, name="cf_conv1d")(cf1),
         L.BatchNormalization(axis=1, name="cf_bn")(cf),
+        Q.QConv2DTranspose(2, 3, strides=2, padding="same", data_format="channels_first", kernel_quantizer=KQ, name="cf_tconv")(cf),
         Q.QAveragePooling2D(2, average_quantizer="quantized_bits(8,0,1)", activation="quantized_relu(4)", name="pool")(img),
         Q.QAveragePooling2D(3, strides=2, padding="same", average_quantizer="quantized_bits(8,0,1)", name="pool_same")(img),
         Q.QAveragePooling2D(2, data_format="channels_first", average_quantizer="quantized_bits(8,0,1)", name="pool_cf")(cf),
@@ -325,7 +326,7 @@ def test_every_kind_is_recomputed_in_every_layout(many, tmp_path, layout, dense_
     out = export(many, tmp_path / "e", layout=layout, formats=["npz", "mem"], dense_as_conv=dense_as_conv).out_dir
     table = verify(out, many)
     assert table["passed"].dtype == bool and len(table[~table.passed]) == 0, table.drop(columns=["class", "layout"]).to_string()
-    assert len(table) == 25
+    assert len(table) == 26
     assert {r.layer: r.route for r in table.itertuples() if r.layer in ROUTES} == ROUTES
     assert set(table.route) - set(ROUTES.values()) == {"numpy"}
     note = dict(zip(table.layer, table.note))
@@ -394,6 +395,15 @@ def test_a_sequence_of_open_length_is_verified(tmp_path):
     inp = K.Input((None, 3))
     model = zoo.randomize(K.Model(inp, Q.QLSTM(4, kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=KQ, name="q")(inp)))
     out = export(model, tmp_path / "e", formats=["npz"]).out_dir
+    assert list(verify(out, model)["passed"]) == [True]
+
+
+def test_a_layer_used_twice_is_verified(tmp_path):
+    a, b = K.Input((6, 6, 3)), K.Input((8, 8, 3))  # two input shapes: the layer has no single one
+    shared = Q.QConv2D(2, 3, kernel_quantizer=KQ, name="shared")
+    model = zoo.randomize(K.Model([a, b], [shared(a), shared(b)]))
+    out = export(model, tmp_path / "e", formats=["npz"]).out_dir
+    assert "input_shape" not in entry(json.loads((out / "manifest.json").read_text()), "shared")["geometry"]
     assert list(verify(out, model)["passed"]) == [True]
 
 
