@@ -54,8 +54,16 @@ def _array(ctype: str, name: str, size: str, body: bytes | str) -> bytes:
     return f"static const {ctype} {name}[{size}] = {{\n".encode() + body + b"};\n"
 
 
+# C has no negative literals: "-9223372036854775808" is minus a constant too large for any
+# signed type (gcc: "so large that it is unsigned"). <stdint.h>'s macro is the exact value.
+_INT64_MIN = (-(2**63), b"INT64_MIN")
+
+
 def _int_body(values: np.ndarray) -> bytes:
     cells = _text.decimal_cells(values)
+    lowest = np.flatnonzero(np.asarray(values).reshape(-1) == _INT64_MIN[0]) if values.dtype == np.int64 else ()
+    if len(lowest):
+        cells[lowest] = np.frombuffer(_INT64_MIN[1].rjust(cells.shape[1]), np.uint8)
     return _text.wrap(_text.columns(cells.shape[0], b" ", cells, b","), PER_LINE, b"   ")
 
 
@@ -190,7 +198,7 @@ def _array_body(text: bytes, name: str, ctype: str) -> bytes:
 
 def _numbers(body: bytes, dtype: type[np.generic], entry: Entry) -> np.ndarray:
     """The comma-terminated numbers of an array body, in ``entry``'s shape."""
-    items = body.replace(b"\n", b" ").split(b",")
+    items = body.replace(b"\n", b" ").replace(_INT64_MIN[1], str(_INT64_MIN[0]).encode()).split(b",")
     if items[-1].strip():
         raise ValueError("an array does not end in ','")
     values = np.array(items[:-1]).astype(dtype)
