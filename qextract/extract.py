@@ -8,6 +8,7 @@ range and ``codes x scale`` reproduces the quantizer's output in float32.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -104,7 +105,7 @@ def _checked(
     """
     fmt = enc.format
     if not np.all(np.isfinite(out)):
-        raise ExactnessError(f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights")
+        raise ExactnessError(_not_finite_message(where, q))
     problem = fmt.width_problem()
     if problem is not None:
         raise UnsupportedError(
@@ -118,7 +119,7 @@ def _checked(
     if outside.any() and isinstance(fmt, FixedPoint):
         codes, outside = _clipped_by_ste(fmt, codes, outside & ~off, outside, scale, source.raw, out)
     if outside.any():
-        raise ExactnessError(_outside_message(where, q, fmt, codes, off, outside, out))
+        raise ExactnessError(_outside_message(where, q, fmt, enc.codes, outside, out))
     grid = decode(fmt, codes, scale, signs)
     ambiguous = _ambiguous(fmt, codes, scale, grid)
     if ambiguous.any():
@@ -161,6 +162,14 @@ def _checked(
     )
 
 
+def _not_finite_message(where: str, q: Any) -> str:
+    why, fix = "", "a quantizer configuration QKeras computes finitely"
+    if type(q).__name__ == "quantized_relu" and int(q.bits) >= 32:
+        why = " (QKeras's quantized_relu computes 2**bits in int32, which overflows from 32 bits on)"
+        fix = "quantized_relu of at most 31 bits"
+    return f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights{why}; the layer computes with them too. Fix: {fix}"
+
+
 def _exact_integers(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``codes`` as int64, and where they are no integer int64 holds (NaN, a fraction, beyond +-2**63)."""
     c = np.asarray(codes)
@@ -197,15 +206,15 @@ def _clipped_by_ste(
     return np.where(explained, ends, codes), outside & ~explained
 
 
-def _outside_message(
-    where: str, q: Any, fmt: Any, codes: np.ndarray, off: np.ndarray, outside: np.ndarray, out: np.ndarray
-) -> str:
+def _outside_message(where: str, q: Any, fmt: Any, codes: np.ndarray, outside: np.ndarray, out: np.ndarray) -> str:
+    """Where the first value off the format's codes lies, and why (the codec's ``codes``, exact floats or integers)."""
     i = np.unravel_index(int(np.argmax(outside)), outside.shape)
-    at = f"first at {tuple(int(k) for k in i)}: value {out[i]!r}"
+    at = f"first at {tuple(int(k) for k in i)}: value {float(out[i])!r}"
     text = f"{where}: {int(outside.sum())} value(s) of {describe(q)} are not on its {fmt} grid ({at}"
-    if off[i]:
+    code = codes[i].item()
+    if not (isinstance(code, int) or (math.isfinite(code) and code == round(code))):
         return text + f", no integer multiple of its scale); codes must lie in [{fmt.code_min}, {fmt.code_max}]"
-    code = int(codes[i])
+    code = int(code)
     text += f" is code {code}, outside [{fmt.code_min}, {fmt.code_max}])"
     magnitude = fmt.bits - int(fmt.signed) if isinstance(fmt, FixedPoint) else 0
     if magnitude > 24 and abs(code) == 2**magnitude:
@@ -213,7 +222,7 @@ def _outside_message(
             f". At {fmt.bits} bits QKeras's clip bound, {'+' if code > 0 else '-'}(2**{magnitude} - 1), is not a float32 "
             f"number and rounds to {'+' if code > 0 else '-'}2**{magnitude} in its float32 arithmetic, so weights at "
             f"the end of the range quantize to a code the {fmt.bits}-bit format cannot hold. Fix: at most 24 bits "
-            "besides the sign (bits - keep_negative <= 24), or keep these weights inside the range"
+            "besides the sign (bits - keep_negative <= 24), or raw weights strictly inside the quantizer's range"
         )
     return text
 
@@ -242,33 +251,16 @@ def _ambiguous_message(
     where: str, q: Any, codes: np.ndarray, ambiguous: np.ndarray, scale: Any, grid: np.ndarray
 ) -> str:
     i = np.unravel_index(int(np.argmax(ambiguous)), ambiguous.shape)
-    s = np.broadcast_to(np.asarray(scale, np.float32), codes.shape)[i]
+    s = np.float32(np.broadcast_to(np.asarray(scale, np.float32), codes.shape)[i])
     code = int(codes[i])
+    twin = next(c for c in (code - 1, code + 1) if np.float32(c) * s == grid[i])
     return (
         f"{where}: {int(ambiguous.sum())} value(s) of {describe(q)} do not determine their codes (first at "
-        f"{tuple(int(k) for k in i)}: value {grid[i]!r} is float32(code x {s!r}) for code {code} and for a "
-        f"neighbouring code alike). With a scale that is not a power of two, float32's 24-bit significand cannot "
-        f"tell codes of magnitude {abs(code)} (about 2**{max(abs(code), 1).bit_length() - 1}) apart, so the layer's "
-        "integers cannot be recovered from its values. Fix: a power-of-two scale (alpha=None, 1 or 'auto_po2'), "
-        "or fewer bits (|code| below 2**22)"
+        f"{tuple(int(k) for k in i)}: value {float(grid[i])!r} is float32(code x {float(s)!r}) for codes {min(code, twin)} "
+        f"and {max(code, twin)} alike). With a scale that is not a power of two, float32's 24-bit significand cannot "
+        f"tell codes of magnitude about 2**{max(abs(code), 1).bit_length() - 1} apart, so the layer's integers cannot be "
+        "recovered from its values. Fix: a power-of-two scale (alpha=1 or 'auto_po2'), or fewer bits (|code| below 2**22)"
     )
-
-
-def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:
-    """A quantizer applied to data, or a named float activation; None for 'linear'."""
-    where = f"layer '{layer}', {name}"
-    if isinstance(obj, str):
-        return None if obj == "linear" else ActivationRecord(layer, name, obj, Float(), notes=("float",))
-    if is_quantizer(obj):
-        codec = codec_for(obj, where)
-        notes = (codec.stochastic_note,) if codec.stochastic_note else ()
-        if isinstance(getattr(obj, "alpha", None), str):
-            notes += ("scale computed from the data on every call",)
-        return ActivationRecord(layer, name, describe(obj), codec.number_format(obj), obj, notes)
-    fname = getattr(obj, "__name__", type(obj).__name__)
-    if fname == "linear":
-        return None
-    return ActivationRecord(layer, name, fname, Float(), notes=("float",))
 
 
 _GEOMETRY = (
