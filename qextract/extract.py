@@ -263,6 +263,23 @@ def _ambiguous_message(
     )
 
 
+def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:
+    """A quantizer applied to data, or a named float activation; None for 'linear'."""
+    where = f"layer '{layer}', {name}"
+    if isinstance(obj, str):
+        return None if obj == "linear" else ActivationRecord(layer, name, obj, Float(), notes=("float",))
+    if is_quantizer(obj):
+        codec = codec_for(obj, where)
+        notes = (codec.stochastic_note,) if codec.stochastic_note else ()
+        if isinstance(getattr(obj, "alpha", None), str):
+            notes += ("scale computed from the data on every call",)
+        return ActivationRecord(layer, name, describe(obj), codec.number_format(obj), obj, notes)
+    fname = getattr(obj, "__name__", type(obj).__name__)
+    if fname == "linear":
+        return None
+    return ActivationRecord(layer, name, fname, Float(), notes=("float",))
+
+
 _GEOMETRY = (
     "strides", "padding", "dilation_rate", "kernel_size", "depth_multiplier", "data_format", "pool_size",
     "units", "filters", "epsilon", "axis", "use_bias", "reset_after", "output_padding",
