@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -301,7 +301,13 @@ class BinaryCodec(Codec):
         return Binary(use_01=bool(getattr(q, "use_01", False)))
 
     def encode(self, q: Any, values: np.ndarray) -> Encoding:
-        return _fixed(self.number_format(q), values, q.scale)
+        enc = _fixed(self.number_format(q), values, q.scale)
+        if enc.format.use_01:  # type: ignore[attr-defined]
+            return enc
+        # A scale of 0 (alpha="auto" on an all-zero channel) makes every code 0 and the grid says 0, which
+        # binary has not: the code is +1, what QKeras's own sign gives a zero weight (every weight there is 0).
+        zero_scale = np.broadcast_to(along(enc.scale, enc.scale_axis, values.ndim) == 0, values.shape)
+        return replace(enc, codes=np.where(zero_scale & (enc.codes == 0), 1.0, enc.codes))
 
 
 class TernaryCodec(Codec):

@@ -315,6 +315,17 @@ def test_a_clipped_weight_rounded_by_the_straight_through_form_keeps_the_end_cod
     assert t.codes.tolist() == [2**23 - 1, -(2**23), 2**22] and t.ste_rounded == 1
 
 
+def test_binary_with_a_zero_scale_channel_extracts_codes_every_writer_holds(tmp_path):
+    """binary(alpha="auto") on an all-zero column: scale 0, and the code is +1 (QKeras's sign of 0), never 0."""
+    inp = keras.Input((3,))
+    model = keras.Model(inp, Q.QDense(2, kernel_quantizer=Qz.binary(alpha="auto"), name="bin")(inp))
+    model.get_layer("bin").set_weights([np.array([[0.0, 0.5], [0.0, -0.3], [0.0, 0.1]], np.float32), np.zeros(2, np.float32)])
+    t = qextract.extract(model)["bin"]["kernel"]
+    assert t.scale[0] == 0 and t.codes[:, 0].tolist() == [1, 1, 1] and t.codes[:, 1].tolist() == [1, -1, 1]
+    out = qextract.export(model, tmp_path / "e", formats=ALL_FORMATS, word_bits=32).out_dir
+    assert qextract.verify(out, model)["passed"].all()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     bits=st.integers(2, 40),
