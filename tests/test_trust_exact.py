@@ -98,14 +98,19 @@ class Grid(NamedTuple):
     sym: bool = False
 
 
-def _fixed_cases() -> list[tuple[str, object, Grid]]:
-    """(layer name, quantizer, the grid) for every width; the grid gives step and code range."""
+def _fixed_cases() -> list[tuple[str, object, object, Grid]]:
+    """(layer name, kernel quantizer, bias quantizer, their grid) for every width.
+
+    The kernel has alpha=1, the bias alpha=None: QDense turns a *kernel* quantizer's
+    alpha=None into "auto_po2" (as QKeras's weighted layers all do), never a bias quantizer's.
+    """
     cases = []
     for b in range(1, 33):
-        cases.append((f"s{b}", Qz.quantized_bits(b, 0, alpha=1), Grid(b, 0, 1)))
-        cases.append((f"u{b}", Qz.quantized_bits(b, 0, keep_negative=0, alpha=1), Grid(b, 0, 0)))
+        for kn in (1, 0):
+            kernel, bias = (Qz.quantized_bits(b, 0, keep_negative=kn, alpha=a) for a in (1, None))
+            cases.append((f"{'su'[1 - kn]}{b}", kernel, bias, Grid(b, 0, kn)))
     for b in range(1, 32):  # from 32 bits on QKeras's quantized_relu outputs NaN (refused, tested below)
-        cases.append((f"r{b}", Qz.quantized_relu(b, 0), Grid(b, 0, 0)))
+        cases.append((f"r{b}", Qz.quantized_relu(b, 0), Qz.quantized_relu(b, 0), Grid(b, 0, 0)))
     for name, args, grid in [
         ("sym8", (8, 0, 1), Grid(8, 0, 1, True)),
         ("sym24", (24, 2, 1), Grid(24, 2, 1, True)),
@@ -117,10 +122,10 @@ def _fixed_cases() -> list[tuple[str, object, Grid]]:
         ("b48", (48, 0), Grid(48, 0, 1)),
         ("b64", (64, 0), Grid(64, 0, 1)),
     ]:
-        # alpha=1: QDense turns a kernel quantizer's alpha=None into "auto_po2" (alpha None: property test below)
-        cases.append((name, Qz.quantized_bits(*args, alpha=1), grid))
-    cases.append(("u63", Qz.quantized_bits(63, 0, keep_negative=0, alpha=1), Grid(63, 0, 0)))
-    cases.append(("relu_i2b20", Qz.quantized_relu(20, 2), Grid(20, 2, 0)))
+        cases.append((name, Qz.quantized_bits(*args, alpha=1), Qz.quantized_bits(*args), grid))
+    u63 = [Qz.quantized_bits(63, 0, keep_negative=0, alpha=a) for a in (1, None)]
+    cases.append(("u63", *u63, Grid(63, 0, 0)))
+    cases.append(("relu_i2b20", Qz.quantized_relu(20, 2), Qz.quantized_relu(20, 2), Grid(20, 2, 0)))
     return cases
 
 
@@ -132,14 +137,15 @@ PO2_EXPONENTS = np.array([[-20, -3, 0], [1, 2, -1], [-7, 0, 2], [-23, 1, -2]])  
 PO2_SIGNS = np.array([[1, -1, 1], [-1, 1, 0], [1, 1, -1], [1, -1, 1]])
 
 
-def _expected_fixed(grid: Grid, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def _expected_fixed(grid: Grid, rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Raw weights exactly on the grid, their codes and the code range (bits == 1 signed: the sign quantizer)."""
     bits, integer, kn, sym = grid
+    n = math.prod(shape)
     if bits == 1 and kn == 1:
-        codes = np.array([1, -1, 1, -1] * 3)
-        return codes.reshape(INPUTS, UNITS).astype(np.float32), codes.reshape(INPUTS, UNITS), (-1, 1)
+        codes = np.resize([1, -1], n).reshape(shape)
+        return codes.astype(np.float32), codes, (-1, 1)
     lo, hi = code_range(bits, bool(kn), sym)
-    codes = grid_codes(lo, hi, INPUTS * UNITS, rng).reshape(INPUTS, UNITS)
+    codes = grid_codes(lo, hi, n, rng).reshape(shape)
     step = 2.0 ** (integer - (bits - kn))
     raw = (codes.astype(np.float64) * step).astype(np.float32)
     assert np.array_equal(raw.astype(np.float64) / step, codes)  # the raw weights are exactly the grid values
@@ -150,14 +156,16 @@ def _expected_fixed(grid: Grid, rng: np.random.Generator) -> tuple[np.ndarray, n
 def widths_model():
     rng = np.random.default_rng(9)
     inp = keras.Input((INPUTS,))
-    specs = [(n, q) for n, q, _ in FIXED] + AUTO + PO2
-    layers = [Q.QDense(UNITS, kernel_quantizer=q, name=n) for n, q in specs]
+    specs = [(n, q, b) for n, q, b, _ in FIXED] + [(n, q, None) for n, q in AUTO + PO2]
+    layers = [Q.QDense(UNITS, kernel_quantizer=q, bias_quantizer=b, name=n) for n, q, b in specs]
     model = keras.Model(inp, [layer(inp) for layer in layers])
     expected = {}
-    for name, _, grid in FIXED:
-        raw, codes, rng_ = _expected_fixed(grid, rng)
-        model.get_layer(name).set_weights([raw, rng.uniform(-1, 1, UNITS).astype(np.float32)])
-        expected[name] = (codes, rng_)
+    for name, _, _, grid in FIXED:
+        kernel = _expected_fixed(grid, rng, (INPUTS, UNITS))
+        bias = _expected_fixed(grid, rng, (UNITS,))
+        model.get_layer(name).set_weights([kernel[0], bias[0]])
+        expected[name] = kernel[1:]
+        expected[f"{name}/bias"] = bias[1:]
     for name, _ in AUTO:
         model.get_layer(name).set_weights([rng.uniform(-2, 2, (INPUTS, UNITS)).astype(np.float32), np.zeros(UNITS, np.float32)])
     for name, _ in PO2:
@@ -177,16 +185,18 @@ def widths_model():
 
 def test_every_width_extracts_the_true_integer_codes(widths_model):
     model, ex, expected = widths_model
-    for name, _, _ in FIXED:
-        t = ex[name]["kernel"]
-        codes, (lo, hi) = expected[name]
-        assert t.codes.dtype == smallest_dtype(lo, hi), name
-        assert t.codes.astype(np.int64).tolist() == codes.tolist(), name
-        assert t.format.code_min == lo and t.format.code_max == hi, name
-        raw = model.get_layer(name).get_weights()[0]
-        layer_values = direct(model.get_layer(name).kernel_quantizer_internal, raw)
-        assert t.values.tobytes() == layer_values.tobytes() == raw.tobytes(), name
-        assert t.ste_rounded == 0
+    for name, _, _, _ in FIXED:
+        layer = model.get_layer(name)
+        assert getattr(layer.bias_quantizer_internal, "alpha", None) is None  # alpha None reaches the bias intact
+        for tensor, key, quantizer in (("kernel", name, "kernel"), ("bias", f"{name}/bias", "bias")):
+            t = ex[name][tensor]
+            codes, (lo, hi) = expected[key]
+            assert t.codes.dtype == smallest_dtype(lo, hi), key
+            assert t.codes.astype(np.int64).tolist() == codes.tolist(), key
+            assert t.format.code_min == lo and t.format.code_max == hi, key
+            layer_values = direct(getattr(layer, f"{quantizer}_quantizer_internal"), t.raw)
+            assert t.values.tobytes() == layer_values.tobytes() == t.raw.tobytes(), key
+            assert t.ste_rounded == 0
     for name, _ in AUTO:
         t = ex[name]["kernel"]
         assert np.all(np.frexp(t.scale)[0] == 0.5)  # power-of-two scales: codes x scale is exact arithmetic
@@ -208,7 +218,7 @@ def test_every_width_survives_every_format_and_verifies(tmp_path, widths_model, 
     assert table["passed"].all(), table[~table["passed"].astype(bool)].to_string()
     assert table.attrs["formats_checked"] == ALL_FORMATS  # every file read back; all held identical codes
     with np.load(out / "weights.npz") as z:
-        for name, _, _ in FIXED:
+        for name, _, _, _ in FIXED:
             codes = z[f"{name}/kernel:codes"]
             native = codes if layout == "hwio" else codes.T  # Dense (I,O) <-> (O,I)
             assert native.astype(np.int64).tolist() == expected[name][0].tolist(), name
