@@ -6,7 +6,8 @@ Per tensor (identifier ``<layer>_<tensor>``, macros in upper case):
   fractional bits (fixed point with one power-of-two scale), the scale size
   and axis (-1: one scale for the tensor);
 - ``static const <int type> name[]``: the codes in the smallest ``<stdint.h>``
-  type of the format (floats for unquantized tensors); ``name_sign[]`` for
+  type of the format (floats for unquantized tensors; -2**63 is written
+  ``INT64_MIN``, since C has no literal for it); ``name_sign[]`` for
   powers of two, ``name_table[]`` for look-up formats;
 - ``static const float name_scale[]``: each scale as the shortest decimal that
   reads back as exactly the same float32 (integer codes plus an exact scale
