@@ -113,7 +113,7 @@ def export(
             "selected_layers": _selected_layers(source, layers, records),
             "files": files,
             "layers": [
-                layer_entry(r, [_tensor_entry(r, t, per_tensor) for t in ts], flatten)
+                layer_entry(r, [_tensor_entry(r, t, per_tensor) for t in ts], flatten, _flatten_order(ts))
                 for r, (ts, flatten) in laid
             ],
         }
@@ -237,11 +237,17 @@ def _previous_export(folder: Path) -> None:
 
 
 def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tuple[list[ExportedTensor], list[int] | None]:
-    flatten = record.config.get("flatten_input_shape") if dense_as_conv and record.kind == "dense" else None
+    """The layer's tensors in ``lay``, and the shape its Flatten received when a Flatten feeds it (a Dense).
+
+    A Dense kernel fed by Flatten is always laid out knowing that shape, so
+    that its inputs follow the layout's flatten order (oihw: PyTorch's C,H,W),
+    with or without ``dense_as_conv`` (which only adds the convolution shape).
+    """
+    flatten = record.config.get("flatten_input_shape") if record.kind == "dense" else None
     out = []
     for t in record:
         shape = tuple(flatten) if flatten is not None and t.name == "kernel" else None
-        laid = lay_out(t, record.kind, lay, flatten_shape=shape)  # names the layer on error
+        laid = lay_out(t, record.kind, lay, flatten_shape=shape, dense_as_conv=dense_as_conv)  # names the layer on error
         if not lay.native and "X" in laid.axes:
             raise LayoutError(
                 f"layer '{record.name}' ({record.class_name}), tensor '{t.name}' {t.shape}: qextract has no {lay} "
@@ -250,6 +256,10 @@ def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tup
             )
         out.append(laid)
     return out, flatten
+
+
+def _flatten_order(tensors: list[ExportedTensor]) -> str | None:
+    return next((t.flatten_order for t in tensors if t.flatten_order is not None), None)
 
 
 def _tensor_entry(record: LayerRecord, t: ExportedTensor, per_tensor: dict[str, list[str]]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ tensors or declared state, or extraction stops naming it. Nothing is skipped.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -21,7 +22,7 @@ from ._keras import require_keras_model
 from .errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
 from .layers import TensorSource, spec_for
 from .nested import Placed, placed_layers, select
-from .numformat import Float
+from .numformat import FixedPoint, Float
 from .quantizers import apply, codec_for, describe, is_quantizer, ste_explains
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, along, decode
 
@@ -124,19 +125,33 @@ def quantize_tensor(source: TensorSource, layer: str, layer_class: str) -> Quant
 def _checked(
     where: str, source: TensorSource, layer: str, layer_class: str, q: Any, out: np.ndarray, enc: Any, notes: tuple[str, ...]
 ) -> QuantizedTensor:
-    fmt, codes = enc.format, enc.codes
+    """The tensor, once its codes are proven: exact integers in range, unique, reproducing ``out``.
+
+    Every test runs on exact integers (int64) or exact quotients (float64), so
+    that no rounding of a wide code hides an overflow: the range is checked
+    before the codes are cast to their dtype, never after.
+    """
+    fmt = enc.format
     if not np.all(np.isfinite(out)):
-        raise ExactnessError(f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights")
-    outside = ~((codes >= fmt.code_min) & (codes <= fmt.code_max))  # NaN codes count as outside
-    if outside.any():
-        i = np.unravel_index(int(np.argmax(outside)), codes.shape)
-        raise ExactnessError(
-            f"{where}: {int(outside.sum())} value(s) of {describe(q)} are not on its {fmt} grid "
-            f"(first at {tuple(int(k) for k in i)}: value {out[i]!r}); codes must lie in "
-            f"[{fmt.code_min}, {fmt.code_max}]"
+        raise ExactnessError(_not_finite_message(where, q))
+    problem = fmt.width_problem()
+    if problem is not None:
+        raise UnsupportedError(
+            f"{where}: {describe(q)} cannot be held exactly: {problem}. Fix: use fewer bits "
+            "(codes of at most 64 bits, 63 without a sign)."
         )
+    scale = along(enc.scale, enc.scale_axis, out.ndim)
     signs = enc.signs
-    grid = decode(fmt, codes, along(enc.scale, enc.scale_axis, out.ndim), signs)
+    codes, off = _exact_integers(enc.codes)
+    outside = off | (codes < fmt.code_min) | (codes > fmt.code_max)
+    if outside.any() and isinstance(fmt, FixedPoint):
+        codes, outside = _clipped_by_ste(fmt, codes, outside & ~off, outside, scale, source.raw, out)
+    if outside.any():
+        raise ExactnessError(_outside_message(where, q, fmt, enc.codes, outside, out))
+    grid = decode(fmt, codes, scale, signs)
+    ambiguous = _ambiguous(fmt, codes, scale, grid)
+    if ambiguous.any():
+        raise ExactnessError(_ambiguous_message(where, q, codes, ambiguous, scale, grid))
     codes = codes.astype(fmt.code_dtype)
     differs = grid != out
     ste_rounded = 0
@@ -178,6 +193,107 @@ def _checked(
 
 def _names(source: TensorSource) -> tuple[str, ...]:
     return tuple(v.name for v in source.variables)
+
+
+def _not_finite_message(where: str, q: Any) -> str:
+    why, fix = "", "a quantizer configuration QKeras computes finitely"
+    if type(q).__name__ == "quantized_relu" and int(q.bits) >= 32:
+        why = " (QKeras's quantized_relu computes 2**bits in int32, which overflows from 32 bits on)"
+        fix = "quantized_relu of at most 31 bits"
+    return f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights{why}; the layer computes with them too. Fix: {fix}"
+
+
+def _exact_integers(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``codes`` as int64, and where they are no integer int64 holds (NaN, a fraction, beyond +-2**63)."""
+    c = np.asarray(codes)
+    if c.dtype.kind in "iu":
+        return c.astype(np.int64), np.zeros(c.shape, bool)
+    f = c.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        off = ~np.isfinite(f) | (f != np.rint(f)) | (f < -(2.0**63)) | (f >= 2.0**63)
+        return np.where(off, 0.0, f).astype(np.int64), off
+
+
+def _float32_integers(codes: np.ndarray) -> np.ndarray:
+    """Where an int64 code is a float32 number (at most 24 significant bits), so ``code * scale`` is formed exactly."""
+    a = np.abs(codes).astype(np.uint64)  # abs(-2**63) wraps to -2**63, which is 2**63 as uint64: right
+    lowest = a & (~a + np.uint64(1))
+    return np.where(a == 0, np.uint64(0), a // np.maximum(lowest, np.uint64(1))) < np.uint64(2**24)
+
+
+def _clipped_by_ste(
+    fmt: FixedPoint, codes: np.ndarray, beyond: np.ndarray, outside: np.ndarray, scale: Any, raw: np.ndarray, out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes beyond the range that are a clipped weight's straight-through rounding, clipped back.
+
+    QKeras's ``x + (q - x)`` can round a clipped weight's grid value ``q``
+    (the range's end) to a float32 beyond it: the range's end is the code,
+    as for any other rounded clipped element, but only where that end is a
+    float32 number, i.e. the value QKeras's float32 clip bound really is.
+    """
+    ends = np.clip(codes, fmt.code_min, fmt.code_max)
+    candidates = beyond & _float32_integers(ends)
+    if not candidates.any():
+        return codes, outside
+    explained = candidates & ste_explains(raw, decode(fmt, ends, scale), out)
+    return np.where(explained, ends, codes), outside & ~explained
+
+
+def _outside_message(where: str, q: Any, fmt: Any, codes: np.ndarray, outside: np.ndarray, out: np.ndarray) -> str:
+    """Where the first value off the format's codes lies, and why (the codec's ``codes``, exact floats or integers)."""
+    i = np.unravel_index(int(np.argmax(outside)), outside.shape)
+    at = f"first at {tuple(int(k) for k in i)}: value {float(out[i])!r}"
+    text = f"{where}: {int(outside.sum())} value(s) of {describe(q)} are not on its {fmt} grid ({at}"
+    code = codes[i].item()
+    if not (isinstance(code, int) or (math.isfinite(code) and code == round(code))):
+        return text + f", no integer multiple of its scale); codes must lie in [{fmt.code_min}, {fmt.code_max}]"
+    code = int(code)
+    text += f" is code {code}, outside [{fmt.code_min}, {fmt.code_max}])"
+    magnitude = fmt.bits - int(fmt.signed) if isinstance(fmt, FixedPoint) else 0
+    if magnitude > 24 and abs(code) == 2**magnitude:
+        text += (
+            f". At {fmt.bits} bits QKeras's clip bound, {'+' if code > 0 else '-'}(2**{magnitude} - 1), is not a float32 "
+            f"number and rounds to {'+' if code > 0 else '-'}2**{magnitude} in its float32 arithmetic, so weights at "
+            f"the end of the range quantize to a code the {fmt.bits}-bit format cannot hold. Fix: at most 24 bits "
+            "besides the sign (bits - keep_negative <= 24), or raw weights strictly inside the quantizer's range"
+        )
+    return text
+
+
+def _ambiguous(fmt: Any, codes: np.ndarray, scale: Any, grid: np.ndarray) -> np.ndarray:
+    """Where another code of the range gives the same float32 value: the layer's integer is then unknowable.
+
+    Only a scale that is not a power of two can do this (a power-of-two scale
+    makes ``value / scale`` exact), and only for codes of about 2**23 and more,
+    where neighbouring products round to one float32.
+    """
+    ambiguous = np.zeros(codes.shape, bool)
+    if not isinstance(fmt, FixedPoint):
+        return ambiguous
+    s = np.broadcast_to(np.asarray(scale, np.float32), codes.shape)
+    rounding = (s != 0) & (np.frexp(s)[0] != 0.5)
+    if not rounding.any():
+        return ambiguous
+    for step, inside in ((-1, codes > fmt.code_min), (1, codes < fmt.code_max)):
+        neighbour = codes + step * inside.astype(np.int64)  # stays put at the range's ends: never past int64
+        ambiguous |= rounding & inside & (decode(fmt, neighbour, s) == grid)
+    return ambiguous
+
+
+def _ambiguous_message(
+    where: str, q: Any, codes: np.ndarray, ambiguous: np.ndarray, scale: Any, grid: np.ndarray
+) -> str:
+    i = np.unravel_index(int(np.argmax(ambiguous)), ambiguous.shape)
+    s = np.float32(np.broadcast_to(np.asarray(scale, np.float32), codes.shape)[i])
+    code = int(codes[i])
+    twin = next(c for c in (code - 1, code + 1) if np.float32(c) * s == grid[i])
+    return (
+        f"{where}: {int(ambiguous.sum())} value(s) of {describe(q)} do not determine their codes (first at "
+        f"{tuple(int(k) for k in i)}: value {float(grid[i])!r} is float32(code x {float(s)!r}) for codes {min(code, twin)} "
+        f"and {max(code, twin)} alike). With a scale that is not a power of two, float32's 24-bit significand cannot "
+        f"tell codes of magnitude about 2**{max(abs(code), 1).bit_length() - 1} apart, so the layer's integers cannot be "
+        "recovered from its values. Fix: a power-of-two scale (alpha=1 or 'auto_po2'), or fewer bits (|code| below 2**22)"
+    )
 
 
 def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:

@@ -16,6 +16,17 @@ Recurrent kernels (``simple_rnn``, ``lstm``, ``gru``, ``bidirectional``)
 ``weight_ih`` shape) but keep the Keras gate order (LSTM i,f,c,o; GRU z,r,h):
 gates are *not* reordered to PyTorch's or ONNX's order.
 
+A Dense kernel fed by Flatten has rows in the order of the flat input it
+multiplies, and frameworks flatten differently: Keras (and TFLite) flatten a
+channels-last (H,W,C) activation as it lies, PyTorch and ONNX flatten NCHW
+tensors channels first. So every layout records the order its rows follow
+(:func:`flatten_order`, the manifest's ``flatten_order``): ``hwio`` and
+``ohwi`` keep Keras's ``"HWC"``; ``oihw`` reorders the input axis of ``(O, I)``
+to ``"CHW"``, so that ``x.transpose(0, 3, 1, 2).reshape(N, -1) @ kernel.T``
+is the layer's output, with or without ``dense_as_conv`` (which splits the
+input axis into ``(O, C, H, W)``). Every flatten rank alike: (C,) -> "C",
+(L,C) -> "CL", (H,W,C) -> "CHW", (D,H,W,C) -> "CDHW" in oihw.
+
 >>> to_layout("conv2d", "kernel", np.zeros((3, 3, 2, 8)), "ohwi").shape
 (8, 3, 3, 2)
 >>> axes("depthwise_conv2d", "depthwise_kernel", "oihw")
@@ -46,7 +57,7 @@ _ALIASES = {
 
 AXIS_MEANINGS: dict[str, str] = {
     "O": "output channels (depthwise kernel in ohwi/oihw: C*M, index c*M+m)",
-    "I": "input channels",
+    "I": "input channels (a Dense fed by Flatten: its flat inputs, in the layer's flatten_order)",
     "H": "kernel rows",
     "W": "kernel columns",
     "K": "kernel width of a 1-D convolution",
@@ -194,12 +205,41 @@ def _compile(native: str, out: str, labels: str | None = None, flattened: bool =
     return recipe
 
 
-def _flatten_recipe(layout: str, rank: int) -> _Recipe:
+def _flatten_recipe(layout: str, rank: int, conv: bool) -> _Recipe:
+    """A Dense kernel fed by Flatten: in convolution form, or as a matrix whose rows follow the layout's flatten order.
+
+    Keras flattens channels last, so the native rows run (spatial..., C). oihw
+    is the layout of frameworks that flatten channels first (PyTorch, ONNX), so
+    its rows run (C, spatial...) in either form; hwio and ohwi keep Keras's order.
+    """
     spatial = ("", "K", "H W", "D H W")[rank - 1] if 1 <= rank <= 4 else None
     if spatial is None:
         raise LayoutError(f"flatten_shape must have 1 to 4 entries ((C,), (L,C), (H,W,C) or (D,H,W,C)), not {rank}")
-    out = {"hwio": f"{spatial} I O", "ohwi": f"O {spatial} I", "oihw": f"O I {spatial}"}[layout]
-    return _compile(f"({spatial} I) O", out, flattened=True)
+    native = f"({spatial} I) O"
+    if conv:
+        out = {"hwio": f"{spatial} I O", "ohwi": f"O {spatial} I", "oihw": f"O I {spatial}"}[layout]
+        return _compile(native, out, flattened=True)
+    out = {"hwio": f"({spatial} I) O", "ohwi": f"O ({spatial} I)", "oihw": f"O (I {spatial})"}[layout]
+    return _compile(native, out, "IO" if layout == "hwio" else "OI", flattened=True)
+
+
+_FLATTEN_LETTERS = {"I": "C", "K": "L"}  # recipe letters -> the letters of a flattened activation
+
+
+def flatten_order(layout: str | Layout, flatten_shape: tuple[int, ...], *, dense_as_conv: bool = True) -> str:
+    """The order of the flattened activation a Dense kernel fed by Flatten expects, e.g. ``"HWC"`` or ``"CHW"``.
+
+    Letters: C channels, L length, D depth, H rows, W columns, in the order
+    their indices run in the flat input vector (the last fastest). hwio and
+    ohwi keep Keras's channels-last order (``"HWC"``); oihw uses the
+    channels-first order that PyTorch's and ONNX's Flatten of an NCHW tensor
+    produce (``"CHW"``), with or without ``dense_as_conv``.
+
+    >>> flatten_order("oihw", (4, 4, 16)), flatten_order("ohwi", (8, 3))
+    ('CHW', 'LC')
+    """
+    recipe = _flatten_recipe(Layout.parse(layout).name, len(flatten_shape), dense_as_conv)
+    return "".join(_FLATTEN_LETTERS.get(letter, letter) for letter in recipe.out_letters if letter != "O")
 
 
 def _unchanged(ndim: int) -> _Recipe:
@@ -219,6 +259,7 @@ def _recipe(
     ndim: int | None,
     flatten_shape: tuple[int, ...] | None,
     shape: tuple[int, ...] | None = None,
+    conv: bool = True,
 ) -> _Recipe:
     lay = Layout.parse(layout).name
     what = f"shape {shape}" if shape is not None else f"rank {ndim}"
@@ -228,7 +269,7 @@ def _recipe(
     if candidates is None:  # unknown kind or tensor: no layout applies
         return _unchanged(1 if ndim is None else ndim)
     if flatten_shape is not None and candidates == ("dense",):
-        recipe = _flatten_recipe(lay, len(flatten_shape))
+        recipe = _flatten_recipe(lay, len(flatten_shape), conv)
         if ndim is not None and ndim != 2:
             raise LayoutError(f"dense tensor '{name}' has {what}; expected rank 2 (I,O)")
         return recipe
@@ -242,11 +283,16 @@ def _recipe(
 
 
 def _prepare(
-    kind: str, name: str, layout: str | Layout, shape: tuple[int, ...], flatten_shape: tuple[int, ...] | None
+    kind: str,
+    name: str,
+    layout: str | Layout,
+    shape: tuple[int, ...],
+    flatten_shape: tuple[int, ...] | None,
+    conv: bool = True,
 ) -> tuple[_Recipe, dict[str, int], tuple[int, ...]]:
     """The recipe, the size of every letter and the result shape for a native ``shape``."""
     fs = None if flatten_shape is None else tuple(int(d) for d in flatten_shape)
-    recipe = _recipe(kind, name, layout, len(shape), fs, tuple(shape))
+    recipe = _recipe(kind, name, layout, len(shape), fs, tuple(shape), conv)
     sizes: dict[str, int] = {}
     for axis, (group, dim) in enumerate(zip(recipe.native, shape)):
         if not (recipe.flattened and axis == 0):
@@ -272,15 +318,19 @@ def to_layout(
     layout: str | Layout,
     *,
     flatten_shape: tuple[int, ...] | None = None,
+    dense_as_conv: bool = True,
 ) -> np.ndarray:
     """``array`` (native Keras layout) rearranged into ``layout``, C-contiguous.
 
-    ``flatten_shape=(H, W, C)`` exports a Dense kernel fed by Flatten of a
-    channels_last tensor in convolution form (``oihw`` in PyTorch's NCHW
-    flatten order). Raises LayoutError when the shape does not fit the kind.
+    ``flatten_shape=(H, W, C)`` (the shape a channels_last Flatten receives)
+    marks a Dense kernel fed by Flatten: it is exported in convolution form
+    ``(H,W,C,O)`` / ``(O,H,W,C)`` / ``(O,C,H,W)``, or with
+    ``dense_as_conv=False`` as a matrix whose input axis follows
+    :func:`flatten_order` (``oihw``: PyTorch's NCHW flatten order).
+    Raises LayoutError when the shape does not fit the kind.
     """
     array = np.asarray(array)
-    recipe, sizes, out_shape = _prepare(kind, tensor_name, layout, array.shape, flatten_shape)
+    recipe, sizes, out_shape = _prepare(kind, tensor_name, layout, array.shape, flatten_shape, dense_as_conv)
     expanded = [sizes[letter] for letter in recipe.native_letters]
     return np.ascontiguousarray(array.reshape(expanded).transpose(recipe.perm).reshape(out_shape))
 
@@ -293,10 +343,11 @@ def from_layout(
     native_shape: tuple[int, ...],
     *,
     flatten_shape: tuple[int, ...] | None = None,
+    dense_as_conv: bool = True,
 ) -> np.ndarray:
     """The exact inverse of :func:`to_layout`: ``array`` in ``layout`` back to ``native_shape``."""
     array = np.asarray(array)
-    recipe, sizes, out_shape = _prepare(kind, tensor_name, layout, tuple(native_shape), flatten_shape)
+    recipe, sizes, out_shape = _prepare(kind, tensor_name, layout, tuple(native_shape), flatten_shape, dense_as_conv)
     if array.shape != out_shape:
         raise LayoutError(
             f"{kind} tensor '{tensor_name}' in layout {Layout.parse(layout)} has shape {array.shape}; "
@@ -314,6 +365,7 @@ def axes(
     *,
     flatten_shape: tuple[int, ...] | None = None,
     ndim: int | None = None,
+    dense_as_conv: bool = True,
 ) -> str:
     """Letters naming each axis of the tensor in ``layout`` (see :data:`AXIS_MEANINGS`).
 
@@ -324,7 +376,7 @@ def axes(
     ('OHWI', 'HWCM')
     """
     fs = None if flatten_shape is None else tuple(flatten_shape)
-    return _recipe(kind, tensor_name, layout, ndim, fs).labels
+    return _recipe(kind, tensor_name, layout, ndim, fs, conv=dense_as_conv).labels
 
 
 def scale_axis(
@@ -335,6 +387,7 @@ def scale_axis(
     native_axis: int | None,
     *,
     flatten_shape: tuple[int, ...] | None = None,
+    dense_as_conv: bool = True,
 ) -> int | None:
     """The axis of the laid-out tensor that holds native axis ``native_axis`` (None stays None).
 
@@ -345,20 +398,28 @@ def scale_axis(
     if native_axis is None:
         return None
     fs = None if flatten_shape is None else tuple(flatten_shape)
-    recipe = _recipe(kind, tensor_name, layout, native_ndim, fs)
-    return recipe.group_of(_scale_letter(recipe, kind, tensor_name, native_ndim, native_axis))
+    recipe = _recipe(kind, tensor_name, layout, native_ndim, fs, conv=dense_as_conv)
+    return _scale_group(recipe, kind, tensor_name, native_ndim, native_axis)[0]
 
 
-def _scale_letter(recipe: _Recipe, kind: str, name: str, ndim: int, axis: int) -> str:
+def _scale_group(recipe: _Recipe, kind: str, name: str, ndim: int, axis: int) -> tuple[int, Group]:
+    """The result axis a per-channel scale along native ``axis`` lands on, and that native axis's letters.
+
+    A merged native axis (a Flatten output) can carry a scale only where the
+    result keeps it as one axis, merely reordered (a Dense kernel's rows).
+    """
     if not -ndim <= axis < ndim:
         raise LayoutError(f"{kind} tensor '{name}': scale axis {axis} is out of range for rank {ndim}")
     group = recipe.native[axis % ndim]
-    if len(group) != 1:
+    if len(group) == 1:
+        return recipe.group_of(group[0]), group
+    same = [i for i, out in enumerate(recipe.out) if sorted(out) == sorted(group)]
+    if not same:
         raise LayoutError(
             f"{kind} tensor '{name}': a per-channel scale along the flattened input axis cannot follow "
-            "the reshape to convolution form; export it without flatten_shape"
+            "the reshape to convolution form; export it without dense_as_conv"
         )
-    return group[0]
+    return same[0], group
 
 
 def layout_scale(
@@ -370,6 +431,7 @@ def layout_scale(
     native_axis: int | None,
     *,
     flatten_shape: tuple[int, ...] | None = None,
+    dense_as_conv: bool = True,
 ) -> tuple[np.ndarray, int | None]:
     """``(scale, axis)`` for the laid-out tensor.
 
@@ -377,23 +439,28 @@ def layout_scale(
     per-channel scale moves with its axis; on a merged axis it is expanded so
     that element ``k`` of the merged axis gets its own entry, e.g. a depthwise
     per-multiplier scale on ``(C M)`` becomes ``np.tile(scale, C)``
-    (index ``c*M + m``).
+    (index ``c*M + m``); on a reordered merged axis (a Dense kernel's rows in
+    another flatten order) it is reordered alike.
     """
     scale = np.asarray(scale)
     if scale.ndim == 0 or native_axis is None:
         return scale, None
-    recipe, sizes, _ = _prepare(kind, tensor_name, layout, tuple(native_shape), flatten_shape)
-    letter = _scale_letter(recipe, kind, tensor_name, len(native_shape), native_axis)
-    if scale.ndim != 1 or scale.size not in (1, sizes[letter]):
+    recipe, sizes, _ = _prepare(kind, tensor_name, layout, tuple(native_shape), flatten_shape, dense_as_conv)
+    index, native = _scale_group(recipe, kind, tensor_name, len(native_shape), native_axis)
+    size = math.prod(sizes[g] for g in native)
+    if scale.ndim != 1 or scale.size not in (1, size):
         raise LayoutError(
             f"{kind} tensor '{tensor_name}' of shape {tuple(native_shape)}: scale of shape {scale.shape} "
-            f"does not run along axis {native_axis} (size {sizes[letter]})"
+            f"does not run along axis {native_axis} (size {size})"
         )
-    index = recipe.group_of(letter)
     group = recipe.out[index]
     if len(group) == 1:
         return scale, index
-    along = [-1 if g == letter else 1 for g in group]
+    if len(native) > 1:  # the same letters in another order
+        full = np.broadcast_to(scale, (size,)).reshape([sizes[g] for g in native])
+        moved = full.transpose([native.index(g) for g in group])
+        return np.ascontiguousarray(moved.reshape(-1)), index
+    along = [-1 if g == native[0] else 1 for g in group]
     expanded = np.broadcast_to(scale.reshape(along), [sizes[g] for g in group]).reshape(-1)
     return np.ascontiguousarray(expanded), index
 
@@ -425,37 +492,44 @@ class ExportedTensor(CodedArray):
     scale_axis: int | None = None
     quantizer_str: str | None = None
     native_shape: tuple[int, ...] = ()
+    flatten_order: str | None = None  # a Dense kernel fed by Flatten: see :func:`flatten_order`
 
 
 def lay_out(
-    tensor: QuantizedTensor, kind: str, layout: str | Layout, *, flatten_shape: tuple[int, ...] | None = None
+    tensor: QuantizedTensor,
+    kind: str,
+    layout: str | Layout,
+    *,
+    flatten_shape: tuple[int, ...] | None = None,
+    dense_as_conv: bool = True,
 ) -> ExportedTensor:
     """``tensor`` in ``layout``: values, raw, codes and signs moved alike, the scale moved or expanded.
 
+    ``flatten_shape`` and ``dense_as_conv`` as for :func:`to_layout`; the
+    result's ``flatten_order`` then says which flatten order its inputs follow.
     Raises LayoutError naming the layer when the tensor does not fit ``kind``.
     """
     lay = Layout.parse(layout)
     name, native_shape = tensor.name, tuple(tensor.values.shape)
     parts = {"raw": tensor.raw, "codes": tensor.codes, "signs": tensor.signs}
+    flat = {"flatten_shape": flatten_shape, "dense_as_conv": dense_as_conv}
 
     def move(array: np.ndarray | None) -> np.ndarray | None:
-        return None if array is None else to_layout(kind, name, array, lay, flatten_shape=flatten_shape)
+        return None if array is None else to_layout(kind, name, array, lay, **flat)
 
     try:
         mismatched = [f"{k} {np.shape(v)}" for k, v in parts.items() if v is not None and np.shape(v) != native_shape]
         if mismatched:
             raise LayoutError(f"{kind} tensor '{name}': values {native_shape} but {', '.join(mismatched)}")
         values = move(np.asarray(tensor.values, np.float32))
-        scale, axis = layout_scale(
-            kind, name, lay, tensor.scale, native_shape, tensor.scale_axis, flatten_shape=flatten_shape
-        )
+        scale, axis = layout_scale(kind, name, lay, tensor.scale, native_shape, tensor.scale_axis, **flat)
         return ExportedTensor(
             layer=tensor.layer,
             layer_class=tensor.layer_class,
             kind=kind,
             name=name,
             layout=lay,
-            axes=axes(kind, name, lay, flatten_shape=flatten_shape, ndim=len(native_shape)),
+            axes=axes(kind, name, lay, ndim=len(native_shape), **flat),
             values=values,  # type: ignore[arg-type]
             raw=move(None if tensor.raw is None else np.asarray(tensor.raw, np.float32)),
             format=tensor.format,
@@ -465,6 +539,7 @@ def lay_out(
             scale_axis=axis,
             quantizer_str=tensor.quantizer_str,
             native_shape=native_shape,
+            flatten_order=None if flatten_shape is None else flatten_order(lay, flatten_shape, dense_as_conv=dense_as_conv),
         )
     except LayoutError as err:
         raise LayoutError(f"layer '{tensor.layer}' ({tensor.layer_class}): {err}") from None

@@ -163,7 +163,9 @@ def _groups(record: LayerRecord) -> int | None:
     return channels // per_group
 
 
-def layer_entry(record: LayerRecord, tensors: list[dict[str, Any]], flatten_shape: list[int] | None) -> dict[str, Any]:
+def layer_entry(
+    record: LayerRecord, tensors: list[dict[str, Any]], flatten_shape: list[int] | None, flatten_order: str | None = None
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": record.name,
         "class": record.class_name,
@@ -173,8 +175,9 @@ def layer_entry(record: LayerRecord, tensors: list[dict[str, Any]], flatten_shap
         "tensors": tensors,
     }
     if flatten_shape is not None:
+        # A Dense fed by Flatten: the shape Flatten received (channels last, as Keras), and the order of the
+        # flat inputs the exported kernel expects ("HWC": Keras/TFLite; "CHW": PyTorch/ONNX's NCHW flatten).
         entry["flatten_shape"] = list(flatten_shape)
-        entry["flatten_order"] = "channels_last (H,W,C) flatten, as Keras" if tensors and tensors[0]["layout"] != "oihw" else (
-            "PyTorch (C,H,W) flatten: the kernel rows were reordered for an NCHW flatten"
-        )
+        if flatten_order is not None:
+            entry["flatten_order"] = flatten_order
     return entry

@@ -28,8 +28,16 @@ _C_TYPES = (
 )
 
 
+CODE_RANGE = (-(2**63), 2**63 - 1)
+"""Every code qextract holds lies here: codes are int64 at most (no uint64), so that
+readers, writers and the manifest handle them as exact integers alike."""
+
+MAX_STORAGE_BITS = 64
+"""Widest stored code (one memory word field): wider fields would span two 64-bit limbs."""
+
+
 def smallest_int_dtype(lo: int, hi: int) -> np.dtype:
-    """The smallest NumPy integer dtype holding every integer in ``[lo, hi]``."""
+    """The smallest NumPy integer dtype holding every integer in ``[lo, hi]`` (ValueError above int64)."""
     for _, dtype in _C_TYPES:
         info = np.iinfo(dtype)
         if info.min <= lo and hi <= info.max:
@@ -87,6 +95,28 @@ class NumberFormat:
     def levels(self) -> int:
         """How many distinct codes the format allows."""
         return self.code_max - self.code_min + 1
+
+    @property
+    def storage_bits(self) -> int:
+        """Bits of one stored code (a field of a memory word): two's complement or plain binary at ``bits``."""
+        return self.bits
+
+    def width_problem(self) -> str | None:
+        """Why qextract cannot hold this format's codes exactly, or None when it can.
+
+        Codes must fit int64 (:data:`CODE_RANGE`) and one stored code at most
+        :data:`MAX_STORAGE_BITS` bits, so that every writer and reader keeps
+        them exact; QKeras accepts wider configurations, which are refused by
+        name at extraction rather than failing (or wrapping) in a writer.
+        """
+        if self.code_min < CODE_RANGE[0] or self.code_max > CODE_RANGE[1]:
+            return (
+                f"its codes span [{self.code_min}, {self.code_max}], beyond the 64-bit signed integers "
+                f"[{CODE_RANGE[0]}, {CODE_RANGE[1]}] qextract holds codes in"
+            )
+        if self.storage_bits > MAX_STORAGE_BITS:
+            return f"one stored code needs {self.storage_bits} bits, more than the {MAX_STORAGE_BITS} a memory word field holds"
+        return None
 
     def ap_type(self, scale: np.ndarray | float = 1.0) -> str | None:
         """The Vivado/Vitis HLS type holding ``code * scale`` exactly, if one exists."""
@@ -194,6 +224,11 @@ class PowerOfTwo(NumberFormat):
         hi = max(abs(self.exponent_min), abs(self.exponent_max) + 1)
         return max(1, math.ceil(math.log2(hi)) + 1) if hi > 0 else 1
 
+    @property
+    def storage_bits(self) -> int:
+        """Exponent, a negative flag and a zero flag (see :mod:`qextract.writers._words`)."""
+        return self.exponent_bits + 2
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(
@@ -225,6 +260,10 @@ class Binary(NumberFormat):
     @property
     def levels(self) -> int:
         return 2
+
+    @property
+    def storage_bits(self) -> int:
+        return 1
 
     def __str__(self) -> str:
         return "binary01" if self.use_01 else "binary"

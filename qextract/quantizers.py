@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -107,18 +107,35 @@ def _squeeze_scale(scale: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, int 
 
 
 def _codes_on_grid(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Nearest integer codes (as integral float32) of ``values`` on a broadcast grid ``scale``.
+    """Integer codes of ``values`` on a broadcast grid ``scale``, as integral float64 (0 where the scale is 0).
 
-    0 where the scale is 0. float32 suffices: a value within a few ulps of
-    ``k * scale`` divides to within far less than 0.5 of ``k`` for every code
-    width QKeras offers, and the caller checks ``codes * scale`` against the
-    values bit for bit (and the codes against their range) anyway.
+    Computed in float64, where no rounding hides a code of any width QKeras
+    offers (a float32 quotient cannot even hold every 25-bit integer). With a
+    power-of-two scale ``values / scale`` is exact: the code is the one integer
+    whose product with the scale *is* the value. With any other scale the
+    layer's value is ``float32(code * scale)`` and the quotient lies within
+    ``|code| * 2**-24`` of the code; where its nearest integer misses, the
+    neighbour whose float32 product is the value is taken. The caller checks
+    the range exactly and refuses a code another code would give too.
     """
+    v = np.asarray(values, np.float32)
+    s = np.asarray(scale, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        codes = np.rint(values / scale.astype(np.float32))
-    if np.any(scale == 0):
-        codes = np.where(scale == 0, np.float32(0), codes)
+        codes = np.where(s == 0, 0.0, np.rint(v.astype(np.float64) / s.astype(np.float64)))
+        miss = _product(codes, s) != v
+        for step in (-1.0, 1.0):
+            if not miss.any():
+                break
+            hit = miss & (_product(codes + step, s) == v)
+            codes = np.where(hit, codes + step, codes)
+            miss &= ~hit
     return codes
+
+
+def _product(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``float32(code) * scale`` in float32: what a layer computes with, and how every reader decodes."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(codes).astype(np.float32) * np.asarray(scale, np.float32)
 
 
 def _fixed(fmt: NumberFormat, values: np.ndarray, scale: Any, axis: int | None = None) -> Encoding:
@@ -284,7 +301,13 @@ class BinaryCodec(Codec):
         return Binary(use_01=bool(getattr(q, "use_01", False)))
 
     def encode(self, q: Any, values: np.ndarray) -> Encoding:
-        return _fixed(self.number_format(q), values, q.scale)
+        enc = _fixed(self.number_format(q), values, q.scale)
+        if enc.format.use_01:  # type: ignore[attr-defined]
+            return enc
+        # A scale of 0 (alpha="auto" on an all-zero channel) makes every code 0 and the grid says 0, which
+        # binary has not: the code is +1, what QKeras's own sign gives a zero weight (every weight there is 0).
+        zero_scale = np.broadcast_to(along(enc.scale, enc.scale_axis, values.ndim) == 0, values.shape)
+        return replace(enc, codes=np.where(zero_scale & (enc.codes == 0), 1.0, enc.codes))
 
 
 class TernaryCodec(Codec):

@@ -70,7 +70,6 @@ Keras layers, the extra ones get suffixes (``<n>_conv``, ``<n>_bn``,
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache

@@ -251,19 +251,11 @@ def _decode(where: Path, t: dict[str, Any], read: Codes, entry: Entry) -> np.nda
 def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
     """Read the exported array through its axis letters back into the native Keras order."""
     name, axes = t["name"], t["axes"]
+    if "flatten_shape" in layer and kind == "dense" and name == "kernel":
+        return _flattened_to_native(t, value, layer)
     native = _NATIVE.get((kind, name.rsplit("/", 1)[-1]))  # a Bidirectional's "forward/kernel"
     if native is None or axes == native:
         return value
-    if "flatten_shape" in layer and kind == "dense" and name == "kernel" and len(layer["flatten_shape"]) != 3:
-        return _flattened_kernel(t, value, layer["flatten_shape"])
-    if "flatten_shape" in layer and kind == "dense" and name == "kernel":
-        h, w, c = layer["flatten_shape"]
-        if axes == "OHWI":  # (O, H, W, C): Keras flattens H, W, C
-            return value.transpose(1, 2, 3, 0).reshape(h * w * c, -1)
-        if axes == "OIHW":  # (O, C, H, W): rows in PyTorch's C, H, W flatten order
-            return value.transpose(2, 3, 1, 0).reshape(h * w * c, -1)
-        if axes == "HWIO":
-            return value.reshape(h * w * c, -1)
     if sorted(axes) == sorted(native):
         return value.transpose([axes.index(a) for a in native])
     if native.endswith("CM") and "O" in axes and "1" in axes:  # depthwise: O is the merged c*M + m axis
@@ -274,19 +266,31 @@ def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str,
     raise VerificationError(f"{t['key']}: cannot interpret exported axes '{axes}' for a {kind} tensor")
 
 
-def _flattened_kernel(t: dict[str, Any], value: np.ndarray, flatten_shape: list[int]) -> np.ndarray:
-    """A Dense-after-Flatten kernel of any flatten rank in convolution form, back to ``(prod(flatten_shape), O)``.
+_KERAS_FLATTEN = {1: "C", 2: "LC", 3: "HWC", 4: "DHWC"}  # how Keras flattens a channels-last activation
+_CONV_LETTERS = {"I": "C", "K": "L"}  # a Dense in convolution form: its axis letters as activation letters
 
-    The letters of ``flatten_shape`` are its spatial axes then I (``(C,)``: I;
-    ``(L,C)``: K I; ``(D,H,W,C)``: D H W I); the exported axes are put in
-    Keras's flatten order (spatial..., I) before O, whatever order they were written in.
+
+def _flattened_to_native(t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
+    """A Dense kernel fed by Flatten back to Keras's (inputs in channels-last flatten order, O).
+
+    Every input letter gets its own axis: a matrix (``OI``/``IO``) has its
+    input axis split in the manifest's ``flatten_order``; a convolution form
+    (``OIHW``, ``OHWI``, ``HWIO``, ...) names each axis already.
     """
-    spatial = ("", "K", "HW", "DHW")[len(flatten_shape) - 1] if 1 <= len(flatten_shape) <= 4 else None
-    axes = t["axes"]
-    if spatial is None or sorted(axes) != sorted(spatial + "IO"):
-        raise VerificationError(f"{t['key']}: cannot interpret exported axes '{axes}' for flatten_shape {flatten_shape}")
-    order = spatial + "IO"
-    return value.transpose([axes.index(a) for a in order]).reshape(int(np.prod(flatten_shape)), -1)
+    shape, axes = layer["flatten_shape"], t["axes"]
+    keras = _KERAS_FLATTEN.get(len(shape), "?")
+    if sorted(axes) == ["I", "O"]:
+        letters = axes.replace("I", layer.get("flatten_order", keras))  # exports before flatten_order kept Keras's
+    else:
+        letters = "".join(_CONV_LETTERS.get(a, a) for a in axes)
+    if sorted(letters) != sorted("O" + keras) or value.ndim != len(axes):
+        raise VerificationError(
+            f"{t['key']}: cannot interpret axes '{axes}' (flatten_order {layer.get('flatten_order')!r}) "
+            f"for a Dense fed by Flatten of {shape}"
+        )
+    sizes = {**dict(zip(keras, shape)), "O": value.shape[axes.index("O")]}
+    split = value.reshape([sizes[a] for a in letters])
+    return split.transpose([letters.index(a) for a in keras + "O"]).reshape(-1, sizes["O"])
 
 
 def _check_coverage(where: Path, manifest: dict[str, Any], model: Any) -> None:

@@ -94,14 +94,8 @@ def _item_text(x: np.generic) -> str:
 
 
 def code_bits(fmt: NumberFormat) -> int:
-    """Bits of one stored code in format ``fmt``."""
-    if not fmt.quantized:
-        return 32
-    if fmt.kind == "binary":
-        return 1
-    if isinstance(fmt, PowerOfTwo):
-        return fmt.exponent_bits + 2
-    return fmt.bits
+    """Bits of one stored code in format ``fmt`` (the format owns the rule: ``fmt.storage_bits``)."""
+    return fmt.storage_bits
 
 
 def encoding(fmt: NumberFormat) -> str:

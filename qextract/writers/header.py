@@ -6,7 +6,8 @@ Per tensor (identifier ``<layer>_<tensor>``, macros in upper case):
   fractional bits (fixed point with one power-of-two scale), the scale size
   and axis (-1: one scale for the tensor);
 - ``static const <int type> name[]``: the codes in the smallest ``<stdint.h>``
-  type of the format (floats for unquantized tensors); ``name_sign[]`` for
+  type of the format (floats for unquantized tensors; -2**63 is written
+  ``INT64_MIN``, since C has no literal for it); ``name_sign[]`` for
   powers of two, ``name_table[]`` for look-up formats;
 - ``static const float name_scale[]``: each scale as the shortest decimal that
   reads back as exactly the same float32 (integer codes plus an exact scale
@@ -54,8 +55,16 @@ def _array(ctype: str, name: str, size: str, body: bytes | str) -> bytes:
     return f"static const {ctype} {name}[{size}] = {{\n".encode() + body + b"};\n"
 
 
+# C has no negative literals: "-9223372036854775808" is minus a constant too large for any
+# signed type (gcc: "so large that it is unsigned"). <stdint.h>'s macro is the exact value.
+_INT64_MIN = (-(2**63), b"INT64_MIN")
+
+
 def _int_body(values: np.ndarray) -> bytes:
     cells = _text.decimal_cells(values)
+    lowest = np.flatnonzero(np.asarray(values).reshape(-1) == _INT64_MIN[0]) if values.dtype == np.int64 else ()
+    if len(lowest):
+        cells[lowest] = np.frombuffer(_INT64_MIN[1].rjust(cells.shape[1]), np.uint8)
     return _text.wrap(_text.columns(cells.shape[0], b" ", cells, b","), PER_LINE, b"   ")
 
 
@@ -190,7 +199,7 @@ def _array_body(text: bytes, name: str, ctype: str) -> bytes:
 
 def _numbers(body: bytes, dtype: type[np.generic], entry: Entry) -> np.ndarray:
     """The comma-terminated numbers of an array body, in ``entry``'s shape."""
-    items = body.replace(b"\n", b" ").split(b",")
+    items = body.replace(b"\n", b" ").replace(_INT64_MIN[1], str(_INT64_MIN[0]).encode()).split(b",")
     if items[-1].strip():
         raise ValueError("an array does not end in ','")
     values = np.array(items[:-1]).astype(dtype)
