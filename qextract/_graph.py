@@ -95,7 +95,7 @@ def rebuild(config: Config, name: str) -> Any:
         return keras.Model.from_config(config)
 
 
-def copy_weights(source: Any, target: Any, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def copy_weights(source: Any, target: Any, skip: frozenset[str] | set[str] = frozenset()) -> None:
     """Every layer of ``target`` that ``source`` has by name (except ``skip``) gets its weights."""
     known = {layer.name: layer for layer in source.layers}
     for layer in target.layers:
