@@ -322,12 +322,18 @@ def _save_model(model, out: str, force: bool) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
     except OSError as e:
         raise ExportError(f"{out}: cannot write in {parent} ({e.strerror}). Fix: choose a writable --out.") from None
+    import logging
+
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
     try:
+        tf_log.setLevel(logging.ERROR)  # saving an uncompiled model logs that its metrics are not built
         model.save(tmp / target.name)
         os.replace(tmp / target.name, target)
     except OSError as e:
         raise ExportError(f"{out}: writing failed ({e.strerror or e}); nothing was left behind") from None
     finally:
+        tf_log.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -105,6 +105,8 @@ def _gather(
     model: Any, path: Path, kind: str, layout: Layout | None, mapping: Mapping[str, Any] | None, order: str | None
 ) -> tuple[Gathered, list[Target]]:
     targets = targets_of(model)
+    if mapping and kind != "arrays":
+        raise UsageError(f"{path}: mapping pairs PyTorch modules with layers; a {kind} source is matched by its own names")
     if kind == "export":
         from .export_dir import read_export
 
@@ -190,7 +192,7 @@ def _strict_message(missing: list[tuple[Target, str]], unused: list[tuple[str, s
         names = "; ".join(f"{name} ({why})" for name, why in unused)
         parts.append(f"the model has no place for {len(unused)} source tensor(s): {names}")
     fix = "Fix: load a source that fits the model, or pass strict=False (--no-strict) to keep the weights of what is missing and leave out the rest"
-    return "; ".join(parts) + f". {fix}" + (f"; {hint}" if hint else "")
+    return "; ".join(parts) + (f". {hint.strip().rstrip('.')}" if hint else "") + f". {fix}"
 
 
 def _assign(targets: list[Target], arrays: dict[str, dict[str, np.ndarray]]) -> None:

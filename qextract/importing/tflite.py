@@ -85,6 +85,10 @@ def read_tflite(path: Path, targets: list[Target]) -> Gathered:
         groups.setdefault(slot.signature, []).append(slot)
     for signature, group in groups.items():
         candidates = [op for op in ops if (op.type, op.weight.shape) == signature]
+        if not candidates:
+            same_type = "; ".join(f"{op.label} {op.weight.shape}" for op in ops if op.type == signature[0]) or "none"
+            layers = ", ".join(f"{s.target.where} ({s.tensor})" for s in group)
+            found.hint += f"{layers}: no {signature[0]} op with weights {signature[1]}; the file's {signature[0]} ops: {same_type}. "
         for slot, op in _pair(group, candidates):
             used.add(op.index)
             _bind(slot, op, found)
