@@ -48,9 +48,6 @@ class Target:
     def where(self) -> str:
         return f"layer '{self.path}' ({self.class_name})"
 
-    def config(self, key: str, default: Any = None) -> Any:
-        return getattr(self.layer, key, default)
-
 
 def targets_of(model: Any) -> list[Target]:
     """Every layer of ``model`` with weights (or exported derived tensors), in model order."""

@@ -76,8 +76,8 @@ class _Slot:
 
 def read_tflite(path: Path, targets: list[Target]) -> Gathered:
     """The weights of the ``.tflite`` at ``path``, bound for ``targets``."""
-    slots = _slots(targets)
     ops = _read_ops(path, {t.path for t in targets})
+    slots = _slots(targets)
     found = Gathered(kind="TFLite", padding_rule="tf")
     used: set[int] = set()
     groups: dict[tuple[str, tuple[int, ...]], list[_Slot]] = {}
