@@ -194,7 +194,7 @@ def test_tflite_layer_without_a_matching_op_names_the_candidates(tflite_file):
     _, path = tflite_file
     inp = keras.Input((9, 9, 3))
     model = keras.Model(inp, L.Dense(5, name="fc")(L.Flatten()(L.Conv2D(4, 3, strides=2, padding="same", name="conv")(inp))))
-    message = r"nothing for 2 tensor\(s\) of the model: fc/kernel, fc/bias.*layer 'fc' \(Dense\) \(kernel\): no FULLY_CONNECTED op with weights \(5, 100\); the file's FULLY_CONNECTED ops: op \d+ FULLY_CONNECTED 'model/fc/MatMul' \(7, 256\)"
+    message = r"nothing for 2 tensor\(s\) of the model: fc/kernel, fc/bias.*layer 'fc' \(Dense\) \(kernel\): no FULLY_CONNECTED op with weights \(5, 100\); the file's FULLY_CONNECTED ops: op \d+ FULLY_CONNECTED 'model\w*/fc/MatMul' \(7, 256\)"
     with pytest.raises(LayoutError, match=message):
         qextract.load_weights(model, path)
     with pytest.raises(UsageError, match="mapping pairs PyTorch modules"):
