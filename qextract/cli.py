@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import QExtractError
+from .errors import QExtractError, UsageError
+
+if TYPE_CHECKING:
+    from .layouts import Layout
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process SIGTERM ended
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -42,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact quantized weights, integer codes and scales from QKeras models.",
         epilog="Exit codes: 0 ok, 1 failure, 2 usage, 3 model load, 4 unsupported layer/quantizer, "
         "5 not exact, 6 layout, 7 data, 8 output, 9 verification mismatch, 10 Keras environment, "
-        "11 float model mismatch, 130 interrupted.",
+        "11 float model mismatch, 12 not an export folder, 130 interrupted (SIGINT), 143 terminated (SIGTERM).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -58,13 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     p.set_defaults(handler=_inspect)
 
-    from .layouts import LAYOUTS
+    from .export import MAX_WORD_BITS, WORD_FORMATS
     from .writers import FORMATS
 
     p = sub.add_parser("export", parents=[common], help="write tensors in a layout and formats, with manifest.json")
     _add_model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must not exist or be empty)")
-    p.add_argument("--layout", default="hwio", choices=LAYOUTS, help="hwio: Keras/TF, ohwi: TFLite, oihw: PyTorch/ONNX/Caffe (default hwio)")
+    p.add_argument(
+        "--layout",
+        default="hwio",
+        type=_layout,
+        metavar="NAME",
+        help="hwio (alias keras, tf), ohwi (tflite), oihw (pytorch, onnx, caffe), any case, or e.g. HWIO->OHWI (default hwio)",
+    )
     p.add_argument(
         "--format",
         default="npz,header,mem",
@@ -72,9 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"comma-separated, from: {','.join(FORMATS)} (default npz,header,mem)",
     )
-    p.add_argument("--word-bits", type=int, metavar="N", help="pack several codes into each N-bit memory word (mem, coe, mif, header)")
+    p.add_argument(
+        "--word-bits",
+        type=_bounded(1, MAX_WORD_BITS),
+        metavar="N",
+        help=f"pack several codes into each N-bit memory word, N from 1 to {MAX_WORD_BITS} ({', '.join(WORD_FORMATS)} only)",
+    )
     p.add_argument("--dense-as-conv", action="store_true", help="write a Dense layer fed by Flatten in convolution form (H,W,C,O)")
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument(
+        "--force", action="store_true", help="replace a previous export in --out (never a folder holding anything else or the model)"
+    )
     p.add_argument("--verify", action="store_true", help="then recompute every layer from the written files and compare")
     p.set_defaults(handler=_export)
 
@@ -82,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("export_dir", metavar="DIR", help="folder written by 'qextract export'")
     p.add_argument("--model", required=True, help="the model the export came from")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
-    p.add_argument("--samples", type=int, default=4, help="input samples per layer (default 4)")
+    p.add_argument("--samples", type=_positive, default=4, metavar="N", help="input samples per layer, at least 1 (default 4)")
     _add_trust_arg(p)
     p.set_defaults(handler=_verify)
 
@@ -126,10 +145,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value}")
     return value
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _layout(text: str) -> Layout:
+    """Exactly what :meth:`qextract.Layout.parse` accepts; its message (names and aliases) otherwise."""
+    from .errors import LayoutError
+    from .layouts import Layout
+
+    try:
+        return Layout.parse(text)
+    except LayoutError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _format_list(known: dict) -> "Callable[[str], list[str]]":
@@ -153,9 +199,22 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     return load_model(args.model, weights=args.weights, trusted=args.trust_model)
 
 
+def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
+    """Every file the command reads, by the name a message should give it: outputs must never replace them."""
+    data = getattr(args, "data", None)
+    return {
+        "model": args.model,
+        "weights file": args.weights,
+        "data file": data if data is not None and os.path.lexists(data) else None,
+        "float model": getattr(args, "float_model", None),
+    }
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    from ._atomic import check_outputs
     from .summary import inspect_table
 
+    check_outputs({"--csv": args.csv}, _inputs(args))
     ex = _extract(_load(args), args.layers)
     table = inspect_table(ex)
     if args.csv:
@@ -171,8 +230,15 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .export import WORD_FORMATS, check_output, export
 
+    if args.word_bits is not None and not set(args.format) & set(WORD_FORMATS):
+        raise UsageError(
+            f"--word-bits {args.word_bits} changes only the formats that store memory words ({', '.join(WORD_FORMATS)}); "
+            f"--format {','.join(args.format)} has none of them. Fix: add one to --format, or leave out --word-bits."
+        )
+    protect = [p for p in (args.model, args.weights) if p is not None]
+    check_output(args.out, force=args.force, protect=protect)  # before the slow model load
     model = _load(args)
     result = export(
         model,
@@ -183,6 +249,7 @@ def _export(args: argparse.Namespace) -> int:
         word_bits=args.word_bits,
         dense_as_conv=args.dense_as_conv,
         force=args.force,
+        protect=protect,
     )
     n = sum(len(layer["tensors"]) for layer in result.manifest["layers"])
     print(f"exported {n} tensors in layout {args.layout} as {', '.join(args.format)}: {len(result.files)} files in {result.out_dir}")
@@ -192,13 +259,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ._atomic import atomic_file
+    from ._atomic import atomic_file, check_outputs
     from .model import load_model
     from .report import error_report, weight_report
 
+    check_outputs({"--csv": args.csv, "--weights-csv": args.weights_csv, "--plot": args.plot}, _inputs(args))
     model = _load(args)
     float_model = load_model(args.float_model, trusted=args.trust_model) if args.float_model else None
-    table = error_report(model, args.data, float_model, mode=args.mode, batch_size=args.batch_size, quiet=args.quiet)
+    table = error_report(
+        model, args.data, float_model, mode=args.mode, batch_size=args.batch_size, quiet=args.quiet, layers=args.layers
+    )
     weights = weight_report(_extract(model, args.layers)) if args.weights_csv else None
     outputs = [(args.csv, table)] + ([(args.weights_csv, weights)] if weights is not None else [])
     for path, frame in outputs:
@@ -221,6 +291,11 @@ def _extract(model, layers):  # noqa: ANN001, ANN202
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .verify import _read_manifest
+
+    _read_manifest(Path(args.export_dir))  # not an export: say so before the slow model load
     args.layers = None
     return _print_verification(args.export_dir, _load(args), args.samples)
 
@@ -349,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
         print(f"qextract: warning: {message}", file=sys.stderr)
 
+    previous = _on_sigterm(_terminate)
     try:
         with warnings.catch_warnings():
             # Only qextract's own warnings concern the user; TensorFlow/Keras chatter shows with --debug.
@@ -369,12 +445,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qextract: interrupted; no output was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print("qextract: terminated; no output was left behind", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback, unless --debug
         if args.debug:
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
         print(f"qextract: internal error: {type(e).__name__}: {first} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        if previous is not None:
+            _on_sigterm(previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt, so every clean-up that Ctrl-C runs runs too."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM; the previous handler, or None where handlers cannot be set (not the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,19 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._atomic import atomic_dir
-from .errors import ExportError, LayoutError
+from ._atomic import atomic_dir, check_folder_target
+from .errors import ExportError, LayoutError, QExtractError, UsageError
 from .extract import extract
 from .layouts import ExportedTensor, Layout, lay_out
 from .manifest import SCHEMA_VERSION, layer_entry, tensor_entry, validate
+from .nested import selected
 from .tensor import Extraction, LayerRecord
 from .writers import FORMATS, write_all
 from .writers._text import file_stems
 
-__all__ = ["export", "ExportResult", "DEFAULT_FORMATS"]
+__all__ = ["export", "check_output", "ExportResult", "DEFAULT_FORMATS", "MAX_WORD_BITS", "WORD_FORMATS"]
 
 DEFAULT_FORMATS = ("npz", "header", "mem")
 PER_TENSOR_FORMATS = {"mem", "coe", "mif"}
+WORD_FORMATS = ("header", "mem", "coe", "mif")
+"""The formats that store memory words, and so the only ones ``word_bits`` changes."""
+MAX_WORD_BITS = 64
 
 
 @dataclass(frozen=True)
@@ -62,25 +66,33 @@ def export(
     word_bits: int | None = None,
     dense_as_conv: bool = False,
     force: bool = False,
+    protect: Iterable[str | os.PathLike[str]] = (),
 ) -> ExportResult:
     """Write the quantized tensors of ``source`` (a model or an :class:`Extraction`) into ``out_dir``.
 
     ``layout`` is ``hwio`` (Keras), ``ohwi`` (TFLite) or ``oihw`` (PyTorch/ONNX/Caffe).
     ``dense_as_conv`` writes a Dense layer fed by Flatten in its convolution
     form ``(H,W,C,O)`` (and the matching OHWI / OIHW forms).
-    An existing non-empty ``out_dir`` is refused unless ``force``.
+    An existing non-empty ``out_dir`` is refused unless ``force``; even with
+    ``force`` only a previous qextract export (its ``manifest.json`` and the
+    files it lists, nothing else) is replaced, and never a folder that is,
+    holds or is linked to from one of ``protect`` (give the model and weights
+    files, so an export can never delete its own input).
 
     >>> qextract.export(model, "out", layout="ohwi", formats=["npz", "mem"])  # doctest: +SKIP
     """
     lay = Layout.parse(layout)
     formats = _check_formats(formats)
-    if word_bits is not None and word_bits < 1:
-        raise ExportError(f"--word-bits must be a positive number of bits, not {word_bits}")
+    _check_word_bits(word_bits, formats)
+    protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
+    check_output(out_dir, force=force, protect=protect)  # refuse before the (possibly long) extraction, not after
     ex = source if isinstance(source, Extraction) else extract(source, layers=layers)
-    records = [r for r in ex if layers is None or r.name in layers]
+    records = _selected(ex, layers)
     laid = [(r, _lay_out_layer(r, lay, dense_as_conv)) for r in records]
     tensors = [t for _, (ts, _) in laid for t in ts]
-    with atomic_dir(out_dir, force=force) as tmp:
+    if not tensors:
+        raise _nothing_to_export(source, ex, records, layers)
+    with atomic_dir(out_dir, force=force, protect=protect, replaceable=_previous_export) as tmp:
         try:
             written = write_all(tensors, tmp, formats, word_bits=word_bits, model_name=ex.model_name)
         except OSError as e:
@@ -116,8 +128,99 @@ def _check_formats(formats: Iterable[str]) -> list[str]:
     names = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
-        raise ExportError(f"unknown format(s) {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format(s) {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(FORMATS)}")
     return names
+
+
+def _check_word_bits(word_bits: Any, formats: list[str]) -> None:
+    """``word_bits`` is a width from 1 to 64 and only meaningful with a format that stores memory words."""
+    if word_bits is None:
+        return
+    if isinstance(word_bits, bool) or not isinstance(word_bits, int) or not 1 <= word_bits <= MAX_WORD_BITS:
+        raise UsageError(f"word_bits must be a whole number of bits from 1 to {MAX_WORD_BITS}, not {word_bits!r}")
+    if not set(formats) & set(WORD_FORMATS):
+        raise UsageError(
+            f"word_bits={word_bits} changes only the formats that store memory words ({', '.join(WORD_FORMATS)}); "
+            f"the formats asked for ({', '.join(formats)}) would ignore it. Fix: add one of them, or leave word_bits unset."
+        )
+
+
+def _selected(ex: Extraction, layers: list[str] | None) -> list[LayerRecord]:
+    """The records of ``layers`` (all when None); a name the extraction lacks is a UsageError listing the valid ones."""
+    if layers is None:
+        return list(ex)
+    names = [r.name for r in ex]
+    missing = [n for n in layers if not any(selected(key, [n]) for key in names)]
+    if missing:
+        raise UsageError(
+            f"extraction of model '{ex.model_name}' has no layer named {', '.join(map(repr, missing))}; "
+            f"its layers are: {', '.join(names)}"
+        )
+    return [r for r in ex if selected(r.name, layers)]  # a nested model's name selects what is inside
+
+
+def _nothing_to_export(source: Any, ex: Extraction, records: list[LayerRecord], layers: list[str] | None) -> UsageError:
+    """Why an export would hold no tensor, naming the layers and those that do have weights.
+
+    A UsageError (exit 2), not an ExportError: nothing failed to be written;
+    the request itself selects no weight, and the fix is another selection.
+    """
+    if layers is not None and not isinstance(source, Extraction):
+        try:  # only on this error path: the whole model, to name the layers that do have weights
+            ex = extract(source)
+        except QExtractError:
+            pass
+    weighted = [r.name for r in ex if len(r)]
+    if layers is None:
+        what = f"model '{ex.model_name}' has no layer with weight tensors"
+    else:
+        what = f"layer(s) {', '.join(repr(r.name) for r in records)} hold no weight tensors (only activations or nothing)"
+    fix = f"Fix: choose layers that have weights: {', '.join(weighted)}" if weighted else "Fix: export a model with weights"
+    return UsageError(f"{what}; an export of zero tensors would prove nothing. {fix}.")
+
+
+def check_output(
+    out_dir: str | os.PathLike[str], *, force: bool = False, protect: Iterable[str | os.PathLike[str]] = ()
+) -> None:
+    """Raise the ExportError :func:`export` would raise for ``out_dir``, before any work is done.
+
+    Refused: the current folder (or one holding it), a file, a folder that
+    is, holds or is linked to from one of ``protect``, a non-empty folder
+    without ``force``, and with ``force`` anything but a previous export.
+    """
+    target = check_folder_target(out_dir, force=force, protect=[p for p in protect if p is not None])
+    if target.is_dir() and any(target.iterdir()):
+        _previous_export(Path(out_dir))
+
+
+def _previous_export(folder: Path) -> None:
+    """Refuse to replace ``folder`` unless it is a previous qextract export and nothing else.
+
+    It must hold a ``manifest.json`` written by qextract, and no file or
+    folder beside those that manifest lists: anything else there is the
+    user's, and ``--force`` would delete it.
+    """
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or "qextract_version" not in manifest or not isinstance(manifest.get("files"), list):
+        raise ExportError(
+            f"{folder}: is not a qextract export (no manifest.json written by qextract); --force only replaces a "
+            "previous export. Fix: choose another --out, or empty or remove that folder yourself."
+        )
+    listed = {"manifest.json"} | {str(f.get("path")) for f in manifest["files"] if isinstance(f, dict)}
+    foreign = sorted(
+        rel
+        for rel in (p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+        if rel not in listed and not any(name.startswith(rel + "/") for name in listed)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ExportError(
+            f"{folder}: holds files that are not part of its previous export ({shown}); --force only replaces an "
+            "export as qextract wrote it. Fix: move them elsewhere, or choose another --out."
+        )
 
 
 def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tuple[list[ExportedTensor], list[int] | None]:

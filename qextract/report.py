@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import QExtractError
+from .errors import QExtractError, UsageError
 from .tensor import Extraction, QuantizedTensor
 
 if TYPE_CHECKING:
@@ -334,6 +334,7 @@ def error_report(
     mode: str = "propagated",
     batch_size: int = 256,
     quiet: bool = False,
+    layers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per-layer error of a QKeras ``model`` against its float counterpart.
 
@@ -350,16 +351,36 @@ def error_report(
 
     ``data``: a NumPy array, ``.npy``/``.npz`` path, ``"digits"``,
     ``tf.data.Dataset`` or iterable of batches (see :mod:`qextract.data`).
-    A progress bar shows on a terminal unless ``quiet``.
+    A progress bar shows on a terminal unless ``quiet``. ``layers`` keeps only
+    the rows of those layers (the whole model still runs: errors accumulate
+    through every layer); an unknown name is a UsageError listing the valid ones.
 
     >>> df = error_report(qmodel, "digits", mode="isolated")       # doctest: +SKIP
     >>> df[["layer", "stage", "snr_db"]]                            # doctest: +SKIP
     """
     model, float_model = _as_model(model), _as_model(float_model)
+    wanted = _check_layer_names(model, layers)
     records = error_records(model, data, float_model, mode=mode, batch_size=batch_size, quiet=quiet)
+    if wanted is not None:
+        records = [r for r in records if r.layer in wanted]
+        if not records:
+            raise UsageError(f"layer(s) {', '.join(map(repr, layers))} have no output in the error report (input layers have none)")
     frame = records_frame(records, ErrorRecord)
     frame.attrs.update(mode=mode, model=model.name)
     return frame
+
+
+def _check_layer_names(model: Any, layers: Sequence[str] | None) -> set[str] | None:
+    """The wanted layer names (the report's rows are the model's own layers); unknown ones are a UsageError."""
+    if layers is None:
+        return None
+    known = [layer.name for layer in model.layers]
+    missing = [n for n in layers if n not in known]
+    if missing:
+        raise UsageError(
+            f"model '{model.name}' has no layer named {', '.join(map(repr, missing))}; its layers are: {', '.join(sorted(known))}"
+        )
+    return set(layers)
 
 
 def records_frame(records: Sequence[Any], record_type: type | None = None) -> pd.DataFrame:

@@ -92,6 +92,10 @@ class QuantizedTensor(CodedArray):
 
     ``scale`` has shape ``()`` or ``(C,)``; in the latter case it runs along
     ``scale_axis`` of ``values``.
+
+    ``variables`` names the model weight variables (as in ``model.weights``)
+    the tensor was read from: one for a plain weight, several for a folded
+    conv-batchnorm kernel or bias, none for a constant (a pooling multiplier).
     """
 
     layer: str
@@ -108,6 +112,7 @@ class QuantizedTensor(CodedArray):
     quantizer_str: str | None = None
     ste_rounded: int = 0
     notes: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
 
     def distinct_codes(self) -> int:
         if self.codes is None:
@@ -153,7 +158,13 @@ class ActivationRecord:
 
 @dataclass(frozen=True, repr=False)
 class LayerRecord:
-    """One model layer: its tensors by name and its activation formats."""
+    """One model layer: its tensors by name and its activation formats.
+
+    ``name`` is the layer's key: its name, or its path inside nested models and
+    wrappers (``encoder/conv1``, ``td/q_dense``). ``state`` names the layer's
+    variables that are not weights it computes with (step counters, the moving
+    min/max of an adaptive activation): accounted for, not exported.
+    """
 
     name: str
     class_name: str
@@ -161,6 +172,7 @@ class LayerRecord:
     tensors: Mapping[str, QuantizedTensor]
     activations: tuple[ActivationRecord, ...] = ()
     config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    state: tuple[str, ...] = ()
 
     def __getitem__(self, tensor: str) -> QuantizedTensor:
         try:

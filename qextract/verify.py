@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import reference as R
-from .errors import ExportError, VerificationError
+from .errors import VerificationError
+from .nested import find_layer
 from .tensor import along, decode
 from .writers import FORMATS, Codes, Entry, entries
 
@@ -72,19 +73,31 @@ def _load(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
+    """The export's manifest; NotAnExportError when ``root`` is not a folder qextract exported into.
+
+    A manifest that is qextract's but breaks the schema is a VerificationError:
+    the export was changed after it was written (or by another version).
+    """
+    from .errors import NotAnExportError
+
+    fix = "Fix: give the folder 'qextract export --out DIR' wrote (it holds manifest.json)."
+    if not root.is_dir():
+        raise NotAnExportError(f"{root}: {'no such folder' if not root.exists() else 'is not a folder'}; not a qextract export. {fix}")
     path = root / "manifest.json"
     if not path.is_file():
-        raise ExportError(f"{root}: no manifest.json; give a folder written by 'qextract export'")
+        raise NotAnExportError(f"{root}: not a qextract export (no manifest.json). {fix}")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: not a readable manifest ({e})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise NotAnExportError(f"{path}: not a readable manifest ({e}). {fix}") from None
+    if not isinstance(manifest, dict) or "qextract_version" not in manifest:
+        raise NotAnExportError(f"{path}: not written by qextract (no qextract_version). {fix}")
     from .manifest import validate
 
     try:
         validate(manifest)
     except Exception as e:  # noqa: BLE001 - jsonschema.ValidationError
-        raise ExportError(f"{path}: does not follow the manifest schema ({str(e).splitlines()[0]})") from None
+        raise VerificationError(f"{path}: does not follow the manifest schema ({str(e).splitlines()[0]})") from None
     return manifest
 
 
@@ -241,7 +254,7 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
             rows.append({**row, "max_abs_error": np.nan, "tolerance": np.nan, "passed": None, "note": "no NumPy reference for this kind"})
             continue
         try:
-            keras_layer = model.get_layer(name)
+            keras_layer = find_layer(model, name)  # a nested key "outer/inner" too
         except ValueError:
             raise VerificationError(f"layer '{name}' of the export is not in the model; verify against the exported model") from None
         weights = {t["name"]: _to_native(kind, t, values[t["key"]], layer) for t in layer["tensors"]}

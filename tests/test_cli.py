@@ -41,7 +41,7 @@ def test_inspect_prints_a_row_per_tensor(capsys, tmp_path):
 def test_inspect_layers_filter_and_unknown_layer(capsys):
     assert main(["inspect", str(H5), "--layers", "fc5"]) == 0
     assert "conv1" not in capsys.readouterr().out
-    assert main(["inspect", str(H5), "--layers", "nope"]) == 1
+    assert main(["inspect", str(H5), "--layers", "nope"]) == 2  # a usage error
     err = capsys.readouterr().err
     assert "no layer named 'nope'" in err and "fc5" in err
 

@@ -117,8 +117,13 @@ def test_existing_output_is_refused_without_force_and_kept_intact(tmp_path, digi
     with pytest.raises(ExportError, match="not empty.*--force"):
         export(digits, out)
     assert (out / "keep.txt").read_text() == "mine"
+    with pytest.raises(ExportError, match="is not a qextract export"):  # --force replaces only a previous export
+        export(digits, out, force=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    export(digits, out)
     export(digits, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "manifest.json").exists()
+    assert (out / "manifest.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folders left
 
 
