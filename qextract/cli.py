@@ -120,9 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", parents=[common], help="load weights from an export, .tflite or state dict into a copy of MODEL")
     p.add_argument("model", help="the model to receive the weights (the file itself is never modified)")
     p.add_argument("source", help="a qextract export folder, a .tflite file, an .npz (PyTorch state dict or Keras names) or a .pt file")
-    p.add_argument("--out", required=True, metavar="NEW.h5", help="the model with the new weights (.h5 or .keras)")
+    p.add_argument("--out", required=True, metavar="NEW.h5", help="the model with the new weights (.h5; never MODEL or SOURCE)")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
-    p.add_argument("--layout", help="layout of an .npz or .pt: oihw (PyTorch/ONNX/Caffe), ohwi (TFLite), hwio (Keras); OIHW->HWIO also works")
+    p.add_argument(
+        "--layout",
+        type=_layout,
+        metavar="NAME",
+        help="layout of an .npz or .pt: oihw (pytorch, onnx, caffe), ohwi (tflite), hwio (keras), or e.g. OIHW->HWIO",
+    )
     p.add_argument("--map", nargs="+", default=[], metavar="LAYER=MODULE", help="pair a Keras layer with a PyTorch module (LAYER=DW,PW for a separable layer)")
     p.add_argument("--flatten-order", choices=("chw", "hwc"), help="input order of a Dense-after-Flatten kernel in the source (default: chw for oihw, else hwc)")
     p.add_argument("--source-padding", choices=("symmetric", "tf"), help="how the source padded its convolutions (default: symmetric for a PyTorch state dict, else tf)")
@@ -130,15 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad-explicitly", action="store_true", help="insert ZeroPadding2D + padding='valid' where the source pads otherwise than Keras")
     p.add_argument("--no-strict", action="store_true", help="keep the weights the source lacks and leave out source tensors the model has no place for")
     p.add_argument("--csv", metavar="FILE", help="also write the report (one row per tensor) as CSV")
-    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (never MODEL or SOURCE)")
     _add_trust_arg(p)
     p.set_defaults(handler=_import, layers=None)
 
     p = sub.add_parser("fcn", parents=[common], help="a fully convolutional copy of MODEL: its Flatten -> Dense head as convolutions")
     p.add_argument("model", help="a CNN with a Flatten -> Dense head (the file itself is never modified)")
-    p.add_argument("--out", required=True, metavar="NEW.h5", help="the new model (.h5 or .keras)")
+    p.add_argument("--out", required=True, metavar="NEW.h5", help="the new model (.h5; never MODEL)")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
-    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (never MODEL)")
     _add_trust_arg(p)
     p.set_defaults(handler=_fcn, layers=None)
     return parser
@@ -316,20 +321,7 @@ def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN0
     return EXIT_OK
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    from .errors import UsageError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise UsageError(f"{flag} {item!r}: expected NAME=VALUE")
-        out[key] = value
-    return out
-
-
 def _import(args: argparse.Namespace) -> int:
-    from .errors import UsageError
     from .importing import load_weights
 
     mapping = {k: tuple(v.split(",")) if "," in v else v for k, v in _pairs(args.map, "--map").items()}
@@ -341,6 +333,7 @@ def _import(args: argparse.Namespace) -> int:
             raise UsageError(f"--pad {layer}={text}: give integers, e.g. {layer}=0,1,0,1 (top, bottom, left, right)") from None
     if pads and args.source_padding:
         raise UsageError("give --source-padding or --pad, not both")
+    _check_model_output(args, {"--out": args.out, "--csv": args.csv}, {"weights source": args.source})
     model = _load(args)
     report = load_weights(
         model,
@@ -352,7 +345,7 @@ def _import(args: argparse.Namespace) -> int:
         source_padding=pads or args.source_padding,
         pad_explicitly=args.pad_explicitly,
     )
-    _save_model(report.model, args.out, args.force)
+    _save_model(report.model, args.out)
     table = report.table()
     if args.csv:
         from ._atomic import atomic_file
@@ -372,44 +365,52 @@ def _import(args: argparse.Namespace) -> int:
 def _fcn(args: argparse.Namespace) -> int:
     from .fcn import fully_convolutional
 
+    _check_model_output(args, {"--out": args.out}, {})
     model = fully_convolutional(_load(args))
-    _save_model(model, args.out, args.force)
+    _save_model(model, args.out)
     print(f"wrote {args.out}: model '{model.name}', input {model.input_shape}, output {model.output_shape}")
     return EXIT_OK
 
 
-def _save_model(model, out: str, force: bool) -> None:
-    """Save into a temporary file beside ``out``, renamed into place only when complete."""
-    import shutil
-    import tempfile
-    from pathlib import Path
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"{flag} {item!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
 
-    from .errors import ExportError, UsageError
 
-    target = Path(out)
-    if target.suffix not in (".h5", ".keras"):
-        raise UsageError(f"{out}: give a .h5 or .keras file for --out")
-    if target.exists() and not force:
-        raise ExportError(f"{out}: exists. Fix: choose another --out, or pass --force to replace it.")
-    parent = target.parent if str(target.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
-    except OSError as e:
-        raise ExportError(f"{out}: cannot write in {parent} ({e.strerror}). Fix: choose a writable --out.") from None
+def _check_model_output(args: argparse.Namespace, outputs: dict[str, str | None], inputs: dict[str, str]) -> None:
+    """A new model file: .h5, never an input (the model file is never modified), an existing one only with --force."""
+    from ._atomic import check_outputs
+    from .errors import ExportError
+
+    if not args.out.endswith((".h5", ".hdf5")):
+        raise UsageError(f"--out {args.out}: give a .h5 file for the new model")
+    check_outputs(outputs, {**_inputs(args), **inputs})
+    if os.path.lexists(args.out) and not args.force:
+        raise ExportError(f"--out {args.out}: exists. Fix: choose another --out, or pass --force to replace it.")
+
+
+def _save_model(model: Any, out: str) -> None:
+    """Saved under a temporary name beside ``out`` and renamed into place only when complete."""
     import logging
+
+    from ._atomic import atomic_file
+    from .errors import ExportError
 
     tf_log = logging.getLogger("tensorflow")
     level = tf_log.level
+    tf_log.setLevel(logging.ERROR)  # saving an uncompiled model logs that its metrics are not built
     try:
-        tf_log.setLevel(logging.ERROR)  # saving an uncompiled model logs that its metrics are not built
-        model.save(tmp / target.name)
-        os.replace(tmp / target.name, target)
+        with atomic_file(out) as tmp:
+            model.save(tmp, save_format="h5")
     except OSError as e:
-        raise ExportError(f"{out}: writing failed ({e.strerror or e}); nothing was left behind") from None
+        raise ExportError(f"--out {out}: writing failed ({e.strerror or e}); nothing was left behind") from None
     finally:
         tf_log.setLevel(level)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -108,6 +108,24 @@ def test_export_with_dense_after_flatten_loads_back(tmp_path, layout, dense_as_c
     assert set(report.table()["values"]) == {"float32"}  # unquantized: the export holds the model's own floats
 
 
+def _wrapped_model(seed: int):
+    """Layers inside a nested model, a TimeDistributed and a Bidirectional: keys encoder/conv, td/fc, bi."""
+    keras.utils.set_random_seed(seed)
+    encoder = keras.Sequential([keras.Input((4, 5, 2)), L.Conv2D(3, 3, padding="same", name="conv")], name="encoder")
+    inp = keras.Input((4, 5, 2))
+    x = L.TimeDistributed(L.Dense(6, name="fc"), name="td")(L.Reshape((4, 15))(encoder(inp)))
+    return _randomize(keras.Model(inp, L.Bidirectional(L.LSTM(3), name="bi")(x)), seed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_export_of_nested_and_wrapped_layers_loads_back(tmp_path, layout):
+    a, b = _wrapped_model(0), _wrapped_model(1)
+    qextract.export(a, tmp_path / "e", layout=layout, formats=["npz"])
+    report = qextract.load_weights(b, tmp_path / "e")
+    assert all(_same_bytes(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+    assert {"encoder/conv", "td/fc", "bi"} <= set(report.table()["layer"])
+
+
 def test_export_raw_floats_are_preferred(tmp_path):
     a = zoo.randomize(zoo.CASES["dense"].build(), 0)
     b = zoo.randomize(zoo.CASES["dense"].build(), 1)
@@ -608,6 +626,20 @@ def test_cli_import_errors(tmp_path, torch_state, capsys, extra, code, message):
     assert main(["import", str(tmp_path / "m.h5"), str(path), "--out", str(tmp_path / "o.h5"), *extra]) == code
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not (tmp_path / "o.h5").exists()
+
+
+def test_cli_import_never_replaces_its_inputs(tmp_path, torch_state, capsys):
+    from qextract.cli import main
+
+    _, path, _ = torch_state
+    model_file = tmp_path / "m.h5"
+    keras_port().save(model_file)
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert main(["import", str(model_file), str(path), "--layout", "oihw", "--out", str(model_file), "--force"]) == 8
+    assert "is the model; qextract never overwrites its input" in capsys.readouterr().err
+    assert hashlib.sha256(model_file.read_bytes()).hexdigest() == digest
+    assert main(["import", str(model_file), str(path), "--layout", "oihw", "--out", str(tmp_path / "o.keras")]) == 2
+    assert "give a .h5 file" in capsys.readouterr().err
 
 
 def test_cli_import_padding_mismatch_exits_6_and_pad_explicitly_works(tmp_path, torch_state, capsys):

@@ -171,11 +171,14 @@ def _plan(found: Gathered, targets: list[Target], strict: bool) -> tuple[list[Pl
         )
     rank = {t.path: i for i, t in enumerate(targets)}
     placements.sort(key=lambda p: (rank[p.layer], by_path[p.layer].tensors.index(p.tensor)))  # model order
-    missing = [(t, name) for t in targets for name in t.tensors if (t.path, name) not in seen]
+    missing = [(t, name) for t in targets for name in t.tensors if (t.path, name) not in seen and name not in t.folded_tensors]
     if strict and (missing or found.unused):
         raise LayoutError(_strict_message(missing, found.unused, found.hint))
     for t, name in missing:
         placements.append(Placement(t.path, t.class_name, name, "", "", (), t.shapes[name], "", "", KEPT))
+    for t in targets:
+        for name in t.folded_tensors:  # computed from several variables: nothing can be assigned to it
+            placements.append(Placement(t.path, t.class_name, name, "", "", (), t.shapes[name], "folded, not loadable", "", KEPT))
     for name, why in found.unused:
         placements.append(Placement("", "", "", name, "", (), (), why, "", UNUSED))
     for name, why in found.ignored:

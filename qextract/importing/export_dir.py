@@ -47,7 +47,7 @@ def read_export(root: Path, targets: list[Target], layout: Layout | None) -> Gat
                 found.unused.append((key, f"the model has no layer '{layer['name']}'"))
             elif name in target.derived:
                 found.ignored.append((key, "derived from the layer's configuration, not a weight"))
-            elif name not in target.index:
+            elif name not in target.tensors:
                 found.unused.append((key, f"{target.where} has no tensor '{name}'"))
             else:
                 if target.kind != layer["kind"]:

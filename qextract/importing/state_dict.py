@@ -107,7 +107,7 @@ def _by_keras_names(path: Path, arrays: dict[str, np.ndarray], targets: list[Tar
             found.unused.append((key, "no layer of the model has this name"))
         elif tensor in target.derived:
             found.ignored.append((key, "derived from the layer's configuration, not a weight"))
-        elif tensor not in target.index:
+        elif tensor not in target.tensors:
             found.unused.append((key, f"{target.where} has no tensor '{tensor}'"))
         else:
             found.incoming.append(Incoming(target.path, tensor, array, key, layout, what, order))
@@ -215,7 +215,7 @@ def _add(target: Target, tensor: str, prefix: str, params: dict[str, np.ndarray]
     if parameter not in params:
         return  # a missing tensor: load_weights reports it (strict) or keeps the layer's own
     key = _key(prefix, parameter)
-    if tensor not in target.index:
+    if tensor not in target.tensors:
         found.unused.append((key, f"{target.where} has no tensor '{tensor}'"))
         return
     array = params[parameter]
@@ -245,11 +245,11 @@ def _rnn(target: Target, into: str, prefix: str, params: dict[str, np.ndarray], 
     note = "gates r,z,n -> z,r,h" if gru else ""
     for parameter, tensor in (("weight_ih", "kernel"), ("weight_hh", "recurrent_kernel")):
         key = _key(prefix, parameter + suffix)
-        if parameter + suffix in params and into + tensor in target.index:
+        if parameter + suffix in params and into + tensor in target.tensors:
             array = reorder(params[parameter + suffix])
             found.incoming.append(Incoming(target.path, into + tensor, array, key, layout, str(array.dtype), note=note))
     ih, hh = params.get("bias_ih" + suffix), params.get("bias_hh" + suffix)
-    if ih is None or hh is None or into + "bias" not in target.index:
+    if ih is None or hh is None or into + "bias" not in target.tensors:
         return
     keys = f"{_key(prefix, 'bias_ih' + suffix)} + {_key(prefix, 'bias_hh' + suffix)}"
     if gru:

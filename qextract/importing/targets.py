@@ -3,7 +3,8 @@
 A :class:`Target` names the tensors qextract would export for a layer (the
 same names: ``kernel``, ``depthwise_kernel``, ``gamma``, ``forward/kernel``,
 ...) and where each sits in ``layer.get_weights()``, so that a source tensor
-found by name can be put in its place. Nested models give paths ``outer/inner``.
+found by name can be put in its place. Layers inside nested models and
+wrappers have the keys extraction gives them (``outer/inner``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._keras import tf
+import numpy as np
+
 from ..layers import spec_for
+from ..nested import placed_layers
 
 # Layers between Flatten and a Dense that change no element's position.
 PASS_THROUGH = frozenset({"Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Activation", "QActivation", "ReLU", "LeakyReLU", "ELU", "PReLU"})
-FOLDED = frozenset({"QConv2DBatchnorm", "QDepthwiseConv2DBatchnorm"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,8 +28,9 @@ class Target:
     ``tensors`` are the names qextract exports for it, in its order;
     ``index[name]`` is the position in ``layer.get_weights()``; ``derived``
     names exported tensors that are not variables (a pooling layer's
-    ``average_multiplier``); ``flatten_shape`` is the (H, W, C) a Dense fed by
-    Flatten receives, else None.
+    ``average_multiplier``), ``folded_tensors`` those computed from several
+    (a folded conv-batchnorm kernel), which no source can be assigned to;
+    ``flatten_shape`` is the (H, W, C) a Dense fed by Flatten receives, else None.
     """
 
     path: str
@@ -38,11 +41,12 @@ class Target:
     index: dict[str, int]
     shapes: dict[str, tuple[int, ...]]
     derived: tuple[str, ...] = ()
+    folded_tensors: tuple[str, ...] = ()
     flatten_shape: tuple[int, ...] | None = None
 
     @property
     def folded(self) -> bool:
-        return self.class_name in FOLDED
+        return bool(self.folded_tensors)
 
     @property
     def where(self) -> str:
@@ -50,62 +54,43 @@ class Target:
 
 
 def targets_of(model: Any) -> list[Target]:
-    """Every layer of ``model`` with weights (or exported derived tensors), in model order."""
-    out: list[Target] = []
-    _walk(model, "", out)
+    """Every leaf layer of ``model`` with weights (or exported derived tensors), in model order, keyed as extraction keys it."""
+    out = []
+    for placed in placed_layers(model):
+        target = _target(placed.layer, placed.key)
+        if target is not None:
+            out.append(target)
     return out
 
 
-def _walk(model: Any, prefix: str, out: list[Target]) -> None:
-    for layer in model.layers:
-        path = f"{prefix}{layer.name}"
-        if isinstance(layer, tf().keras.Model):
-            _walk(layer, f"{path}/", out)
-            continue
-        target = _target(layer, path)
-        if target is not None:
-            out.append(target)
-
-
-def _short_names(layer: Any) -> list[str]:
-    """Each variable's name as qextract's tensors name it (``forward/`` / ``backward/`` inside Bidirectional)."""
-    names = []
-    forward = {id(v) for v in getattr(getattr(layer, "forward_layer", None), "weights", [])}
-    backward = {id(v) for v in getattr(getattr(layer, "backward_layer", None), "weights", [])}
-    for var in layer.weights:
-        short = var.name.split("/")[-1].split(":")[0]
-        if id(var) in forward:
-            short = f"forward/{short}"
-        elif id(var) in backward:
-            short = f"backward/{short}"
-        names.append(short)
-    return names
-
-
 def _target(layer: Any, path: str) -> Target | None:
-    spec = spec_for(layer)  # names an unsupported QKeras class
-    variables = _short_names(layer)
-    if type(layer).__name__ in FOLDED:  # exported as its folded kernel and bias
-        names = ["depthwise_kernel" if "depthwise_kernel" in variables else "kernel", "bias"]
-    elif type(layer).__module__.startswith("qkeras"):
-        names = [s.name for s in spec.sources(layer)]
-    else:  # plain Keras: every variable, named as qextract names them
-        names = variables
-    if not names:
+    """Each tensor's variable, found by identity: a tensor read from one variable can be assigned,
+    one read from several (a folded kernel) cannot, one read from none is derived."""
+    sources = spec_for(layer).sources(layer)  # names an unsupported QKeras class
+    if not sources:
         return None
-    index = {name: variables.index(name) for name in names if name in variables}
-    shapes = {name: tuple(int(d) for d in layer.weights[i].shape) for name, i in index.items()}
-    derived = tuple(n for n in names if n not in index)
+    position = {id(v): i for i, v in enumerate(layer.weights)}
+    index, shapes, derived, folded = {}, {}, [], []
+    for s in sources:
+        if len(s.variables) == 1 and id(s.variables[0]) in position:
+            index[s.name] = position[id(s.variables[0])]
+        elif s.variables:
+            folded.append(s.name)
+        else:
+            derived.append(s.name)
+        shapes[s.name] = tuple(int(d) for d in np.shape(s.raw))
+    kind = spec_for(layer).kind
     return Target(
         path=path,
         layer=layer,
         class_name=type(layer).__name__,
-        kind=spec.kind,
-        tensors=tuple(n for n in names if n in index),
+        kind=kind,
+        tensors=tuple(s.name for s in sources if s.name not in derived),
         index=index,
         shapes=shapes,
-        derived=derived,
-        flatten_shape=flatten_feeding(layer) if spec.kind == "dense" else None,
+        derived=tuple(derived),
+        folded_tensors=tuple(folded),
+        flatten_shape=flatten_feeding(layer) if kind == "dense" else None,
     )
 
 

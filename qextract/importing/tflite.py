@@ -277,7 +277,7 @@ def _bind(slot: _Slot, op: _Op, found: Gathered) -> None:
     weight = op.weight.reshape(op.weight.shape[:1] + op.weight.shape[2:]) if slot.squeeze else op.weight
     note = "unit axis 1 of the 2-D op dropped" if slot.squeeze else ""
     found.incoming.append(Incoming(t.path, slot.tensor, weight, op.label, OHWI, op.how, "hwc", note=note))
-    has_bias = "bias" in t.index
+    has_bias = "bias" in t.tensors
     if slot.takes_bias and has_bias and op.bias is not None:
         found.incoming.append(Incoming(t.path, "bias", op.bias, f"op {op.index} {op.type} '{op.bias_name}'", OHWI, op.how))
     elif slot.takes_bias and has_bias:
