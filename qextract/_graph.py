@@ -11,6 +11,9 @@ model object is never touched.
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ._keras import custom_objects, quiet_keras, tf
@@ -19,9 +22,18 @@ from .errors import UnsupportedError
 Config = dict[str, Any]
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """QKeras layers serialize their quantizers through ``keras.constraints.serialize``, which warns each time."""
+    with quiet_keras(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize", category=UserWarning)
+        yield
+
+
 def functional_config(model: Any) -> Config:
     """A deep copy of ``model``'s configuration in functional form (Sequential converted)."""
-    config = copy.deepcopy(model.get_config())
+    with _quiet():
+        config = copy.deepcopy(model.get_config())
     if "input_layers" in config:
         return config
     layers = config["layers"]
@@ -91,7 +103,7 @@ def rebuild(config: Config, name: str) -> Any:
     """A new model from ``config`` (QKeras classes known), named ``name``."""
     keras = tf().keras
     config = {**config, "name": name}
-    with quiet_keras(), keras.utils.custom_object_scope(custom_objects()):
+    with _quiet(), keras.utils.custom_object_scope(custom_objects()):
         return keras.Model.from_config(config)
 
 

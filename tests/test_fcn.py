@@ -90,6 +90,15 @@ def test_qdense_becomes_qconv2d_with_the_same_quantizers_and_values(converted):
     assert new["fc1"]["kernel"].per_channel  # the auto_po2 scale is per output channel, as in the Dense
 
 
+def test_no_keras_serialization_chatter():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qextract.fully_convolutional(qcnn())
+    assert not [w for w in caught if "serialize()" in str(w.message)]
+
+
 def test_plain_keras_sequential_model():
     keras.utils.set_random_seed(0)
     model = _randomize(keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(3, 3, name="c"), L.Flatten(), L.Dense(4, name="d")]), 1)
