@@ -22,24 +22,17 @@ from .errors import KerasEnvironmentError, UsageError
 __all__ = ["KerasEnvironmentError", "tf", "qkeras", "custom_objects", "start_quietly", "keras_in_use"]
 
 
-def _keras_undecided() -> bool:
-    """True while TensorFlow has not yet chosen which Keras ``tf.keras`` is.
-
-    TensorFlow decides on the first attribute access of ``tf.keras`` (its
-    ``KerasLazyLoader`` reads ``TF_USE_LEGACY_KERAS`` then), not at import: a
-    user who imported TensorFlow, tf_keras or QKeras's dependencies first can
-    still get legacy Keras as long as nothing has touched ``tf.keras``.
-    """
-    tensorflow = sys.modules.get("tensorflow")
-    if tensorflow is None:
-        return True
-    loader = tensorflow.__dict__.get("keras")
-    return loader is not None and loader.__dict__.get("_tfll_initialized") is False
-
-
 def _arrange_legacy_keras() -> None:
-    if "TF_USE_LEGACY_KERAS" not in os.environ and _keras_undecided():
-        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    """Select tf-keras for TensorFlow, which reads the variable when it is imported.
+
+    Only before TensorFlow is imported: TensorFlow fixes at import where
+    ``import tensorflow.keras...`` resolves (its ``__path__``), so setting the
+    variable later would give a session in which ``tf.keras`` and the
+    submodules QKeras imports are two different Kerases. A variable the user
+    set is left alone.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
 _arrange_legacy_keras()
@@ -63,10 +56,9 @@ def tf() -> ModuleType:
     package = keras_in_use(tensorflow)
     if package != "tf_keras":
         raise KerasEnvironmentError(
-            f"tf.keras is Keras 3 (package '{package}'): TensorFlow chose its Keras before qextract could "
-            "select legacy Keras, and QKeras 0.9.0 needs tf-keras 2.x. Fix: import qextract before "
-            "qkeras and before anything uses tf.keras, or set TF_USE_LEGACY_KERAS=1 in the environment "
-            "before Python starts."
+            f"tf.keras is Keras 3 (package '{package}'): TensorFlow was imported before legacy Keras was "
+            "selected, and QKeras 0.9.0 needs tf-keras 2.x. Fix: import qextract before tensorflow, qkeras "
+            "and tf_keras, or set TF_USE_LEGACY_KERAS=1 in the environment before Python starts."
         )
     _restore_removed_tf_aliases(tensorflow)
     return tensorflow
@@ -139,6 +131,14 @@ def quiet_keras() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         yield
+
+
+def quiet_config(obj: Any) -> dict[str, Any]:
+    """``obj.get_config()`` without the warning QKeras layers trigger by
+    serializing quantizers through ``keras.constraints.serialize``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize", category=UserWarning)
+        return obj.get_config()
 
 
 @contextmanager

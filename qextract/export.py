@@ -87,7 +87,7 @@ def export(
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
     check_output(out_dir, force=force, protect=protect)  # refuse before the (possibly long) extraction, not after
     ex = source if isinstance(source, Extraction) else extract(source, layers=layers)
-    records = _selected(ex, layers)
+    records = _records_of(ex, layers)
     laid = [(r, _lay_out_layer(r, lay, dense_as_conv)) for r in records]
     tensors = [t for _, (ts, _) in laid for t in ts]
     if not tensors:
@@ -109,6 +109,8 @@ def export(
             "formats": formats,
             "word_bits": word_bits,
             "dense_as_conv": dense_as_conv,
+            # verify requires exactly these layers; null: every layer of the model (see _selected_layers)
+            "selected_layers": _selected_layers(source, layers, records),
             "files": files,
             "layers": [
                 layer_entry(r, [_tensor_entry(r, t, per_tensor) for t in ts], flatten)
@@ -122,6 +124,17 @@ def export(
             raise ExportError(f"{Path(out_dir) / 'manifest.json'}: cannot write ({e.strerror})") from None
     out = Path(out_dir)
     return ExportResult(out, manifest, tuple(out / f["path"] for f in files) + (out / "manifest.json",))
+
+
+def _selected_layers(source: Any, layers: list[str] | None, records: list[LayerRecord]) -> list[str] | None:
+    """The layers the export was restricted to, or None when it holds every layer of the model.
+
+    An :class:`Extraction` may itself cover only some layers (``extract(model, layers=...)``),
+    which export cannot tell: its layers are then recorded as the selection.
+    """
+    if layers is None and not isinstance(source, Extraction):
+        return None
+    return [r.name for r in records]
 
 
 def _check_formats(formats: Iterable[str]) -> list[str]:
@@ -145,7 +158,7 @@ def _check_word_bits(word_bits: Any, formats: list[str]) -> None:
         )
 
 
-def _selected(ex: Extraction, layers: list[str] | None) -> list[LayerRecord]:
+def _records_of(ex: Extraction, layers: list[str] | None) -> list[LayerRecord]:
     """The records of ``layers`` (all when None); a name the extraction lacks is a UsageError listing the valid ones."""
     if layers is None:
         return list(ex)

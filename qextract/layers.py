@@ -250,6 +250,7 @@ _KERAS_KINDS = {
     "SimpleRNN": "simple_rnn",
     "LSTM": "lstm",
     "GRU": "gru",
+    "Bidirectional": "bidirectional",
 }
 
 
@@ -317,4 +318,6 @@ def spec_for(layer: Any) -> LayerSpec:
             "Fix: put the QKeras layer at model level (or in a nested model), or leave the layer out with --layers."
         )
     kind = next((_KERAS_KINDS[c.__name__] for c in type(layer).__mro__ if c.__name__ in _KERAS_KINDS), "other")
+    if kind == "bidirectional":  # both directions' variables are named kernel, recurrent_kernel, bias
+        return LayerSpec(kind, custom=_bidirectional, activations=())
     return LayerSpec(kind, custom=_plain)

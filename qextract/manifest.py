@@ -7,7 +7,7 @@ The manifest is built from the extraction and the laid-out tensors only;
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -21,17 +21,29 @@ SCHEMA_VERSION = 1
 SCHEMA_FILE = "manifest.schema.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema() -> dict[str, Any]:
     """The manifest's JSON Schema (shipped with the package)."""
     return json.loads(resources.files("qextract").joinpath(SCHEMA_FILE).read_text())
 
 
 def validate(manifest: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``manifest`` does not follow the schema."""
+    """Raise ``jsonschema.ValidationError`` if ``manifest`` does not follow the schema.
+
+    The error's message starts with the offending field's JSON path (e.g.
+    ``$.layers[0].geometry.epsilon``), so that a message's first line names it.
+    """
     import jsonschema
 
-    jsonschema.validate(manifest, schema())
+    cls = jsonschema.validators.validator_for(schema())
+    error = jsonschema.exceptions.best_match(cls(schema()).iter_errors(manifest))
+    if error is not None:
+        raise jsonschema.ValidationError(f"field {error.json_path}: {_short(error.message)}")
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """A schema message quotes the offending value, which a hostile manifest can make enormous."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def _floats(a: np.ndarray) -> list[float] | float:
@@ -91,18 +103,39 @@ def activation_entry(a: ActivationRecord) -> dict[str, Any]:
     return {"name": a.name, "quantizer": a.quantizer_str, "format": a.format.describe(), "notes": list(a.notes)}
 
 
+_GEOMETRY_KEYS = (
+    "strides", "dilation_rate", "kernel_size", "depth_multiplier", "padding", "epsilon", "reset_after", "pool_size",
+    "data_format", "groups",
+)
+
+
 def geometry(record: LayerRecord) -> dict[str, Any]:
-    """Strides, dilation and the explicit padding a hardware flow needs, from TF's rules."""
+    """Strides, dilation and the explicit padding a hardware flow needs, from TF's rules.
+
+    Pads are computed over the spatial axes, which for ``data_format="channels_first"``
+    are ``input_shape[2:]`` (not ``[1:-1]``); pooling windows get them too. A grouped
+    convolution records ``groups`` (its kernel's I axis is ``C / groups``), a batch
+    norm the ``axis`` it normalises.
+    """
     c = record.config
     out: dict[str, Any] = {k: c[k] for k in ("input_shape", "output_shape") if k in c}
-    for key in ("strides", "dilation_rate", "kernel_size", "depth_multiplier", "padding", "epsilon", "reset_after", "pool_size"):
+    for key in _GEOMETRY_KEYS:
         if key in c:
             out[key] = c[key]
-    if "padding" in c and "kernel_size" in c and "input_shape" in c:
-        sizes = tuple(c["input_shape"][1:-1])
-        kernel, strides = tuple(c["kernel_size"]), tuple(c["strides"])
-        dilation = tuple(c.get("dilation_rate", [1] * len(kernel)))
-        if None not in sizes and len(sizes) == len(kernel):
+    if record.kind == "batchnorm" and "axis" in c:
+        axis = c["axis"]
+        out["axis"] = [int(a) for a in axis] if isinstance(axis, (list, tuple)) else int(axis)
+    groups = _groups(record)
+    if groups is not None:
+        out["groups"] = groups
+    window = c.get("kernel_size", c.get("pool_size"))
+    if "padding" in c and window is not None and "input_shape" in c:
+        first = c.get("data_format") == "channels_first"
+        sizes = tuple(c["input_shape"][2:] if first else c["input_shape"][1:-1])
+        kernel = tuple(window) if isinstance(window, (list, tuple)) else (window,) * len(sizes)
+        strides = tuple(c.get("strides") or kernel)
+        dilation = tuple(c.get("dilation_rate") or [1] * len(kernel))
+        if None not in sizes and len(sizes) == len(kernel) in (1, 2):
             if record.kind == "conv2d_transpose":
                 crops = [transpose_crop(n, k, s, c["padding"]) for n, k, s in zip(sizes, kernel, strides)]
                 out["transpose_crop"] = [{"full": f, "before": b, "size": n} for f, b, n in crops]
@@ -111,6 +144,23 @@ def geometry(record: LayerRecord) -> dict[str, Any]:
                 names = (("top", "bottom"), ("left", "right")) if len(pads) == 2 else (("left", "right"),)
                 out["explicit_padding"] = {n: p for pair, pad in zip(names, pads) for n, p in zip(pair, pad)}
     return out
+
+
+def _groups(record: LayerRecord) -> int | None:
+    """A convolution's ``groups``: recorded by extraction, or input channels over the kernel's I axis."""
+    if record.kind not in ("conv1d", "conv2d") or "kernel" not in record.tensors:
+        return None
+    c = record.config
+    if isinstance(c.get("groups"), int):
+        return int(c["groups"])
+    shape = c.get("input_shape")
+    if not shape:
+        return None
+    channels = shape[1] if c.get("data_format") == "channels_first" else shape[-1]
+    per_group = record.tensors["kernel"].values.shape[-2]
+    if not isinstance(channels, int) or per_group < 1 or channels % per_group:
+        return None
+    return channels // per_group
 
 
 def layer_entry(record: LayerRecord, tensors: list[dict[str, Any]], flatten_shape: list[int] | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ pass) and :mod:`qextract.verify` (exported files against the Keras layer).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -71,9 +71,25 @@ def conv(
     strides: Sequence[int] = (1, 1),
     padding: Padding = "valid",
     dilation: Sequence[int] = (1, 1),
+    groups: int = 1,
 ) -> np.ndarray:
-    """Conv1D/Conv2D: kernel ``(*k, I, O)`` on channels-last ``x``."""
-    return _add(_windowed(x, kernel, strides, padding, dilation, "o"), bias)
+    """Conv1D/Conv2D: kernel ``(*k, I, O)`` on channels-last ``x``.
+
+    With ``groups`` g, ``x`` has ``g*I`` channels and output channel group
+    ``j`` (channels ``j*O/g ... (j+1)*O/g - 1``) sees only input channel group ``j``.
+    """
+    if groups == 1:
+        return _add(_windowed(x, kernel, strides, padding, dilation, "o"), bias)
+    x, kernel = _f64(x, kernel)
+    nd, (i, o) = kernel.ndim - 2, kernel.shape[-2:]
+    if x.shape[-1] != groups * i or o % groups:
+        raise ValueError(f"groups={groups}: input channels {x.shape[-1]} and kernel {kernel.shape} do not split into groups")
+    p = _patches(x, kernel.shape[:nd], strides, dilation, padding)
+    p = p.reshape(*p.shape[:-1], groups, i)
+    k = kernel.reshape(*kernel.shape[:nd], i, groups, o // groups)
+    letters = "hwd"[:nd]
+    y = np.einsum(f"n...{letters}gi,{letters}igo->n...go", p, k, optimize=True)
+    return _add(y.reshape(*y.shape[:-2], o), bias)
 
 
 def depthwise(
@@ -132,65 +148,198 @@ def batchnorm(
     mean: np.ndarray,
     variance: np.ndarray,
     epsilon: float,
+    axis: int = -1,
 ) -> np.ndarray:
-    """Inference batch norm over the last axis."""
-    x, mean, variance = _f64(x, mean, variance)
+    """Inference batch norm over ``axis`` (the last one unless the layer says otherwise)."""
+    x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+    mean, variance = _f64(mean, variance)
     y = (x - mean) / np.sqrt(variance + epsilon)
     if gamma is not None:
         y = y * np.asarray(gamma, np.float64)
     if beta is not None:
         y = y + np.asarray(beta, np.float64)
-    return y
+    return np.moveaxis(y, -1, axis)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """``(N, C, *spatial)`` -> ``(N, *spatial, C)``: every function here computes channels-last."""
+    return np.moveaxis(x, 1, -1)
+
+
+def channels_first(y: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`channels_last`."""
+    return np.moveaxis(y, -1, 1)
+
+
+def average_pool(
+    x: np.ndarray,
+    multiplier: float,
+    pool: Sequence[int],
+    strides: Sequence[int],
+    padding: Padding = "valid",
+) -> np.ndarray:
+    """QAveragePooling: the window sum times the quantized ``1/area`` multiplier, channels-last.
+
+    QKeras computes Keras's average (which under "same" divides a border
+    window by the number of *real* pixels it covers), multiplies by the full
+    ``area`` and then by the multiplier; so a border window gives
+    ``sum / count * area * multiplier``, which is the window sum only where
+    the window lies inside the input.
+    """
+    x = np.asarray(x, np.float64)
+    ones = np.ones((1, *x.shape[1:-1], 1))
+    dilation = [1] * len(pool)
+    sums = _patches(x, pool, strides, dilation, padding).sum(axis=tuple(range(-1 - len(pool), -1)))
+    counts = _patches(ones, pool, strides, dilation, padding).sum(axis=tuple(range(-1 - len(pool), -1)))
+    area = float(np.prod(pool))
+    return sums / counts * area * float(multiplier)
+
+
+def global_average_pool(x: np.ndarray, multiplier: float, keepdims: bool = False) -> np.ndarray:
+    """QGlobalAveragePooling: the sum over every spatial position times the multiplier, channels-last."""
+    x = np.asarray(x, np.float64)
+    return x.sum(axis=tuple(range(1, x.ndim - 1)), keepdims=keepdims) * float(multiplier)
+
+
+# --- recurrent layers ----------------------------------------------------------------------
+
+Fn = Callable[[np.ndarray], np.ndarray]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def simple_rnn(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """tanh SimpleRNN over ``x (N, T, I)``; returns the last state."""
+_sigmoid = sigmoid  # the name the zoo's references used
+
+
+def _identity(z: np.ndarray) -> np.ndarray:
+    return z
+
+
+def _run(
+    x: np.ndarray, step: Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]], states: tuple[np.ndarray, ...],
+    return_sequences: bool, go_backwards: bool,
+) -> np.ndarray:
+    """Run ``step`` over the time axis of ``x (N, T, I)`` as Keras's RNN does.
+
+    ``go_backwards`` reads the sequence from its end; the outputs then stay in
+    that (reversed) order, as Keras returns them.
+    """
+    seq = x[:, ::-1] if go_backwards else x
+    outputs = []
+    for t in range(seq.shape[1]):
+        states = step(seq[:, t], states)
+        outputs.append(states[0])
+    if return_sequences:
+        return np.stack(outputs, axis=1)
+    return outputs[-1] if outputs else states[0]
+
+
+def simple_rnn(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    recurrent: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    activation: Fn = np.tanh,
+    state: Fn = _identity,
+    return_sequences: bool = False,
+    go_backwards: bool = False,
+) -> np.ndarray:
+    """SimpleRNN over ``x (N, T, I)``: ``h = act(x k + b + state(h) r)``; the last state unless ``return_sequences``.
+
+    ``state`` is QKeras's state quantizer, applied to the previous output before it is used.
+    """
     x, kernel, recurrent = _f64(x, kernel, recurrent)
-    h = np.zeros((x.shape[0], kernel.shape[1]))
     b = 0.0 if bias is None else np.asarray(bias, np.float64)
-    for t in range(x.shape[1]):
-        h = np.tanh(x[:, t] @ kernel + h @ recurrent + b)
-    return h
+
+    def step(xt: np.ndarray, s: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        return (activation(xt @ kernel + b + state(s[0]) @ recurrent),)
+
+    h0 = np.zeros((x.shape[0], recurrent.shape[0]))
+    return _run(x, step, (h0,), return_sequences, go_backwards)
 
 
-def lstm(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """LSTM with tanh / sigmoid, Keras gate order i, f, c, o; returns the last state."""
+def lstm(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    recurrent: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    activation: Fn = np.tanh,
+    recurrent_activation: Fn = sigmoid,
+    state: Fn = _identity,
+    return_sequences: bool = False,
+    go_backwards: bool = False,
+) -> np.ndarray:
+    """LSTM, Keras gate order i, f, c, o; QKeras's ``state`` quantizer applies to both h and c before use."""
     x, kernel, recurrent = _f64(x, kernel, recurrent)
     units = recurrent.shape[0]
-    h = np.zeros((x.shape[0], units))
-    c = np.zeros_like(h)
     b = 0.0 if bias is None else np.asarray(bias, np.float64)
-    for t in range(x.shape[1]):
-        z = x[:, t] @ kernel + h @ recurrent + b
+
+    def step(xt: np.ndarray, s: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        h, c = state(s[0]), state(s[1])
+        z = xt @ kernel + h @ recurrent + b
         i, f, g, o = (z[:, k * units : (k + 1) * units] for k in range(4))
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
-    return h
+        c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+        return recurrent_activation(o) * activation(c), c
+
+    zeros = np.zeros((x.shape[0], units))
+    return _run(x, step, (zeros, zeros), return_sequences, go_backwards)
 
 
-def gru(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray | None, reset_after: bool = True) -> np.ndarray:
-    """GRU with tanh / sigmoid, Keras gate order z, r, h; returns the last state."""
+def gru(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    recurrent: np.ndarray,
+    bias: np.ndarray | None,
+    reset_after: bool = True,
+    *,
+    activation: Fn = np.tanh,
+    recurrent_activation: Fn = sigmoid,
+    state: Fn = _identity,
+    return_sequences: bool = False,
+    go_backwards: bool = False,
+) -> np.ndarray:
+    """GRU, Keras gate order z, r, h; bias ``(2, 3u)`` (input, recurrent) when ``reset_after``, else ``(3u,)``."""
     x, kernel, recurrent = _f64(x, kernel, recurrent)
     units = recurrent.shape[0]
-    h = np.zeros((x.shape[0], units))
     b = np.zeros((2, 3 * units)) if bias is None else np.asarray(bias, np.float64).reshape(-1, 3 * units)
     bi, br = (b[0], b[1]) if b.shape[0] == 2 else (b[0], np.zeros(3 * units))
-    for t in range(x.shape[1]):
-        xz = x[:, t] @ kernel + bi
-        split = lambda a: (a[:, :units], a[:, units : 2 * units], a[:, 2 * units :])  # noqa: E731
+
+    def split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return a[:, :units], a[:, units : 2 * units], a[:, 2 * units :]
+
+    def step(xt: np.ndarray, s: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        h = state(s[0])
+        xz, xr, xh = split(xt @ kernel + bi)
         if reset_after:
-            hz = h @ recurrent + br
-            (xz_, xr, xh), (hz_, hr, hh) = split(xz), split(hz)
-            z, r = _sigmoid(xz_ + hz_), _sigmoid(xr + hr)
-            cand = np.tanh(xh + r * hh)
+            hz, hr, hh = split(h @ recurrent + br)
+            z, r = recurrent_activation(xz + hz), recurrent_activation(xr + hr)
+            cand = activation(xh + r * hh)
         else:
-            xz_, xr, xh = split(xz)
-            z = _sigmoid(xz_ + h @ recurrent[:, :units])
-            r = _sigmoid(xr + h @ recurrent[:, units : 2 * units])
-            cand = np.tanh(xh + (r * h) @ recurrent[:, 2 * units :])
-        h = z * h + (1 - z) * cand
-    return h
+            z = recurrent_activation(xz + h @ recurrent[:, :units])
+            r = recurrent_activation(xr + h @ recurrent[:, units : 2 * units])
+            cand = activation(xh + (r * h) @ recurrent[:, 2 * units :])
+        return (z * h + (1 - z) * cand,)
+
+    h0 = np.zeros((x.shape[0], units))
+    return _run(x, step, (h0,), return_sequences, go_backwards)
+
+
+def bidirectional(forward: np.ndarray, backward: np.ndarray, merge_mode: str | None, return_sequences: bool) -> np.ndarray:
+    """Keras's Bidirectional merge: the backward layer's sequence is turned back into time order first."""
+    if return_sequences:
+        backward = backward[:, ::-1]
+    if merge_mode == "concat":
+        return np.concatenate([forward, backward], axis=-1)
+    if merge_mode == "sum":
+        return forward + backward
+    if merge_mode == "mul":
+        return forward * backward
+    if merge_mode == "ave":
+        return (forward + backward) / 2
+    if merge_mode is None:  # two outputs: compared as one, side by side
+        return np.concatenate([forward, backward], axis=-1)
+    raise ValueError(f"unknown Bidirectional merge_mode {merge_mode!r}")

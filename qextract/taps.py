@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ._keras import tf
+from ._keras import quiet_config, tf
 from .errors import UnsupportedError
 from .quantizers import is_quantizer
-from .twin import ACTIVATION_LAYERS, quiet_config
+from .twin import ACTIVATION_LAYERS
 
 OUTPUT = "output"
 PRE_ACTIVATION = "pre_activation"

@@ -76,7 +76,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ._keras import custom_objects, qkeras, tf
+from ._keras import custom_objects, qkeras, quiet_config, tf
 from .errors import TwinMismatchError, UnsupportedError
 from .quantizers import is_quantizer
 
@@ -320,14 +320,6 @@ def _activation_layer_entry(spec: ActivationSpec, name: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- layer configs
-
-
-def quiet_config(obj: Any) -> dict[str, Any]:
-    """``obj.get_config()`` without the warning QKeras layers trigger by
-    serializing quantizers through ``keras.constraints.serialize``."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize", category=UserWarning)
-        return obj.get_config()
 
 
 def _clean_config(config: dict[str, Any]) -> dict[str, Any]:

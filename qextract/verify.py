@@ -1,14 +1,20 @@
 """Proof by recomputation: layer outputs from the exported files against the Keras layers.
 
-Reads only the export: ``manifest.json`` and every file it lists. Each file's
-sha256 is checked, then every file of every tensor is read back with its
-format's reader (npz, C header, .mem, .coe, .mif, CSV; the header's packed
-words too) and all of them must hold identical codes and signs: the files a
-hardware flow consumes are proven, not only one of them. Each tensor is then
-rebuilt as ``codes x scale`` in the exported layout, that layout is
-interpreted from the manifest's axis letters (independently of the code that
-wrote it), the layer is recomputed in NumPy with the manifest's explicit
-padding, and compared with the Keras layer's own output on deterministic input.
+Reads only the export: ``manifest.json`` and every file it lists. Every
+listed path must stay inside the export folder (no absolute paths, no
+``..``, no symlink leading out). Each file's sha256 is checked, then every
+file of every tensor is read back with its format's reader (npz, C header,
+.mem, .coe, .mif, CSV; the header's packed words too) and all of them must
+hold identical codes and signs: the files a hardware flow consumes are
+proven, not only one of them. Each tensor is then rebuilt as
+``codes x scale`` in the exported layout, that layout is interpreted from
+the manifest's axis letters (independently of the code that wrote it), and
+each layer is recomputed (:mod:`qextract.recompute`) and compared with the
+Keras layer's own output on deterministic input.
+
+The export must also be complete: it must hold every layer of the model
+that has weights, or say (``selected_layers``) exactly which layers it was
+restricted to; an export without tensors proves nothing and is refused.
 """
 
 from __future__ import annotations
@@ -16,21 +22,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import reference as R
-from .errors import VerificationError
-from .nested import find_layer
+from . import recompute
+from .errors import ExportError, NotAnExportError, VerificationError
+from .nested import find_layer, placed_layers
 from .tensor import along, decode
 from .writers import FORMATS, Codes, Entry, entries
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["verify", "load_export", "read_codes"]
+__all__ = ["load_export", "read_codes", "verify"]
 
 # Native Keras axis letters per layer kind and tensor, in the manifest's alphabet.
 _NATIVE = {
@@ -43,8 +49,11 @@ _NATIVE = {
     ("separable_conv2d", "pointwise_kernel"): "HWIO",
     ("separable_conv1d", "depthwise_kernel"): "KCM",
     ("separable_conv1d", "pointwise_kernel"): "KIO",
+    **{(kind, "kernel"): "IG" for kind in recompute.RECURRENT},
+    **{(kind, "recurrent_kernel"): "UG" for kind in recompute.RECURRENT},
 }
-VERIFIED_KINDS = ("dense", "conv1d", "conv2d", "conv2d_transpose", "depthwise_conv2d", "separable_conv1d", "separable_conv2d", "batchnorm")
+VERIFIED_KINDS = recompute.FEEDFORWARD + recompute.RECURRENT
+"""Layer kinds recomputed in NumPy; any other kind's exported values are compared with the layer's variables."""
 
 
 def load_export(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -59,17 +68,79 @@ def load_export(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
 
 def _load(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
     """Manifest, decoded tensors and the formats whose files were cross-checked."""
-    manifest = _read_manifest(root)
-    for f in manifest["files"]:
-        p = root / f["path"]
+    manifest = _manifest(root)
+    where = root / "manifest.json"
+    _check_structure(where, manifest)
+    for i, f in enumerate(manifest["files"]):
+        p = _inside(root, f["path"], f"files[{i}].path")
         if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f["sha256"]:
             raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
     table = _entries(root, manifest)
     codes, formats = read_codes(root, manifest, table)
     values = {
-        t["key"]: _decode(t, codes[t["key"]], table[t["key"]]) for layer in manifest["layers"] for t in layer["tensors"]
+        t["key"]: _decode(where, t, codes[t["key"]], table[t["key"]]) for layer in manifest["layers"] for t in layer["tensors"]
     }
     return manifest, values, formats
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    """:func:`_read_manifest`, with every way a manifest can be unreadable made a NotAnExportError."""
+    where = root / "manifest.json"
+    try:
+        return _read_manifest(root)
+    except UnicodeDecodeError as e:
+        raise NotAnExportError(f"{where}: not a readable manifest (not UTF-8 text: byte {e.start} is {e.object[e.start:e.start + 1]!r})") from None
+    except RecursionError:
+        raise NotAnExportError(f"{where}: not a readable manifest (JSON nested too deeply to be one)") from None
+    except ExportError as e:  # no manifest, not JSON, not following the schema: not an export qextract wrote
+        raise NotAnExportError(str(e)) from None
+
+
+def _inside(root: Path, path: str, field: str) -> Path:
+    """``root / path``, refused unless it is a relative path that stays inside ``root`` after resolving symlinks.
+
+    The export folder itself may be reached through a symlink; what it lists may not lead out of it.
+    """
+    where = root / "manifest.json"
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or PureWindowsPath(path).is_absolute() or ".." in pure.parts or "\\" in path:
+        raise VerificationError(
+            f"{where}: {field} {path!r} is not a relative path inside the export folder; refusing to read it"
+        )
+    p = root / pure
+    try:
+        resolved, folder = p.resolve(), root.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise VerificationError(f"{where}: {field} {path!r} cannot be resolved ({e}); refusing to read it") from None
+    if not resolved.is_relative_to(folder):
+        raise VerificationError(
+            f"{where}: {field} {path!r} leads outside the export folder (to {resolved}, through a symlink); refusing to read it"
+        )
+    return p
+
+
+def _check_structure(where: Path, manifest: dict[str, Any]) -> None:
+    """Layer names and tensor keys unique and consistent; every tensor the files hold belongs to a listed layer."""
+    seen: set[str] = set()
+    keys: set[str] = set()
+    for i, layer in enumerate(manifest["layers"]):
+        if layer["name"] in seen:
+            raise VerificationError(f"{where}: layers[{i}].name '{layer['name']}' is listed twice")
+        seen.add(layer["name"])
+        for j, t in enumerate(layer["tensors"]):
+            if t["key"] != f"{layer['name']}/{t['name']}" or t["key"] in keys:
+                raise VerificationError(
+                    f"{where}: layers[{i}].tensors[{j}].key '{t['key']}' is not '{layer['name']}/{t['name']}' "
+                    "or is listed twice"
+                )
+            keys.add(t["key"])
+    held = {k for f in manifest["files"] for k in f.get("tensors", [])}
+    orphans = sorted(held - keys)
+    if orphans:
+        raise VerificationError(
+            f"{where}: the files hold tensor(s) {', '.join(orphans[:5])} that no layer of the manifest lists "
+            "(a layer was removed from the manifest?); the export is not what was written. Fix: re-export."
+        )
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
@@ -87,8 +158,13 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NotAnExportError(f"{root}: not a qextract export (no manifest.json). {fix}")
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        bad = e.object[e.start : e.start + 1]
+        raise NotAnExportError(f"{path}: not a readable manifest (not UTF-8 text: byte {e.start} is {bad!r}). {fix}") from None
+    except RecursionError:
+        raise NotAnExportError(f"{path}: not a readable manifest (JSON nested too deeply to be one). {fix}") from None
+    except (OSError, ValueError) as e:
         raise NotAnExportError(f"{path}: not a readable manifest ({e}). {fix}") from None
     if not isinstance(manifest, dict) or "qextract_version" not in manifest:
         raise NotAnExportError(f"{path}: not written by qextract (no qextract_version). {fix}")
@@ -152,24 +228,34 @@ def _agreed(root: Path, entry: Entry, paths: list[str], file_format: dict[str, s
     return first
 
 
-def _decode(t: dict[str, Any], read: Codes, entry: Entry) -> np.ndarray:
+def _decode(where: Path, t: dict[str, Any], read: Codes, entry: Entry) -> np.ndarray:
     """``codes x scale`` (po2: ``signs * 2**codes``) with the manifest's scale along its axis."""
     key, codes = t["key"], read.codes
     if not t["quantized"]:
         return codes
+    if "code_dtype" not in t or "scale" not in t:
+        raise VerificationError(f"{where}: tensor '{key}' is quantized but has no code_dtype or scale")
     if list(codes.shape) != t["shape"] or str(codes.dtype) != t["code_dtype"]:
         got, expected = f"{codes.dtype}{list(codes.shape)}", f"{t['code_dtype']}{t['shape']}"
-        raise VerificationError(f"{key}: codes read are {got}, manifest.json says {expected}")
-    scale = along(np.asarray(t["scale"]["values"], np.float32), t["scale"]["axis"], codes.ndim)
-    return decode(entry.format, codes, scale, read.signs)
+        raise VerificationError(f"{where}: tensor '{key}': codes read are {got}, the manifest says {expected}")
+    axis, scale = t["scale"]["axis"], np.asarray(t["scale"]["values"], np.float32)
+    if axis is not None and not 0 <= axis < codes.ndim:
+        raise VerificationError(f"{where}: tensor '{key}' scale.axis {axis} is out of range for its shape {t['shape']}")
+    expected_size = (1,) if axis is None else (1, codes.shape[axis])
+    if scale.size not in expected_size or (axis is None and scale.ndim):
+        along_what = "a single number (scale.axis is null)" if axis is None else f"1 or {codes.shape[axis]} values (axis {axis})"
+        raise VerificationError(f"{where}: tensor '{key}' scale.values has {scale.size} value(s); expected {along_what}")
+    return decode(entry.format, codes, along(scale, axis, codes.ndim), read.signs)
 
 
 def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
     """Read the exported array through its axis letters back into the native Keras order."""
     name, axes = t["name"], t["axes"]
-    native = _NATIVE.get((kind, name))
+    native = _NATIVE.get((kind, name.rsplit("/", 1)[-1]))  # a Bidirectional's "forward/kernel"
     if native is None or axes == native:
         return value
+    if "flatten_shape" in layer and kind == "dense" and name == "kernel" and len(layer["flatten_shape"]) != 3:
+        return _flattened_kernel(t, value, layer["flatten_shape"])
     if "flatten_shape" in layer and kind == "dense" and name == "kernel":
         h, w, c = layer["flatten_shape"]
         if axes == "OHWI":  # (O, H, W, C): Keras flattens H, W, C
@@ -188,61 +274,82 @@ def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str,
     raise VerificationError(f"{t['key']}: cannot interpret exported axes '{axes}' for a {kind} tensor")
 
 
-def _padding_of(layer: dict[str, Any]) -> list[tuple[int, int]] | str:
-    """The manifest's explicit (before, after) pads per spatial axis."""
-    g = layer["geometry"]
-    pads = g.get("explicit_padding")
-    if pads is None:
-        return g.get("padding", "valid")
-    if "top" in pads:
-        return [(pads["top"], pads["bottom"]), (pads["left"], pads["right"])]
-    return [(pads["left"], pads["right"])]
+def _flattened_kernel(t: dict[str, Any], value: np.ndarray, flatten_shape: list[int]) -> np.ndarray:
+    """A Dense-after-Flatten kernel of any flatten rank in convolution form, back to ``(prod(flatten_shape), O)``.
+
+    The letters of ``flatten_shape`` are its spatial axes then I (``(C,)``: I;
+    ``(L,C)``: K I; ``(D,H,W,C)``: D H W I); the exported axes are put in
+    Keras's flatten order (spatial..., I) before O, whatever order they were written in.
+    """
+    spatial = ("", "K", "HW", "DHW")[len(flatten_shape) - 1] if 1 <= len(flatten_shape) <= 4 else None
+    axes = t["axes"]
+    if spatial is None or sorted(axes) != sorted(spatial + "IO"):
+        raise VerificationError(f"{t['key']}: cannot interpret exported axes '{axes}' for flatten_shape {flatten_shape}")
+    order = spatial + "IO"
+    return value.transpose([axes.index(a) for a in order]).reshape(int(np.prod(flatten_shape)), -1)
 
 
-def _recompute(kind: str, w: dict[str, np.ndarray], x: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
-    g = layer["geometry"]
-    strides, dilation, padding = g.get("strides"), g.get("dilation_rate"), _padding_of(layer)
-    bias = w.get("bias")
-    if kind == "dense":
-        if "flatten_shape" in layer:
-            x = x.reshape(x.shape[0], -1)
-        return R.dense(x, w["kernel"], bias)
-    if kind in ("conv1d", "conv2d"):
-        return R.conv(x, w["kernel"], bias, strides, padding, dilation)
-    if kind == "conv2d_transpose":
-        return R.conv_transpose(x, w["kernel"], bias, strides, padding)
-    if kind == "depthwise_conv2d":
-        return R.depthwise(x, w["depthwise_kernel"], bias, strides, padding, dilation)
-    if kind in ("separable_conv1d", "separable_conv2d"):
-        return R.separable(x, w["depthwise_kernel"], w["pointwise_kernel"], bias, strides, padding, dilation)
-    if kind == "batchnorm":
-        return R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g["epsilon"])
-    raise AssertionError(kind)
+def _check_coverage(where: Path, manifest: dict[str, Any], model: Any) -> None:
+    """The export holds tensors, and every layer of the model with weights, or exactly its ``selected_layers``."""
+    names = [layer["name"] for layer in manifest["layers"]]
+    if not any(layer["tensors"] for layer in manifest["layers"]):
+        raise VerificationError(f"{where}: the export holds no tensors, so there is nothing to prove. Fix: re-export the model.")
+    selected = manifest.get("selected_layers")
+    if selected is not None:
+        missing, extra = [n for n in selected if n not in names], [n for n in names if n not in selected]
+        if missing or extra:
+            raise VerificationError(
+                f"{where}: selected_layers names {_names(selected)} but the manifest lists {_names(names)}"
+                + (f"; missing: {_names(missing)}" if missing else "") + (f"; not selected: {_names(extra)}" if extra else "")
+            )
+        return
+    missing = [n for n, layer in _model_layers(model).items() if _has_tensors(layer) and not _listed(n, names)]
+    if missing:
+        raise VerificationError(
+            f"{where}: the model's layer(s) {_names(missing)} have weights but are not in the export, and the manifest "
+            "does not say the export was restricted (selected_layers is null): the export is incomplete or was edited. "
+            "Fix: re-export, or verify against the model the export was made from."
+        )
 
 
-def _keras_output(layer: Any, x: np.ndarray) -> np.ndarray:
-    """The layer's own output without its activation, computed on a copy of the layer."""
-    config = layer.get_config()
-    if "activation" in config:
-        config["activation"] = "linear"
-    clone = type(layer).from_config(config)
-    clone(x[:1], training=False)  # builds every sub-layer (a folded layer's batch norm too)
-    clone.set_weights(layer.get_weights())
-    return np.asarray(clone(x, training=False))
+def _model_layers(model: Any) -> dict[str, Any]:
+    """The model's layers by key, as extraction walks them (``outer/inner`` inside nested models and wrappers)."""
+    return {p.key: p.layer for p in placed_layers(model)}
 
 
-def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, seed: int = 0) -> "pd.DataFrame":
+def _has_tensors(layer: Any) -> bool:
+    """A layer qextract exports tensors for: it has weights, or it is an average pooling with a quantized multiplier."""
+    return bool(layer.weights) or bool(getattr(layer, "average_quantizer", None))
+
+
+def _listed(name: str, names: list[str]) -> bool:
+    return name in names or any(n.startswith(f"{name}/") for n in names)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:8])
+    return shown + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+
+
+def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, seed: int = 0) -> pd.DataFrame:
     """Recompute each exported layer from the files alone and compare with ``model``'s layers.
 
     Returns one row per layer with tensors: layer, class, kind, layout, max
-    abs error, tolerance and ``passed``. Layers of kinds without a NumPy
-    reference (recurrent, pooling) are listed with ``passed`` None.
+    abs error, tolerance, ``passed`` (always a bool), ``route`` (how it was
+    compared: ``numpy``, ``numpy (window sum x multiplier)``, ``numpy-recurrent``,
+    ``weights`` or ``none``) and ``note``. See :mod:`qextract.recompute`.
     ``table.attrs["formats_checked"]`` lists the formats whose files were read
-    and found to hold identical codes (raises VerificationError if they do not).
+    and found to hold identical codes; ``table.attrs["selected_layers"]`` the
+    manifest's restriction (None: the whole model). Raises VerificationError
+    when the files disagree, leave the folder, or the export is incomplete;
+    NotAnExportError when ``out_dir`` holds no readable manifest.
     """
     import pandas as pd
 
-    manifest, values, formats = _load(Path(out_dir))
+    root = Path(out_dir)
+    manifest, values, formats = _load(root)
+    where = root / "manifest.json"
+    _check_coverage(where, manifest, model)
     rng = np.random.default_rng(seed)
     rows = []
     for layer in manifest["layers"]:
@@ -250,21 +357,30 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
             continue
         kind, name = layer["kind"], layer["name"]
         row = {"layer": name, "class": layer["class"], "kind": kind, "layout": manifest["layout"]}
-        if kind not in VERIFIED_KINDS:
-            rows.append({**row, "max_abs_error": np.nan, "tolerance": np.nan, "passed": None, "note": "no NumPy reference for this kind"})
-            continue
         try:
             keras_layer = find_layer(model, name)  # a nested key "outer/inner" too
         except ValueError:
             raise VerificationError(f"layer '{name}' of the export is not in the model; verify against the exported model") from None
-        weights = {t["name"]: _to_native(kind, t, values[t["key"]], layer) for t in layer["tensors"]}
-        shape = tuple(layer["geometry"]["input_shape"][1:])
-        x = rng.standard_normal((samples, *shape)).astype(np.float32)
-        expected = _keras_output(keras_layer, x)
-        ours = _recompute(kind, weights, x, layer)
-        err = float(np.max(np.abs(ours - expected))) if expected.size else 0.0
-        tol = 1e-5 * float(np.max(np.abs(expected), initial=0.0)) + 1e-6
-        rows.append({**row, "max_abs_error": err, "tolerance": tol, "passed": err <= tol and ours.shape == expected.shape, "note": ""})
-    table = pd.DataFrame(rows, columns=["layer", "class", "kind", "layout", "max_abs_error", "tolerance", "passed", "note"])
+        weights = {t["name"]: _native(where, kind, t, values[t["key"]], layer) for t in layer["tensors"]}
+        outcome = recompute.compare(layer, weights, keras_layer, rng, samples, str(where))
+        rows.append({**row, "max_abs_error": outcome.max_abs_error, "tolerance": outcome.tolerance, "passed": outcome.passed,
+                     "route": outcome.route, "note": outcome.note})
+    columns = ["layer", "class", "kind", "layout", "max_abs_error", "tolerance", "passed", "route", "note"]
+    table = pd.DataFrame(rows, columns=columns).astype({"passed": bool})
     table.attrs["formats_checked"] = formats
+    table.attrs["selected_layers"] = manifest.get("selected_layers")
     return table
+
+
+def _native(where: Path, kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
+    """:func:`_to_native`, with a manifest entry that does not fit the array made a VerificationError naming it."""
+    try:
+        return _to_native(kind, t, value, layer)
+    except VerificationError as e:
+        raise VerificationError(f"{where}: {e}") from None
+    except (ValueError, TypeError, IndexError, KeyError) as e:
+        flatten = f" and flatten_shape {layer['flatten_shape']}" if "flatten_shape" in layer else ""
+        raise VerificationError(
+            f"{where}: tensor '{t['key']}' with axes '{t['axes']}', shape {list(value.shape)}{flatten} cannot be read back "
+            f"into its {kind} layer's native layout ({type(e).__name__}: {e}); the manifest was edited or is damaged"
+        ) from None

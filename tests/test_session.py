@@ -54,8 +54,8 @@ ORDERS = {
     "qextract first": ("", False),
     "QKeras first, variable set": ("import qkeras", True),
     "TensorFlow first, variable set": ("import tensorflow", True),
-    "tf_keras imported explicitly": ("import tf_keras", False),
-    "TensorFlow first, tf.keras untouched": ("import tensorflow", False),
+    "tf_keras imported explicitly, variable set": ("import tf_keras", True),
+    "the variable set in the process, then TensorFlow": ("import os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\nimport tensorflow", False),
 }
 
 
@@ -77,8 +77,7 @@ def test_any_import_order_extracts_a_model_built_in_the_session(order):
 def test_keras3_really_in_use_is_a_clear_error():
     code = textwrap.dedent(
         f"""
-        import tensorflow
-        tensorflow.keras.layers.Dense  # Keras 3 is now chosen for this process
+        import tensorflow  # without TF_USE_LEGACY_KERAS: Keras 3 for this process
         import qextract
         try:
             qextract.load_model({str(H5)!r})
@@ -88,7 +87,15 @@ def test_keras3_really_in_use_is_a_clear_error():
     )
     r = _run(code, False)
     assert r.stdout.startswith("KerasEnvironmentError 10 tf.keras is Keras 3"), r.stdout + r.stderr[-2000:]
-    assert "import qextract before qkeras and before anything uses tf.keras" in r.stdout
+    assert "Fix: import qextract before tensorflow, qkeras and tf_keras, or set TF_USE_LEGACY_KERAS=1" in r.stdout
+
+
+@pytest.mark.parametrize("prelude", ["import tensorflow", "import tf_keras"])
+def test_tensorflow_imported_first_without_the_variable_is_a_clear_error(prelude):
+    # TensorFlow fixes at import where tensorflow.keras submodules resolve: too late to select tf-keras.
+    code = prelude + "\n" + "import qextract, os\nassert 'TF_USE_LEGACY_KERAS' not in os.environ\n" + WORKFLOW
+    r = _run(code, False)
+    assert r.returncode == 1 and "KerasEnvironmentError: tf.keras is Keras 3" in r.stderr, r.stderr[-2000:]
 
 
 def test_qkeras_imported_under_keras3_is_a_clear_error():
