@@ -17,6 +17,8 @@ except _NotInstalled:  # pragma: no cover - a source tree that was never install
 from .errors import QExtractError, QExtractWarning
 from .export import ExportResult, export
 from .extract import extract
+from .fcn import fully_convolutional
+from .importing import LoadReport, load_weights
 from .layouts import ExportedTensor, Layout
 from .model import load_model
 from .report import error_report, weight_report
@@ -30,10 +32,13 @@ __all__ = [
     "extract",
     "export",
     "verify",
+    "load_weights",
+    "fully_convolutional",
     "float_model",
     "error_report",
     "weight_report",
     "ExportResult",
+    "LoadReport",
     "Layout",
     "ExportedTensor",
     "QExtractError",

@@ -115,6 +115,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=256, metavar="N")
     p.add_argument("--float-model", metavar="FILE", help="your own float model (matched by layer name) instead of the float twin")
     p.set_defaults(handler=_report)
+
+    # --- issue 14: weights into a model, and fully convolutional models ---
+    p = sub.add_parser("import", parents=[common], help="load weights from an export, .tflite or state dict into a copy of MODEL")
+    p.add_argument("model", help="the model to receive the weights (the file itself is never modified)")
+    p.add_argument("source", help="a qextract export folder, a .tflite file, an .npz (PyTorch state dict or Keras names) or a .pt file")
+    p.add_argument("--out", required=True, metavar="NEW.h5", help="the model with the new weights (.h5; never MODEL or SOURCE)")
+    p.add_argument("--weights", help="weights .h5 for an architecture .json")
+    p.add_argument(
+        "--layout",
+        type=_layout,
+        metavar="NAME",
+        help="layout of an .npz or .pt: oihw (pytorch, onnx, caffe), ohwi (tflite), hwio (keras), or e.g. OIHW->HWIO",
+    )
+    p.add_argument("--map", nargs="+", default=[], metavar="LAYER=MODULE", help="pair a Keras layer with a PyTorch module (LAYER=DW,PW for a separable layer)")
+    p.add_argument("--flatten-order", choices=("chw", "hwc"), help="input order of a Dense-after-Flatten kernel in the source (default: chw for oihw, else hwc)")
+    p.add_argument("--source-padding", choices=("symmetric", "tf"), help="how the source padded its convolutions (default: symmetric for a PyTorch state dict, else tf)")
+    p.add_argument("--pad", nargs="+", default=[], metavar="LAYER=T,B,L,R", help="the source's explicit padding of named layers")
+    p.add_argument("--pad-explicitly", action="store_true", help="insert ZeroPadding2D + padding='valid' where the source pads otherwise than Keras")
+    p.add_argument("--no-strict", action="store_true", help="keep the weights the source lacks and leave out source tensors the model has no place for")
+    p.add_argument("--csv", metavar="FILE", help="also write the report (one row per tensor) as CSV")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (never MODEL or SOURCE)")
+    _add_trust_arg(p)
+    p.set_defaults(handler=_import, layers=None)
+
+    p = sub.add_parser("fcn", parents=[common], help="a fully convolutional copy of MODEL: its Flatten -> Dense head as convolutions")
+    p.add_argument("model", help="a CNN with a Flatten -> Dense head (the file itself is never modified)")
+    p.add_argument("--out", required=True, metavar="NEW.h5", help="the new model (.h5; never MODEL)")
+    p.add_argument("--weights", help="weights .h5 for an architecture .json")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (never MODEL)")
+    _add_trust_arg(p)
+    p.set_defaults(handler=_fcn, layers=None)
     return parser
 
 
@@ -288,6 +319,98 @@ def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN0
     print(f"verified {int((table['passed'] == True).sum())} layers: outputs recomputed from the files match; "  # noqa: E712
           f"every file ({formats}) holds the same codes")
     return EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .importing import load_weights
+
+    mapping = {k: tuple(v.split(",")) if "," in v else v for k, v in _pairs(args.map, "--map").items()}
+    pads = {}
+    for layer, text in _pairs(args.pad, "--pad").items():
+        try:
+            pads[layer] = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise UsageError(f"--pad {layer}={text}: give integers, e.g. {layer}=0,1,0,1 (top, bottom, left, right)") from None
+    if pads and args.source_padding:
+        raise UsageError("give --source-padding or --pad, not both")
+    _check_model_output(args, {"--out": args.out, "--csv": args.csv}, {"weights source": args.source})
+    model = _load(args)
+    report = load_weights(
+        model,
+        args.source,
+        layout=args.layout,
+        strict=not args.no_strict,
+        mapping=mapping or None,
+        flatten_order=args.flatten_order,
+        source_padding=pads or args.source_padding,
+        pad_explicitly=args.pad_explicitly,
+    )
+    _save_model(report.model, args.out)
+    table = report.table()
+    if args.csv:
+        from ._atomic import atomic_file
+
+        with atomic_file(args.csv) as tmp:
+            table.to_csv(tmp, index=False)
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
+        print(table.drop(columns=["layer_class"]).to_string(index=False))
+        if report.paddings:
+            print(report.padding_table().to_string(index=False))
+    print(f"{report}; wrote {args.out}")
+    return EXIT_OK
+
+
+def _fcn(args: argparse.Namespace) -> int:
+    from .fcn import fully_convolutional
+
+    _check_model_output(args, {"--out": args.out}, {})
+    model = fully_convolutional(_load(args))
+    _save_model(model, args.out)
+    print(f"wrote {args.out}: model '{model.name}', input {model.input_shape}, output {model.output_shape}")
+    return EXIT_OK
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise UsageError(f"{flag} {item!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def _check_model_output(args: argparse.Namespace, outputs: dict[str, str | None], inputs: dict[str, str]) -> None:
+    """A new model file: .h5, never an input (the model file is never modified), an existing one only with --force."""
+    from ._atomic import check_outputs
+    from .errors import ExportError
+
+    if not args.out.endswith((".h5", ".hdf5")):
+        raise UsageError(f"--out {args.out}: give a .h5 file for the new model")
+    check_outputs(outputs, {**_inputs(args), **inputs})
+    if os.path.lexists(args.out) and not args.force:
+        raise ExportError(f"--out {args.out}: exists. Fix: choose another --out, or pass --force to replace it.")
+
+
+def _save_model(model: Any, out: str) -> None:
+    """Saved under a temporary name beside ``out`` and renamed into place only when complete."""
+    import logging
+
+    from ._atomic import atomic_file
+    from .errors import ExportError
+
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)  # saving an uncompiled model logs that its metrics are not built
+    try:
+        with atomic_file(out) as tmp:
+            model.save(tmp, save_format="h5")
+    except OSError as e:
+        raise ExportError(f"--out {out}: writing failed ({e.strerror or e}); nothing was left behind") from None
+    finally:
+        tf_log.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

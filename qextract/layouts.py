@@ -80,7 +80,11 @@ class Layout:
 
     Build it with :meth:`parse`, which accepts the names, their aliases
     (``keras``, ``tflite``, ``pytorch``, ``onnx``, ``caffe``), any case, and
-    the arrow form ``"HWIO->OHWI"`` (the source side must be the native hwio).
+    the arrow form in either direction: ``"HWIO->OHWI"`` (exporting) and
+    ``"OHWI->HWIO"`` (importing) both give ``ohwi``. A Layout names the
+    foreign arrangement; which way the arrays move is said by the function
+    that takes it (:func:`to_layout` / :func:`from_layout`, ``export`` /
+    ``load_weights``). One side of an arrow must be the native hwio.
     """
 
     name: str
@@ -110,9 +114,14 @@ def _parse_layout(spec: str) -> Layout:
     choices = f"choose one of {', '.join(LAYOUTS)} (aliases: {', '.join(sorted(set(_ALIASES) - set(LAYOUTS)))})"
     text = spec.strip().lower()
     if "->" in text:
-        source, _, text = (part.strip() for part in text.partition("->"))
-        if _ALIASES.get(source) != "hwio":
-            raise LayoutError(f"layout {spec!r}: weights start in the native hwio layout, not {source!r}")
+        source, _, target = (part.strip() for part in text.partition("->"))
+        sides = [_ALIASES.get(source, source), _ALIASES.get(target, target)]
+        if "hwio" not in sides:
+            raise LayoutError(
+                f"layout {spec!r}: one side must be the native hwio (Keras); qextract converts between "
+                f"hwio and one other layout, not {source!r} to {target!r} directly"
+            )
+        text = target if sides[0] == "hwio" else source
     if text not in _ALIASES:
         raise LayoutError(f"unknown layout {spec!r}; {choices}")
     return Layout(_ALIASES[text])

@@ -1,0 +1,122 @@
+"""The Keras side of an import: every layer with weights, its tensors, shapes and what feeds it.
+
+A :class:`Target` names the tensors qextract would export for a layer (the
+same names: ``kernel``, ``depthwise_kernel``, ``gamma``, ``forward/kernel``,
+...) and where each sits in ``layer.get_weights()``, so that a source tensor
+found by name can be put in its place. Layers inside nested models and
+wrappers have the keys extraction gives them (``outer/inner``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..layers import spec_for
+from ..nested import placed_layers
+
+# Layers between Flatten and a Dense that change no element's position.
+PASS_THROUGH = frozenset({"Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Activation", "QActivation", "ReLU", "LeakyReLU", "ELU", "PReLU"})
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """One Keras layer that can receive weights.
+
+    ``tensors`` are the names qextract exports for it, in its order;
+    ``index[name]`` is the position in ``layer.get_weights()``; ``derived``
+    names exported tensors that are not variables (a pooling layer's
+    ``average_multiplier``), ``folded_tensors`` those computed from several
+    (a folded conv-batchnorm kernel), which no source can be assigned to;
+    ``flatten_shape`` is the (H, W, C) a Dense fed by Flatten receives, else None.
+    """
+
+    path: str
+    layer: Any
+    class_name: str
+    kind: str
+    tensors: tuple[str, ...]
+    index: dict[str, int]
+    shapes: dict[str, tuple[int, ...]]
+    derived: tuple[str, ...] = ()
+    folded_tensors: tuple[str, ...] = ()
+    flatten_shape: tuple[int, ...] | None = None
+
+    @property
+    def folded(self) -> bool:
+        return bool(self.folded_tensors)
+
+    @property
+    def where(self) -> str:
+        return f"layer '{self.path}' ({self.class_name})"
+
+
+def targets_of(model: Any) -> list[Target]:
+    """Every leaf layer of ``model`` with weights (or exported derived tensors), in model order, keyed as extraction keys it."""
+    out = []
+    for placed in placed_layers(model):
+        target = _target(placed.layer, placed.key)
+        if target is not None:
+            out.append(target)
+    return out
+
+
+def _target(layer: Any, path: str) -> Target | None:
+    """Each tensor's variable, found by identity: a tensor read from one variable can be assigned,
+    one read from several (a folded kernel) cannot, one read from none is derived."""
+    sources = spec_for(layer).sources(layer)  # names an unsupported QKeras class
+    if not sources:
+        return None
+    position = {id(v): i for i, v in enumerate(layer.weights)}
+    index, shapes, derived, folded = {}, {}, [], []
+    for s in sources:
+        if len(s.variables) == 1 and id(s.variables[0]) in position:
+            index[s.name] = position[id(s.variables[0])]
+        elif s.variables:
+            folded.append(s.name)
+        else:
+            derived.append(s.name)
+        shapes[s.name] = tuple(int(d) for d in np.shape(s.raw))
+    kind = spec_for(layer).kind
+    return Target(
+        path=path,
+        layer=layer,
+        class_name=type(layer).__name__,
+        kind=kind,
+        tensors=tuple(s.name for s in sources if s.name not in derived),
+        index=index,
+        shapes=shapes,
+        derived=tuple(derived),
+        folded_tensors=tuple(folded),
+        flatten_shape=flatten_feeding(layer) if kind == "dense" else None,
+    )
+
+
+def inbound_layer(layer: Any) -> Any | None:
+    """The one layer feeding ``layer`` (None for several, none, or a layer called more than once)."""
+    nodes = getattr(layer, "inbound_nodes", [])
+    if len(nodes) != 1:
+        return None
+    inbound = nodes[0].inbound_layers
+    if isinstance(inbound, list):
+        return inbound[0] if len(inbound) == 1 else None
+    return inbound
+
+
+def flatten_feeding(layer: Any) -> tuple[int, ...] | None:
+    """The shape a channels_last Flatten flattens before ``layer`` (through Dropout/activations), if any.
+
+    Only shapes of rank 2 or more ((L, C), (H, W, C), ...) count: flattening a
+    vector changes nothing.
+    """
+    source = inbound_layer(layer)
+    while source is not None and type(source).__name__ in PASS_THROUGH:
+        source = inbound_layer(source)
+    if source is None or type(source).__name__ != "Flatten" or getattr(source, "data_format", "channels_last") != "channels_last":
+        return None
+    shape = source.input_shape
+    if not isinstance(shape, tuple) or None in shape[1:] or len(shape) < 3:
+        return None
+    return tuple(int(d) for d in shape[1:])
