@@ -208,10 +208,13 @@ def _exact_integers(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c = np.asarray(codes)
     if c.dtype.kind in "iu":
         return c.astype(np.int64), np.zeros(c.shape, bool)
-    f = c.astype(np.float64)
+    f = c if c.dtype in (np.float32, np.float64) else c.astype(np.float64)
     with np.errstate(invalid="ignore"):
-        off = ~np.isfinite(f) | (f != np.rint(f)) | (f < -(2.0**63)) | (f >= 2.0**63)
-        return np.where(off, 0.0, f).astype(np.int64), off
+        # A float is an int64 integer exactly when it survives the round trip through int64: NaN, fractions
+        # and magnitudes from 2**63 on (whose cast is undefined, in practice -2**63) all come back different.
+        ints = f.astype(np.int64)
+        off = ints.astype(f.dtype) != f
+    return (np.where(off, 0, ints) if off.any() else ints), off
 
 
 def _float32_integers(codes: np.ndarray) -> np.ndarray:
@@ -268,9 +271,10 @@ def _ambiguous(fmt: Any, codes: np.ndarray, scale: Any, grid: np.ndarray) -> np.
     where neighbouring products round to one float32.
     """
     ambiguous = np.zeros(codes.shape, bool)
-    if not isinstance(fmt, FixedPoint):
-        return ambiguous
-    s = np.broadcast_to(np.asarray(scale, np.float32), codes.shape)
+    small = np.asarray(scale, np.float32)
+    if not isinstance(fmt, FixedPoint) or not np.any((small != 0) & (np.frexp(small)[0] != 0.5)):
+        return ambiguous  # powers of two (or 0) only: value / scale is exact, codes are unique
+    s = np.broadcast_to(small, codes.shape)
     rounding = (s != 0) & (np.frexp(s)[0] != 0.5)
     if not rounding.any():
         return ambiguous

@@ -120,6 +120,11 @@ def _codes_on_grid(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """
     v = np.asarray(values, np.float32)
     s = np.asarray(scale, np.float32)
+    if s.size and np.all(np.frexp(s)[0] == 0.5):
+        # Every scale a nonzero power of two (the common case): the float32 quotient is exact already,
+        # so the code is its rint, with no float64 copy and no product check (the caller checks anyway).
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.rint(v / s)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         codes = np.where(s == 0, 0.0, np.rint(v.astype(np.float64) / s.astype(np.float64)))
         miss = _product(codes, s) != v
