@@ -11,7 +11,7 @@ A kind is a ``str`` as well, equal to its value, so manifests and tables
 keep their strings (``"conv2d"``) and a kind read back from a manifest
 compares equal to the member:
 
->>> Kind.CONV2D == "conv2d", f"{Kind.DEPTHWISE_CONV2D}", Kind.find("lstm")
+>>> Kind.CONV2D == "conv2d", f"{Kind.DEPTHWISE_CONV2D}", find_kind("lstm")
 (True, 'depthwise_conv2d', <Kind.LSTM: 'lstm'>)
 """
 
@@ -42,12 +42,13 @@ class Kind(str, Enum):
     def __str__(self) -> str:
         return self.value
 
-    __format__ = str.__format__  # f"{kind}" is the value on every Python version
+    def __format__(self, spec: str) -> str:  # f"{kind}" is the value on every Python version
+        return format(self.value, spec)
 
-    @classmethod
-    def find(cls, text: str) -> Kind | None:
-        """The kind whose value is ``text`` (a manifest's ``kind``), or None for a string no kind has."""
-        try:
-            return cls(text)
-        except ValueError:
-            return None
+
+def find_kind(text: str) -> Kind | None:
+    """The kind whose value is ``text`` (a manifest's ``kind``), or None for a string no kind has."""
+    try:
+        return Kind(text)
+    except ValueError:
+        return None

@@ -43,7 +43,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import LayoutError
-from .kinds import Kind
+from .kinds import Kind, find_kind
 from .numformat import NumberFormat
 from .tensor import CodedArray, QuantizedTensor
 
@@ -278,7 +278,7 @@ def _recipe(
     what = f"shape {shape}" if shape is not None else f"rank {ndim}"
     if flatten_shape is not None and kind != Kind.DENSE:
         raise LayoutError(f"{kind} tensor '{name}': flatten_shape applies only to a dense layer fed by Flatten")
-    candidates = _KINDS[Kind.find(kind) or Kind.OTHER].get(_short(name))
+    candidates = _KINDS[find_kind(kind) or Kind.OTHER].get(_short(name))
     if candidates is None:  # unknown kind or tensor: no layout applies
         return _unchanged(1 if ndim is None else ndim)
     if flatten_shape is not None and candidates == ("dense",):

@@ -36,7 +36,7 @@ import numpy as np
 from . import reference as R
 from . import reference_activations as A
 from .errors import VerificationError
-from .kinds import Kind
+from .kinds import Kind, find_kind
 from .layer_copy import keras_output
 from .layouts import LayoutError
 
@@ -70,7 +70,7 @@ def compare(
     naming it; a Keras layer that cannot run is a failed row saying why.
     """
     kind = layer["kind"]
-    route = ROUTES.get(Kind.find(kind) or Kind.OTHER, _weights)  # a kind no entry has: its values are compared
+    route = ROUTES.get(find_kind(kind) or Kind.OTHER, _weights)  # a kind no entry has: its values are compared
     try:
         return route(layer, weights, keras_layer, rng, samples, where)
     except _MANIFEST_ERRORS as e:
@@ -114,38 +114,39 @@ def _numpy_feedforward(layer: dict[str, Any], w: dict[str, np.ndarray], x: np.nd
     return R.channels_first(y) if first and y.ndim > 2 else y
 
 
-_Entry, _Weights = dict[str, Any], dict[str, np.ndarray]  # a manifest entry (and its geometry); tensors by name
+_Entry = dict[str, Any]  # a manifest layer entry; its geometry ``g`` is JSON the schema checked
+_Weights = dict[str, np.ndarray]
 
 
-def _dense(layer: _Entry, g: _Entry, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+def _dense(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     return R.dense(x.reshape(x.shape[0], -1) if "flatten_shape" in layer else x, w["kernel"], w.get("bias"))
 
 
-def _conv(layer: _Entry, g: _Entry, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+def _conv(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     groups = g.get("groups") or x.shape[-1] // w["kernel"].shape[-2]
     return R.conv(x, w["kernel"], w.get("bias"), g.get("strides"), _padding_of(layer), g.get("dilation_rate"), groups=groups)
 
 
-def _conv_transpose(layer: _Entry, g: _Entry, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+def _conv_transpose(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     return R.conv_transpose(x, w["kernel"], w.get("bias"), g.get("strides"), g.get("padding", "valid"))
 
 
-def _depthwise(layer: _Entry, g: _Entry, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+def _depthwise(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     return R.depthwise(x, w["depthwise_kernel"], w.get("bias"), g.get("strides"), _padding_of(layer), g.get("dilation_rate"))
 
 
-def _separable(layer: _Entry, g: _Entry, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+def _separable(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     dw, pw, padding = w["depthwise_kernel"], w["pointwise_kernel"], _padding_of(layer)
     return R.separable(x, dw, pw, w.get("bias"), g.get("strides"), padding, g.get("dilation_rate"))
 
 
-def _batchnorm(layer: _Entry, g: _Entry, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+def _batchnorm(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     axis = g.get("axis", -1)
     axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
     return R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g["epsilon"], axis=axis)
 
 
-def _pooling(layer: _Entry, g: _Entry, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+def _pooling(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     multiplier = _scalar(w["average_multiplier"])
     if "pool_size" in g:
         return R.average_pool(x, multiplier, g["pool_size"], g.get("strides") or g["pool_size"], _padding_of(layer))

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import recompute
 from .errors import ExportError, NotAnExportError, VerificationError
-from .kinds import Kind
+from .kinds import Kind, find_kind
 from .nested import find_layer, placed_layers
 from .tensor import along, decode
 from .writers import FORMATS, Codes, Entry, entries
@@ -254,7 +254,7 @@ def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str,
     name, axes = t["name"], t["axes"]
     if "flatten_shape" in layer and kind == Kind.DENSE and name == "kernel":
         return _flattened_to_native(t, value, layer)
-    native = _NATIVE.get((Kind.find(kind) or Kind.OTHER, name.rsplit("/", 1)[-1]))  # a Bidirectional's "forward/kernel"
+    native = _NATIVE.get((find_kind(kind) or Kind.OTHER, name.rsplit("/", 1)[-1]))  # a Bidirectional's "forward/kernel"
     if native is None or axes == native:
         return value
     if sorted(axes) == sorted(native):

@@ -20,7 +20,7 @@ import zoo
 from qextract import extract, layouts, recompute, taps
 from qextract._keras import qkeras, tf
 from qextract.export import export
-from qextract.kinds import Kind
+from qextract.kinds import Kind, find_kind
 from qextract.layers import KERAS_LAYERS, LAYERS, LayerSpec, class_spec, spec_for
 from qextract.verify import _NATIVE, VERIFIED_KINDS, verify
 
@@ -194,5 +194,5 @@ def test_a_kind_is_its_string_in_json_text_and_comparisons():
     assert json.dumps({"kind": Kind.DEPTHWISE_CONV2D}) == '{"kind": "depthwise_conv2d"}'
     assert str(Kind.CONV2D) == f"{Kind.CONV2D}" == format(Kind.CONV2D) == "conv2d"
     assert Kind.CONV2D == "conv2d" and "lstm" in (Kind.LSTM,) and {"gru": 1}[Kind.GRU] == 1
-    assert Kind.find("batchnorm") is Kind.BATCHNORM and Kind.find("conv3d") is None
-    assert all(Kind.find(k.value) is k for k in Kind)
+    assert find_kind("batchnorm") is Kind.BATCHNORM and find_kind("conv3d") is None
+    assert all(find_kind(k.value) is k for k in Kind)

@@ -6,7 +6,8 @@
 - :mod:`.registry` - the entries (:data:`LAYERS` for QKeras classes,
   :data:`KERAS_LAYERS` for plain Keras ones) and how a layer finds its own.
 
-Adding a layer class is one entry in :data:`LAYERS` (and a case in tests/zoo.py).
+Adding a layer class is one entry in :data:`LAYERS` (with a case in tests/zoo.py, and its twin's in
+tests/test_twin.py).
 """
 
 from .registry import KERAS_LAYERS, LAYERS, class_spec, spec_for
