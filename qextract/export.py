@@ -19,6 +19,7 @@ from . import __version__
 from ._atomic import atomic_dir, check_folder_target
 from .errors import ExportError, LayoutError, QExtractError, UsageError
 from .extract import extract
+from .kinds import Kind
 from .layouts import ExportedTensor, Layout, lay_out
 from .manifest import SCHEMA_VERSION, layer_entry, tensor_entry, validate
 from .nested import selected
@@ -243,7 +244,7 @@ def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tup
     that its inputs follow the layout's flatten order (oihw: PyTorch's C,H,W),
     with or without ``dense_as_conv`` (which only adds the convolution shape).
     """
-    flatten = record.config.get("flatten_input_shape") if record.kind == "dense" else None
+    flatten = record.config.get("flatten_input_shape") if record.kind == Kind.DENSE else None
     out = []
     for t in record:
         shape = tuple(flatten) if flatten is not None and t.name == "kernel" else None

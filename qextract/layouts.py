@@ -43,6 +43,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import LayoutError
+from .kinds import Kind, find_kind
 from .numformat import NumberFormat
 from .tensor import CodedArray, QuantizedTensor
 
@@ -147,20 +148,23 @@ _RULES: dict[str, tuple[str, dict[str, str]]] = {
 
 _CONV_BIAS = {"bias": ("bias",)}
 _RNN = {"kernel": ("rnn_kernel",), "recurrent_kernel": ("rnn_recurrent",), "bias": ("rnn_bias", "gru_bias")}
-# kind -> tensor -> candidate rules (chosen by the tensor's rank)
-_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "dense": {"kernel": ("dense",), **_CONV_BIAS},
-    "conv1d": {"kernel": ("conv1d",), **_CONV_BIAS},
-    "conv2d": {"kernel": ("conv2d",), **_CONV_BIAS},
-    "depthwise_conv2d": {"depthwise_kernel": ("depthwise2d",), **_CONV_BIAS},
-    "separable_conv1d": {"depthwise_kernel": ("depthwise1d",), "pointwise_kernel": ("conv1d",), **_CONV_BIAS},
-    "separable_conv2d": {"depthwise_kernel": ("depthwise2d",), "pointwise_kernel": ("conv2d",), **_CONV_BIAS},
-    "conv2d_transpose": {"kernel": ("transpose2d",), **_CONV_BIAS},
-    "batchnorm": {name: ("vector",) for name in ("gamma", "beta", "moving_mean", "moving_variance")},
-    "simple_rnn": _RNN,
-    "lstm": _RNN,
-    "gru": _RNN,
-    "bidirectional": _RNN,  # tensors "forward/kernel", "backward/bias", ...: the last component decides
+# kind -> tensor -> candidate rules (chosen by the tensor's rank); every kind has an entry, {}: no layout applies
+_KINDS: dict[Kind, dict[str, tuple[str, ...]]] = {
+    Kind.DENSE: {"kernel": ("dense",), **_CONV_BIAS},
+    Kind.CONV1D: {"kernel": ("conv1d",), **_CONV_BIAS},
+    Kind.CONV2D: {"kernel": ("conv2d",), **_CONV_BIAS},
+    Kind.DEPTHWISE_CONV2D: {"depthwise_kernel": ("depthwise2d",), **_CONV_BIAS},
+    Kind.SEPARABLE_CONV1D: {"depthwise_kernel": ("depthwise1d",), "pointwise_kernel": ("conv1d",), **_CONV_BIAS},
+    Kind.SEPARABLE_CONV2D: {"depthwise_kernel": ("depthwise2d",), "pointwise_kernel": ("conv2d",), **_CONV_BIAS},
+    Kind.CONV2D_TRANSPOSE: {"kernel": ("transpose2d",), **_CONV_BIAS},
+    Kind.BATCHNORM: {name: ("vector",) for name in ("gamma", "beta", "moving_mean", "moving_variance")},
+    Kind.SIMPLE_RNN: _RNN,
+    Kind.LSTM: _RNN,
+    Kind.GRU: _RNN,
+    Kind.BIDIRECTIONAL: _RNN,  # tensors "forward/kernel", "backward/bias", ...: the last component decides
+    Kind.POOLING: {},  # average_multiplier: a scalar
+    Kind.ACTIVATION: {},  # no tensors
+    Kind.OTHER: {},  # plain Keras floats qextract has no rule for: exported as they are
 }
 
 Group = tuple[str, ...]  # letters merged into one axis; () is a unit axis
@@ -272,9 +276,9 @@ def _recipe(
 ) -> _Recipe:
     lay = Layout.parse(layout).name
     what = f"shape {shape}" if shape is not None else f"rank {ndim}"
-    if flatten_shape is not None and kind != "dense":
+    if flatten_shape is not None and kind != Kind.DENSE:
         raise LayoutError(f"{kind} tensor '{name}': flatten_shape applies only to a dense layer fed by Flatten")
-    candidates = _KINDS.get(kind, {}).get(_short(name))
+    candidates = _KINDS[find_kind(kind) or Kind.OTHER].get(_short(name))
     if candidates is None:  # unknown kind or tensor: no layout applies
         return _unchanged(1 if ndim is None else ndim)
     if flatten_shape is not None and candidates == ("dense",):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .kinds import Kind
 from .layouts import AXIS_MEANINGS, ExportedTensor
 from .padding import conv_pads, transpose_crop
 from .tensor import ActivationRecord, LayerRecord
@@ -122,7 +123,7 @@ def geometry(record: LayerRecord) -> dict[str, Any]:
     for key in _GEOMETRY_KEYS:
         if key in c:
             out[key] = c[key]
-    if record.kind == "batchnorm" and "axis" in c:
+    if record.kind == Kind.BATCHNORM and "axis" in c:
         axis = c["axis"]
         out["axis"] = [int(a) for a in axis] if isinstance(axis, (list, tuple)) else int(axis)
     groups = _groups(record)
@@ -136,7 +137,7 @@ def geometry(record: LayerRecord) -> dict[str, Any]:
         strides = tuple(c.get("strides") or kernel)
         dilation = tuple(c.get("dilation_rate") or [1] * len(kernel))
         if None not in sizes and len(sizes) == len(kernel) in (1, 2):
-            if record.kind == "conv2d_transpose":
+            if record.kind == Kind.CONV2D_TRANSPOSE:
                 crops = [transpose_crop(n, k, s, c["padding"]) for n, k, s in zip(sizes, kernel, strides)]
                 out["transpose_crop"] = [{"full": f, "before": b, "size": n} for f, b, n in crops]
             else:
@@ -148,7 +149,7 @@ def geometry(record: LayerRecord) -> dict[str, Any]:
 
 def _groups(record: LayerRecord) -> int | None:
     """A convolution's ``groups``: recorded by extraction, or input channels over the kernel's I axis."""
-    if record.kind not in ("conv1d", "conv2d") or "kernel" not in record.tensors:
+    if record.kind not in (Kind.CONV1D, Kind.CONV2D) or "kernel" not in record.tensors:
         return None
     c = record.config
     if isinstance(c.get("groups"), int):

@@ -36,14 +36,10 @@ import numpy as np
 from . import reference as R
 from . import reference_activations as A
 from .errors import VerificationError
+from .kinds import Kind, find_kind
 from .layer_copy import keras_output
 from .layouts import LayoutError
 
-FEEDFORWARD = (
-    "dense", "conv1d", "conv2d", "conv2d_transpose", "depthwise_conv2d", "separable_conv1d", "separable_conv2d",
-    "batchnorm", "pooling",
-)  # fmt: skip
-RECURRENT = ("simple_rnn", "lstm", "gru", "bidirectional")
 MAX_INPUT_ELEMENTS = 1 << 24
 """Most input elements (samples x input size) drawn for one layer whose input shape the model cannot confirm."""
 
@@ -74,12 +70,9 @@ def compare(
     naming it; a Keras layer that cannot run is a failed row saying why.
     """
     kind = layer["kind"]
+    route = ROUTES.get(find_kind(kind) or Kind.OTHER, _weights)  # a kind no entry has: its values are compared
     try:
-        if kind in FEEDFORWARD:
-            return _feedforward(layer, weights, keras_layer, rng, samples, where)
-        if kind in RECURRENT:
-            return _recurrent(layer, weights, keras_layer, rng, samples, where)
-        return _weights(layer, weights, keras_layer)
+        return route(layer, weights, keras_layer, rng, samples, where)
     except _MANIFEST_ERRORS as e:
         raise VerificationError(
             f"{where}: layer '{layer['name']}' ({kind}) cannot be recomputed from its manifest entry "
@@ -99,7 +92,7 @@ def _feedforward(
         expected, notes = keras_output(keras_layer, x, keep_activation=False)
     except Exception as e:  # noqa: BLE001 - whatever the Keras layer raises, the row says it
         return _cannot_run(e)
-    route = "numpy (window sum x multiplier)" if layer["kind"] == "pooling" else "numpy"
+    route = "numpy (window sum x multiplier)" if layer["kind"] == Kind.POOLING else "numpy"
     return _verdict(ours, expected, route, notes)
 
 
@@ -115,35 +108,57 @@ def _padding_of(layer: dict[str, Any]) -> list[tuple[int, int]] | str:
 
 
 def _numpy_feedforward(layer: dict[str, Any], w: dict[str, np.ndarray], x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    kind, g = layer["kind"], layer["geometry"]
-    first = g.get("data_format") == "channels_first" and kind not in ("dense", "batchnorm")
-    if first:
-        x = R.channels_last(x)
-    strides, dilation, padding = g.get("strides"), g.get("dilation_rate"), _padding_of(layer)
-    bias = w.get("bias")
-    if kind == "dense":
-        if "flatten_shape" in layer:
-            x = x.reshape(x.shape[0], -1)
-        y = R.dense(x, w["kernel"], bias)
-    elif kind in ("conv1d", "conv2d"):
-        groups = g.get("groups") or x.shape[-1] // w["kernel"].shape[-2]
-        y = R.conv(x, w["kernel"], bias, strides, padding, dilation, groups=groups)
-    elif kind == "conv2d_transpose":
-        y = R.conv_transpose(x, w["kernel"], bias, strides, g.get("padding", "valid"))
-    elif kind == "depthwise_conv2d":
-        y = R.depthwise(x, w["depthwise_kernel"], bias, strides, padding, dilation)
-    elif kind in ("separable_conv1d", "separable_conv2d"):
-        y = R.separable(x, w["depthwise_kernel"], w["pointwise_kernel"], bias, strides, padding, dilation)
-    elif kind == "batchnorm":
-        axis = g.get("axis", -1)
-        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        y = R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g["epsilon"], axis=axis)
-    elif "pool_size" in g:
-        y = R.average_pool(x, _scalar(w["average_multiplier"]), g["pool_size"], g.get("strides") or g["pool_size"], padding)
-    else:
-        y = R.global_average_pool(x, _scalar(w["average_multiplier"]), keepdims=bool(getattr(keras_layer, "keepdims", False)))
-        return R.channels_first(y) if first and y.ndim > 2 else y
-    return R.channels_first(y) if first else y
+    kind, g = Kind(layer["kind"]), layer["geometry"]
+    first = g.get("data_format") == "channels_first" and kind not in (Kind.DENSE, Kind.BATCHNORM)
+    y = FEEDFORWARD[kind](layer, g, w, R.channels_last(x) if first else x, keras_layer)
+    return R.channels_first(y) if first and y.ndim > 2 else y
+
+
+_Entry = dict[str, Any]  # a manifest layer entry; its geometry ``g`` is JSON the schema checked
+_Weights = dict[str, np.ndarray]
+
+
+def _dense(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    return R.dense(x.reshape(x.shape[0], -1) if "flatten_shape" in layer else x, w["kernel"], w.get("bias"))
+
+
+def _conv(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    groups = g.get("groups") or x.shape[-1] // w["kernel"].shape[-2]
+    return R.conv(x, w["kernel"], w.get("bias"), g.get("strides"), _padding_of(layer), g.get("dilation_rate"), groups=groups)
+
+
+def _conv_transpose(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    return R.conv_transpose(x, w["kernel"], w.get("bias"), g.get("strides"), g.get("padding", "valid"))
+
+
+def _depthwise(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    return R.depthwise(x, w["depthwise_kernel"], w.get("bias"), g.get("strides"), _padding_of(layer), g.get("dilation_rate"))
+
+
+def _separable(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    dw, pw, padding = w["depthwise_kernel"], w["pointwise_kernel"], _padding_of(layer)
+    return R.separable(x, dw, pw, w.get("bias"), g.get("strides"), padding, g.get("dilation_rate"))
+
+
+def _batchnorm(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    axis = g.get("axis", -1)
+    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+    return R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g["epsilon"], axis=axis)
+
+
+def _pooling(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    multiplier = _scalar(w["average_multiplier"])
+    if "pool_size" in g:
+        return R.average_pool(x, multiplier, g["pool_size"], g.get("strides") or g["pool_size"], _padding_of(layer))
+    return R.global_average_pool(x, multiplier, keepdims=bool(getattr(keras_layer, "keepdims", False)))
+
+
+FEEDFORWARD: dict[Kind, Callable[..., np.ndarray]] = {
+    Kind.DENSE: _dense, Kind.CONV1D: _conv, Kind.CONV2D: _conv, Kind.CONV2D_TRANSPOSE: _conv_transpose,
+    Kind.DEPTHWISE_CONV2D: _depthwise, Kind.SEPARABLE_CONV1D: _separable, Kind.SEPARABLE_CONV2D: _separable,
+    Kind.BATCHNORM: _batchnorm, Kind.POOLING: _pooling,
+}  # fmt: skip
+"""Feed-forward kind -> its NumPy reference, from the exported weights and the manifest's geometry alone."""
 
 
 def _scalar(value: np.ndarray) -> float:
@@ -191,7 +206,7 @@ def _recurrent(
     layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
 ) -> Outcome:
     shape = _input_shape(layer, keras_layer, samples, where)
-    if layer["kind"] == "bidirectional":
+    if layer["kind"] == Kind.BIDIRECTIONAL:
         directions = [("forward/", keras_layer.forward_layer), ("backward/", keras_layer.backward_layer)]
     else:
         directions = [("", keras_layer)]
@@ -204,7 +219,7 @@ def _recurrent(
     for prefix, inner, acts in cells:
         outs.append(_sequence(layer, inner, {k: watch(a) for k, a in acts.items()}, w, prefix, x))
     ours = outs[0]
-    if layer["kind"] == "bidirectional":
+    if layer["kind"] == Kind.BIDIRECTIONAL:
         ours = R.bidirectional(outs[0], outs[1], keras_layer.merge_mode, bool(keras_layer.return_sequences))
     try:
         expected, notes = keras_output(keras_layer, x, keep_activation=True)
@@ -225,26 +240,27 @@ def _sequence(
     prefix: str, x: np.ndarray,
 ) -> np.ndarray:
     """One direction's output sequence (or last output) from the exported kernels."""
-    kind = layer["kind"] if layer["kind"] != "bidirectional" else _recurrent_kind(inner)
+    kind = Kind(layer["kind"]) if layer["kind"] != Kind.BIDIRECTIONAL else _recurrent_kind(inner)
     kernel, recurrent, bias = w[f"{prefix}kernel"], w[f"{prefix}recurrent_kernel"], w.get(f"{prefix}bias")
     options = {"return_sequences": bool(inner.return_sequences), "go_backwards": bool(inner.go_backwards), **acts}
-    if kind == "simple_rnn":
+    if kind is Kind.SIMPLE_RNN:
         options.pop("recurrent_activation", None)
         return R.simple_rnn(x, kernel, recurrent, bias, **options)
-    if kind == "lstm":
+    if kind is Kind.LSTM:
         return R.lstm(x, kernel, recurrent, bias, **options)
-    if kind == "gru":
+    if kind is Kind.GRU:
         reset_after = layer["geometry"].get("reset_after", getattr(inner, "reset_after", True))
         return R.gru(x, kernel, recurrent, bias, bool(reset_after), **options)
     raise ValueError(f"no NumPy recurrence for a {type(inner).__name__} inside a Bidirectional layer")
 
 
-def _recurrent_kind(inner: Any) -> str:
-    for cls in type(inner).__mro__:
-        name = cls.__name__.lstrip("Q")
-        if name in ("SimpleRNN", "LSTM", "GRU"):
-            return {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}[name]
-    return type(inner).__name__
+_RECURRENCES = {"SimpleRNN": Kind.SIMPLE_RNN, "LSTM": Kind.LSTM, "GRU": Kind.GRU}
+
+
+def _recurrent_kind(inner: Any) -> Kind | None:
+    """The kind of a layer inside a Bidirectional, from its class (Q or plain); None: no NumPy recurrence."""
+    names = [c.__name__.lstrip("Q") for c in type(inner).__mro__]
+    return next((_RECURRENCES[n] for n in names if n in _RECURRENCES), None)
 
 
 def _cell_activations(inner: Any) -> dict[str, A.Activation]:
@@ -334,7 +350,7 @@ class _Watch:
 # --- kinds without a NumPy reference ---------------------------------------------------------------
 
 
-def _weights(layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any) -> Outcome:
+def _weights(layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any, *_: Any) -> Outcome:
     """The exported values must be the layer's own variables, bit for bit."""
     variables: dict[str, list[np.ndarray]] = {}
     for var in keras_layer.weights:
@@ -352,6 +368,16 @@ def _weights(layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any) 
         problems.append(f"not exported: {', '.join(missing)}")
     passed = not problems and err == 0.0
     return Outcome(err, 0.0, passed, "weights", "; ".join(problems) or "no NumPy reference for this kind: values compared with its variables")
+
+
+RECURRENT = (Kind.SIMPLE_RNN, Kind.LSTM, Kind.GRU, Kind.BIDIRECTIONAL)
+ROUTES: dict[Kind, Callable[..., Outcome]] = {
+    **{kind: _feedforward for kind in FEEDFORWARD},
+    **{kind: _recurrent for kind in RECURRENT},
+    Kind.ACTIVATION: _weights,  # no tensors to recompute with
+    Kind.OTHER: _weights,
+}
+"""Every kind -> how :func:`compare` checks a layer of it (a test fails if a kind has none)."""
 
 
 # --- verdicts ----------------------------------------------------------------------------------------

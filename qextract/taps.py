@@ -33,14 +33,13 @@ import numpy as np
 
 from ._keras import quiet_config, tf
 from .errors import UnsupportedError
+from .kinds import Kind
+from .layers import class_spec
 from .quantizers import is_quantizer
 from .twin import ACTIVATION_LAYERS
 
 OUTPUT = "output"
 PRE_ACTIVATION = "pre_activation"
-
-# Layers whose `activation` attribute is not applied to their output.
-_NOT_FUSED = ("QActivation", "QAdaptiveActivation", "QBatchNormalization")
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,13 @@ class Node:
 
 
 def fused_quantizer(layer: Any) -> Any:
-    """The quantizer a layer applies to its own output as ``activation``, else None."""
-    if type(layer).__name__ in _NOT_FUSED or isinstance(layer, tf().keras.layers.RNN):
+    """The quantizer a layer applies to its own output as ``activation``, else None.
+
+    Its layer entry says whether it applies its ``activation`` there at all
+    (``LayerSpec.fuses_activation``: not a batch norm, an activation layer or
+    a recurrent layer).
+    """
+    if not class_spec(layer).fuses_activation:
         return None
     act = getattr(layer, "activation", None)
     return act if act is not None and is_quantizer(act) else None
@@ -139,7 +143,7 @@ def plan_rows(nodes: list[Node]) -> list[Row]:
         if fused is not None:
             rows.append(Row(layer.name, PRE_ACTIVATION, cls, shape))
             rows.append(Row(layer.name, OUTPUT, cls, shape, fused))
-        elif cls in ("QActivation", "QAdaptiveActivation"):
+        elif class_spec(layer).kind is Kind.ACTIVATION:
             rows.append(Row(layer.name, OUTPUT, cls, shape, layer.quantizer))
         else:
             rows.append(Row(layer.name, OUTPUT, cls, shape))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .kinds import Kind
 from .numformat import FLOAT32, NumberFormat, PowerOfTwo
 
 
@@ -168,7 +169,7 @@ class LayerRecord:
 
     name: str
     class_name: str
-    kind: str
+    kind: Kind
     tensors: Mapping[str, QuantizedTensor]
     activations: tuple[ActivationRecord, ...] = ()
     config: Mapping[str, Any] = field(default_factory=dict, repr=False)

@@ -4,7 +4,7 @@
 *raw* weights and no quantizers, so that the quantized model can be compared
 with what it approximates (see :mod:`qextract.report`). Two tables drive it:
 
-``LAYER_TWINS`` - QKeras layer class -> Keras layer(s):
+``LayerSpec.twin`` of each :data:`qextract.layers.LAYERS` entry - QKeras layer class -> Keras layer(s):
 
 ==========================  ==================================================
 QKeras layer                float twin
@@ -71,55 +71,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from ._keras import custom_objects, qkeras, quiet_config, tf
 from .errors import TwinMismatchError, UnsupportedError
+from .layers import LAYERS, LayerTwin
 from .quantizers import is_quantizer
-
-
-@dataclass(frozen=True)
-class LayerTwin:
-    """How one QKeras layer class becomes float Keras layers.
-
-    ``activation`` says where the QKeras layer's ``activation`` goes:
-    ``"fused"`` - into the Keras layer's own ``activation`` argument;
-    ``"separate"`` - a float activation layer named like the QKeras layer
-    follows (the Keras class takes no activation); ``"layer"`` - the layer *is*
-    the activation (QActivation); ``"recurrent"`` - ``activation`` and
-    ``recurrent_activation`` of the cell; ``"ignored"`` - QKeras never applies it;
-    ``"wrapper"`` - the wrapped layers get their own twins (QBidirectional).
-    """
-
-    keras_class: str
-    activation: str = "fused"
-    folded_batchnorm: bool = False
-    suffix: str = ""
-
-
-LAYER_TWINS: dict[str, LayerTwin] = {
-    "QDense": LayerTwin("Dense"),
-    "QConv1D": LayerTwin("Conv1D"),
-    "QConv2D": LayerTwin("Conv2D"),
-    "QConv2DTranspose": LayerTwin("Conv2DTranspose"),
-    "QSeparableConv1D": LayerTwin("SeparableConv1D"),
-    "QSeparableConv2D": LayerTwin("SeparableConv2D"),
-    "QDepthwiseConv2D": LayerTwin("DepthwiseConv2D"),
-    "QConv2DBatchnorm": LayerTwin("Conv2D", "separate", folded_batchnorm=True, suffix="_conv"),
-    "QDepthwiseConv2DBatchnorm": LayerTwin("DepthwiseConv2D", "separate", folded_batchnorm=True, suffix="_conv"),
-    "QBatchNormalization": LayerTwin("BatchNormalization", "ignored"),
-    "QActivation": LayerTwin("Activation", "layer"),
-    "QAdaptiveActivation": LayerTwin("Activation", "layer"),
-    "QAveragePooling2D": LayerTwin("AveragePooling2D", "separate", suffix="_pool"),
-    "QGlobalAveragePooling2D": LayerTwin("GlobalAveragePooling2D", "separate", suffix="_pool"),
-    "QSimpleRNN": LayerTwin("SimpleRNN", "recurrent"),
-    "QLSTM": LayerTwin("LSTM", "recurrent"),
-    "QGRU": LayerTwin("GRU", "recurrent"),
-    "QBidirectional": LayerTwin("Bidirectional", "wrapper"),
-}
-"""QKeras layer class name -> its float twin (see the module docstring)."""
 
 # Keys of the folded layers' configs that belong to their batch norm, not the conv.
 _FOLDING_KEYS = ("ema_freeze_delay", "folding_mode")
@@ -392,7 +350,7 @@ def _wrapper_entry(layer: Any, name: str) -> dict[str, Any]:
     for key, inner in (("layer", layer.layer), ("backward_layer", getattr(layer, "backward_layer", None))):
         if inner is None or key not in original:
             continue
-        rule = LAYER_TWINS.get(type(inner).__name__)
+        rule = _twin_of(type(inner).__name__)
         if rule is None:
             config[key] = tf().keras.layers.serialize(inner)
             continue
@@ -401,6 +359,12 @@ def _wrapper_entry(layer: Any, name: str) -> dict[str, Any]:
             raise UnsupportedError(f"layer '{name}': wrapped {type(inner).__name__} has no single-layer twin")
         config[key] = entry
     return _float_layer("Bidirectional", **{**config, "name": name})
+
+
+def _twin_of(class_name: str) -> LayerTwin | None:
+    """The float twin of a registered QKeras layer class (None: not registered, or without one)."""
+    spec = LAYERS.get(class_name)
+    return None if spec is None else spec.twin
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -441,7 +405,7 @@ def _check_no_nested(model: Any) -> None:
 def float_model(model: Any) -> Any:
     """Build the float twin of a QKeras ``model``: same raw weights, no quantizers.
 
-    Each QKeras layer becomes its Keras layer (``LAYER_TWINS``), each quantized
+    Each QKeras layer becomes its Keras layer (its entry's ``twin``), each quantized
     activation its float activation (``ACTIVATION_TWINS``); other layers are
     copied. The result is a new, independent model named ``<name>_float``; the
     quantized model is not changed.
@@ -470,11 +434,12 @@ def float_model(model: Any) -> Any:
             continue
         layer = model.get_layer(lname)
         cls = type(layer).__name__
-        twin = LAYER_TWINS.get(cls)
+        twin = _twin_of(cls)
         if twin is None:
             if cls.startswith("Q") and type(layer).__module__.startswith("qkeras"):
+                supported = ", ".join(n for n, spec in LAYERS.items() if spec.twin)
                 raise UnsupportedError(
-                    f"layer '{lname}' ({cls}) has no float twin (supported: {', '.join(LAYER_TWINS)}); "
+                    f"layer '{lname}' ({cls}) has no float twin (supported: {supported}); "
                     "pass your own float model instead"
                 )
             new_layers.append(_plain_entry(entry, layer))

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import recompute
 from .errors import ExportError, NotAnExportError, VerificationError
+from .kinds import Kind, find_kind
 from .nested import find_layer, placed_layers
 from .tensor import along, decode
 from .writers import FORMATS, Codes, Entry, entries
@@ -39,20 +40,20 @@ if TYPE_CHECKING:
 __all__ = ["load_export", "read_codes", "verify"]
 
 # Native Keras axis letters per layer kind and tensor, in the manifest's alphabet.
-_NATIVE = {
-    ("dense", "kernel"): "IO",
-    ("conv1d", "kernel"): "KIO",
-    ("conv2d", "kernel"): "HWIO",
-    ("conv2d_transpose", "kernel"): "HWOI",
-    ("depthwise_conv2d", "depthwise_kernel"): "HWCM",
-    ("separable_conv2d", "depthwise_kernel"): "HWCM",
-    ("separable_conv2d", "pointwise_kernel"): "HWIO",
-    ("separable_conv1d", "depthwise_kernel"): "KCM",
-    ("separable_conv1d", "pointwise_kernel"): "KIO",
+_NATIVE: dict[tuple[Kind, str], str] = {
+    (Kind.DENSE, "kernel"): "IO",
+    (Kind.CONV1D, "kernel"): "KIO",
+    (Kind.CONV2D, "kernel"): "HWIO",
+    (Kind.CONV2D_TRANSPOSE, "kernel"): "HWOI",
+    (Kind.DEPTHWISE_CONV2D, "depthwise_kernel"): "HWCM",
+    (Kind.SEPARABLE_CONV2D, "depthwise_kernel"): "HWCM",
+    (Kind.SEPARABLE_CONV2D, "pointwise_kernel"): "HWIO",
+    (Kind.SEPARABLE_CONV1D, "depthwise_kernel"): "KCM",
+    (Kind.SEPARABLE_CONV1D, "pointwise_kernel"): "KIO",
     **{(kind, "kernel"): "IG" for kind in recompute.RECURRENT},
     **{(kind, "recurrent_kernel"): "UG" for kind in recompute.RECURRENT},
 }
-VERIFIED_KINDS = recompute.FEEDFORWARD + recompute.RECURRENT
+VERIFIED_KINDS = (*recompute.FEEDFORWARD, *recompute.RECURRENT)
 """Layer kinds recomputed in NumPy; any other kind's exported values are compared with the layer's variables."""
 
 
@@ -251,9 +252,9 @@ def _decode(where: Path, t: dict[str, Any], read: Codes, entry: Entry) -> np.nda
 def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
     """Read the exported array through its axis letters back into the native Keras order."""
     name, axes = t["name"], t["axes"]
-    if "flatten_shape" in layer and kind == "dense" and name == "kernel":
+    if "flatten_shape" in layer and kind == Kind.DENSE and name == "kernel":
         return _flattened_to_native(t, value, layer)
-    native = _NATIVE.get((kind, name.rsplit("/", 1)[-1]))  # a Bidirectional's "forward/kernel"
+    native = _NATIVE.get((find_kind(kind) or Kind.OTHER, name.rsplit("/", 1)[-1]))  # a Bidirectional's "forward/kernel"
     if native is None or axes == native:
         return value
     if sorted(axes) == sorted(native):

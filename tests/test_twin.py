@@ -1,6 +1,6 @@
 """The float twin: layer and activation tables, weights, names, user models.
 
-Driven by the registries: every ``LAYER_TWINS`` and ``ACTIVATION_TWINS``
+Driven by the registries: every layer entry's ``twin`` and every ``ACTIVATION_TWINS``
 entry must have a case here, so a new entry cannot go untested.
 """
 
@@ -12,14 +12,17 @@ import pytest
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow loads)
 from qextract._keras import qkeras, tf
 from qextract.errors import TwinMismatchError, UnsupportedError
+from qextract.layers import LAYERS
 from qextract.twin import (
     ACTIVATION_TWINS,
-    LAYER_TWINS,
     activation_label,
     check_float_model,
     float_activation,
     float_model,
 )
+
+# Every layer entry's float twin (LayerSpec.twin), as the twin builder reads them.
+LAYER_TWINS = {name: spec.twin for name, spec in LAYERS.items() if spec.twin is not None}
 
 tf()
 q = qkeras()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ExactnessError, LayoutError, UsageError
+from ..kinds import Kind
 from ..layouts import Layout, axes, from_layout
 from .records import Incoming
 from .targets import Target
@@ -50,7 +51,7 @@ def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
         bad = int(np.count_nonzero(~np.isfinite(values)))
         raise ExactnessError(f"{where}: {bad} value(s) are NaN or Inf. Fix: repair the source; nothing meaningful can be loaded from them.")
     fs = None
-    if target.kind == "dense" and tensor == "kernel":
+    if target.kind == Kind.DENSE and tensor == "kernel":
         fs = incoming.flatten_shape or target.flatten_shape
         if incoming.flatten_shape and target.flatten_shape and tuple(incoming.flatten_shape) != target.flatten_shape:
             raise LayoutError(
@@ -74,14 +75,14 @@ def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
 
 def _flattened(values: np.ndarray, layout: Layout, native_shape: tuple[int, ...], fs: tuple[int, ...]) -> np.ndarray:
     if values.ndim > 2:  # the convolution form: from_layout knows each layout's axis order
-        return from_layout("dense", "kernel", values, layout, native_shape, flatten_shape=fs)
+        return from_layout(Kind.DENSE, "kernel", values, layout, native_shape, flatten_shape=fs)
     rows, units = native_shape
     expected = (units, rows) if not layout.native else (rows, units)
     if values.shape != expected:
         raise LayoutError(f"dense tensor 'kernel' in layout {layout} has shape {values.shape}; expected {expected}")
     out_in = values if not layout.native else values.T  # (O, I), I in C,H,W order
     conv_form = out_in.reshape(units, fs[-1], *fs[:-1])  # (O, C, H, W)
-    return from_layout("dense", "kernel", conv_form, "oihw", native_shape, flatten_shape=fs)
+    return from_layout(Kind.DENSE, "kernel", conv_form, "oihw", native_shape, flatten_shape=fs)
 
 
 def _describe_flat(values: np.ndarray, layout: Layout, fs: tuple[int, ...]) -> str:

@@ -27,11 +27,12 @@ from typing import Any
 
 from .. import _graph
 from ..errors import LayoutError, UnsupportedError, UsageError
+from ..kinds import Kind
 from ..padding import conv_pads
 from .records import PaddingCheck
 from .targets import Target, inbound_layer
 
-CHECKED = ("conv1d", "conv2d", "depthwise_conv2d", "separable_conv1d", "separable_conv2d")
+CHECKED = (Kind.CONV1D, Kind.CONV2D, Kind.DEPTHWISE_CONV2D, Kind.SEPARABLE_CONV1D, Kind.SEPARABLE_CONV2D)
 RULES = ("symmetric", "tf")
 MATCH, MISMATCH, PADDED = "match", "mismatch", "padded explicitly"
 

@@ -28,18 +28,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import LayoutError, ModelLoadError, UnsupportedError, UsageError
+from ..kinds import Kind
 from ..layouts import Layout
 from .records import Gathered, Incoming
 from .targets import Target
 
 SKIPPED_SUFFIXES = (":codes", ":scale", ":signs")
 RAW = ":raw"
-PARAMETERS = {
-    "batchnorm": {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"},
-    "depthwise_conv2d": {"weight": "depthwise_kernel", "bias": "bias"},
+PARAMETERS: dict[Kind, dict[str, str]] = {
+    Kind.BATCHNORM: {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"},
+    Kind.DEPTHWISE_CONV2D: {"weight": "depthwise_kernel", "bias": "bias"},
 }
 CONV = {"weight": "kernel", "bias": "bias"}
-RNN_KINDS = ("simple_rnn", "lstm", "gru")
+RNN_KINDS = (Kind.SIMPLE_RNN, Kind.LSTM, Kind.GRU)
+SEPARABLE_KINDS = (Kind.SEPARABLE_CONV1D, Kind.SEPARABLE_CONV2D)  # two PyTorch modules: depthwise, then pointwise
 IGNORED = {"num_batches_tracked": "a BatchNorm step counter, not a weight"}
 
 
@@ -169,7 +171,7 @@ def _pairs(
         if target.path in explicit:
             pairs.append((target, explicit[target.path]))
             continue
-        count = 2 if target.kind.startswith("separable") else 1
+        count = 2 if target.kind in SEPARABLE_KINDS else 1
         if len(free) < count:
             break
         pairs.append((target, free[:count]))
@@ -179,7 +181,7 @@ def _pairs(
 
 def _bind(target: Target, modules: list[tuple[str, dict[str, np.ndarray]]], layout: Layout, order: str, found: Gathered) -> None:
     kind = target.kind
-    if kind.startswith("separable"):
+    if kind in SEPARABLE_KINDS:
         if len(modules) != 2:
             raise UsageError(f"{target.where} takes two modules (depthwise, then pointwise), not {len(modules)}")
         (dw_prefix, dw), (pw_prefix, pw) = modules
@@ -198,7 +200,7 @@ def _bind(target: Target, modules: list[tuple[str, dict[str, np.ndarray]]], layo
         _rnn(target, "", prefix, params, "_l0", kind, layout, found)
         _leftover(target, prefix, params, {f"{p}_l0" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}, found)
         return
-    if kind == "bidirectional":
+    if kind is Kind.BIDIRECTIONAL:
         inner = _rnn_kind(target.layer.forward_layer)
         _rnn(target, "forward/", prefix, params, "_l0", inner, layout, found)
         _rnn(target, "backward/", prefix, params, "_l0_reverse", inner, layout, found)
@@ -230,17 +232,17 @@ def _leftover(target: Target, prefix: str, params: dict[str, np.ndarray], known:
             found.unused.append((_key(prefix, parameter), f"{target.where} has no place for a '{parameter}'"))
 
 
-def _rnn_kind(layer: Any) -> str:
+def _rnn_kind(layer: Any) -> Kind:
     from ..layers import spec_for
 
     return spec_for(layer).kind
 
 
-def _rnn(target: Target, into: str, prefix: str, params: dict[str, np.ndarray], suffix: str, kind: str, layout: Layout, found: Gathered) -> None:
+def _rnn(target: Target, into: str, prefix: str, params: dict[str, np.ndarray], suffix: str, kind: Kind, layout: Layout, found: Gathered) -> None:
     """PyTorch's weight_ih / weight_hh / bias_ih + bias_hh -> Keras kernel / recurrent_kernel / bias."""
     if kind not in RNN_KINDS:
         raise UnsupportedError(f"{target.where}: qextract maps PyTorch recurrent modules to SimpleRNN, LSTM and GRU layers only, not {kind}")
-    gru = kind == "gru"
+    gru = kind is Kind.GRU
     reorder = _gru_gates if gru else (lambda a: a)
     note = "gates r,z,n -> z,r,h" if gru else ""
     for parameter, tensor in (("weight_ih", "kernel"), ("weight_hh", "recurrent_kernel")):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kinds import Kind
 from ..layers import spec_for
 from ..nested import placed_layers
 
@@ -36,7 +37,7 @@ class Target:
     path: str
     layer: Any
     class_name: str
-    kind: str
+    kind: Kind
     tensors: tuple[str, ...]
     index: dict[str, int]
     shapes: dict[str, tuple[int, ...]]
@@ -90,7 +91,7 @@ def _target(layer: Any, path: str) -> Target | None:
         shapes=shapes,
         derived=tuple(derived),
         folded_tensors=tuple(folded),
-        flatten_shape=flatten_feeding(layer) if kind == "dense" else None,
+        flatten_shape=flatten_feeding(layer) if kind is Kind.DENSE else None,
     )
 
 

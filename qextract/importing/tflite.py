@@ -31,6 +31,7 @@ import numpy as np
 
 from .._keras import quiet_keras, tf
 from ..errors import LayoutError, ModelLoadError, UnsupportedError
+from ..kinds import Kind
 from ..layouts import Layout
 from .records import Gathered, Incoming
 from .targets import Target
@@ -102,27 +103,27 @@ def _slots(targets: list[Target]) -> list[_Slot]:
     slots, refused = [], []
     for t in targets:
         s = t.shapes
-        if t.kind == "dense":
+        if t.kind is Kind.DENSE:
             i, o = s["kernel"]
             slots.append(_Slot(t, "kernel", "FULLY_CONNECTED", (o, i), False, True))
-        elif t.kind == "conv2d":
+        elif t.kind is Kind.CONV2D:
             h, w, i, o = s["kernel"]
             slots.append(_Slot(t, "kernel", "CONV_2D", (o, h, w, i), False, True))
-        elif t.kind == "conv1d":
+        elif t.kind is Kind.CONV1D:
             k, i, o = s["kernel"]
             slots.append(_Slot(t, "kernel", "CONV_2D", (o, 1, k, i), True, True))
-        elif t.kind == "depthwise_conv2d":
+        elif t.kind is Kind.DEPTHWISE_CONV2D:
             h, w, c, m = s["depthwise_kernel"]
             slots.append(_Slot(t, "depthwise_kernel", "DEPTHWISE_CONV_2D", (1, h, w, c * m), False, True))
-        elif t.kind == "separable_conv2d":
+        elif t.kind is Kind.SEPARABLE_CONV2D:
             (h, w, c, m), (_, _, cm, o) = s["depthwise_kernel"], s["pointwise_kernel"]
             slots.append(_Slot(t, "depthwise_kernel", "DEPTHWISE_CONV_2D", (1, h, w, c * m), False, False))
             slots.append(_Slot(t, "pointwise_kernel", "CONV_2D", (o, 1, 1, cm), False, True))
-        elif t.kind == "separable_conv1d":
+        elif t.kind is Kind.SEPARABLE_CONV1D:
             (k, c, m), (_, cm, o) = s["depthwise_kernel"], s["pointwise_kernel"]
             slots.append(_Slot(t, "depthwise_kernel", "DEPTHWISE_CONV_2D", (1, 1, k, c * m), True, False))
             slots.append(_Slot(t, "pointwise_kernel", "CONV_2D", (o, 1, 1, cm), True, True))
-        elif t.kind == "conv2d_transpose":
+        elif t.kind is Kind.CONV2D_TRANSPOSE:
             h, w, o, i = s["kernel"]
             slots.append(_Slot(t, "kernel", "TRANSPOSE_CONV", (o, h, w, i), False, True))
         elif t.tensors:
@@ -133,7 +134,7 @@ def _slots(targets: list[Target]) -> list[_Slot]:
 
 
 def _refusal(t: Target) -> str:
-    if t.kind == "batchnorm":
+    if t.kind is Kind.BATCHNORM:
         return (
             f"{t.where}: a .tflite file holds no batch-norm tensors (TFLite's converter folds a batch norm into "
             "the preceding convolution, whose weights then are not the convolution's own). Fix: load from a "
