@@ -42,7 +42,7 @@ class OutputFormat:
     its inverse for one tensor. ``per_tensor``: one file per tensor,
     ``<layer>.<tensor><suffix>``, else one file of every tensor,
     ``weights<suffix>``. ``words``: the files store memory words, so
-    ``word_bits`` changes them. ``summary``: one line for documentation.
+    ``word_bits`` changes them.
     """
 
     name: str
@@ -51,7 +51,6 @@ class OutputFormat:
     per_tensor: bool
     suffix: str
     words: bool = False
-    summary: str = ""
 
     def file_name(self, stem: str = MODEL_STEM) -> str:
         """The name of the file holding ``stem``: a tensor's file stem, or every tensor."""

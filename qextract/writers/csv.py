@@ -123,4 +123,4 @@ def _ints(column, what: str, entry: Entry) -> np.ndarray:  # noqa: ANN001  (a pa
     return column.to_numpy(np.int64).reshape(entry.shape)
 
 
-FORMAT = OutputFormat("csv", write, read, per_tensor=False, suffix=SUFFIX, summary="one row per weight element")
+FORMAT = OutputFormat("csv", write, read, per_tensor=False, suffix=SUFFIX)

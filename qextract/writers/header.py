@@ -228,6 +228,4 @@ def _check_words(held: Codes, limbs: np.ndarray, name: str, entry: Entry) -> Non
         raise ValueError(f"{name}_words[] holds {what} {theirs} at index {index}, {name}[] holds {ours}")
 
 
-FORMAT = OutputFormat(
-    "header", write, read, per_tensor=False, suffix=SUFFIX, words=True, summary="C arrays of codes, exact scales, ap_fixed typedefs"
-)
+FORMAT = OutputFormat("header", write, read, per_tensor=False, suffix=SUFFIX, words=True)

@@ -135,12 +135,12 @@ def _mif_parse(body: bytes, width: int) -> np.ndarray:
 # --- the three descriptors ----------------------------------------------------------------
 
 
-def _format(name: str, syntax: MemoryFile, summary: str) -> OutputFormat:
-    return OutputFormat(name, syntax.write, syntax.read, per_tensor=True, suffix=syntax.suffix, words=True, summary=summary)
+def _format(name: str, syntax: MemoryFile) -> OutputFormat:
+    return OutputFormat(name, syntax.write, syntax.read, per_tensor=True, suffix=syntax.suffix, words=True)
 
 
-MEM = _format("mem", MemoryFile(".mem", "//", _mem_frame, _mem_parse), "Verilog ``$readmemh`` words")
-COE = _format("coe", MemoryFile(".coe", ";", _coe_frame, _coe_parse), "Xilinx memory initialisation")
-MIF = _format("mif", MemoryFile(".mif", "--", _mif_frame, _mif_parse), "Intel memory initialisation")
+MEM = _format("mem", MemoryFile(".mem", "//", _mem_frame, _mem_parse))
+COE = _format("coe", MemoryFile(".coe", ";", _coe_frame, _coe_parse))
+MIF = _format("mif", MemoryFile(".mif", "--", _mif_frame, _mif_parse))
 FORMATS = (MEM, COE, MIF)
 """The memory formats, in the order of the formats table."""

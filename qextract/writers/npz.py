@@ -67,4 +67,4 @@ def _array(z: np.lib.npyio.NpzFile, name: str, dtype: type[np.generic] | np.dtyp
     return a
 
 
-FORMAT = OutputFormat("npz", write, read, per_tensor=False, suffix=SUFFIX, summary="values, codes, scales (and po2 signs) per tensor")
+FORMAT = OutputFormat("npz", write, read, per_tensor=False, suffix=SUFFIX)
