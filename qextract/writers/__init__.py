@@ -37,8 +37,8 @@ mem, coe and mif are one memory format in three syntaxes (:mod:`.memory`).
 ``word_bits`` packs several codes into each memory word (mem, coe, mif,
 header); see :mod:`qextract.writers._words` for the bit conventions.
 
->>> list(FORMATS), [f.name for f in FORMATS.values() if f.per_tensor]
-(['npz', 'header', 'mem', 'coe', 'mif', 'csv'], ['mem', 'coe', 'mif'])
+>>> FORMATS["npz"], FORMATS["mem"]
+(OutputFormat('npz': one file weights.npz), OutputFormat('mem': one file per tensor, memory words))
 >>> check_names("mem,npz,mem".split(","))
 ['mem', 'npz']
 """
