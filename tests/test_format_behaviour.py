@@ -300,7 +300,7 @@ def test_format_names_are_validated_in_one_place(tmp_path):
         qextract.export(None, tmp_path / "x", formats=["vhdl"])  # refused before the source is looked at
     from qextract.cli import _format_list
 
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^unknown format\(s\) bogus; choose from npz,header,mem,coe,mif,csv$"):
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^unknown format\(s\) bogus; choose from {','.join(FORMATS)}$"):
         _format_list("npz,bogus")
     assert _format_list(" mem , npz ") == ["mem", "npz"]
     assert list(tmp_path.iterdir()) == []
