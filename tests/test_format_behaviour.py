@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import qextract
-from qextract import numformat
+from qextract import manifest, numformat
 from qextract.errors import ExportError, UsageError
 from qextract.layouts import ExportedTensor, Layout
 from qextract.manifest import tensor_entry
@@ -304,6 +304,22 @@ def test_format_names_are_validated_in_one_place(tmp_path):
         _format_list("npz,bogus")
     assert _format_list(" mem , npz ") == ["mem", "npz"]
     assert list(tmp_path.iterdir()) == []
+
+
+def _enums(node: object) -> list[list[object]]:
+    """Every ``enum`` list in a JSON Schema."""
+    if isinstance(node, dict):
+        return ([node["enum"]] if isinstance(node.get("enum"), list) else []) + [e for v in node.values() for e in _enums(v)]
+    return [e for v in node for e in _enums(v)] if isinstance(node, list) else []
+
+
+def test_the_manifest_schema_names_every_output_format_and_number_format_kind():
+    """The shipped schema is the manifest's contract for other tools: its name lists are the registries'."""
+    enums = _enums(manifest.schema())
+    formats = [e for e in enums if "npz" in e]
+    kinds = [e for e in enums if "po2" in e]
+    assert formats and all(e == list(FORMATS) for e in formats), "list the output format in manifest.schema.json"
+    assert kinds and all(e == list(KINDS) for e in kinds), "list the number format kind in manifest.schema.json"
 
 
 # --- doctests of the NumPy-only modules ---------------------------------------------------
