@@ -96,7 +96,7 @@ def _block(t: ExportedTensor, name: str, word_bits: int | None, model_name: str)
     defines += [f"#define {macro}_SIZE {t.size}", f"#define {macro}_BITS {t.format.bits}"]
     if not t.quantized:
         text = _comment(lines) + "\n".join(defines) + "\n"
-        return text.encode() + _array("float", name, f"{macro}_SIZE", _text.float_list(t.values))
+        return text.encode() + _array(t.format.c_type, name, f"{macro}_SIZE", _text.float_list(t.values))
     frac_bits = t.format.fraction_bits(t.scale)
     if frac_bits is not None:
         defines.append(f"#define {macro}_FRAC_BITS {frac_bits}")
@@ -169,7 +169,7 @@ def read(path: Path, entry: Entry) -> Codes:
     with _files.reading(path, entry.key):
         text = path.read_bytes()
         if not entry.quantized:
-            return Codes(_numbers(_array_body(text, name, "float"), np.float64, entry).astype(np.float32))
+            return Codes(_numbers(_array_body(text, name, fmt.c_type), np.float64, entry).astype(np.float32))
         codes = _numbers(_array_body(text, name, fmt.c_type), np.int64, entry)
         signs = _numbers(_array_body(text, f"{name}_sign", "int8_t"), np.int64, entry) if fmt.has_signs else None
         held = _words.check_codes(Codes(codes, signs), fmt)
