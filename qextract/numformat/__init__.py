@@ -9,6 +9,16 @@ kind, so a new format is one class here. Scales (per tensor or per channel)
 are data and live on the tensor, not here, so one format object serves many
 tensors.
 
+One code is stored as one word of ``storage_bits`` bits (a field of a memory
+word; see :mod:`qextract.writers._words` for the packing):
+
+- fixed point, ternary, look-up: two's complement at ``bits`` (ternary -1 ->
+  ``0b11``; unsigned formats are plain binary);
+- binary {-1,+1}: 1 bit, +1 -> 1 and -1 -> 0 (``use_01``: the 0/1 code itself);
+- power of two: ``e + 2`` bits with ``e = exponent_bits``:
+  ``(zero << (e+1)) | (negative << e) | (exponent mod 2**e)``;
+- float (unquantized): the IEEE-754 float32 bits of the value, 32 bits.
+
 >>> f = FixedPoint(bits=8, integer=3, is_signed=True)
 >>> f.code_min, f.code_max, f.fractional_bits, f.ap_type(), f.c_type
 (-128, 127, 4, 'ap_fixed<8,4>', 'int8_t')
