@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         default="npz,header,mem",
-        type=_format_list(FORMATS),
+        type=_format_list,
         metavar="LIST",
         help=f"comma-separated, from: {','.join(FORMATS)} (default npz,header,mem)",
     )
@@ -183,15 +183,11 @@ def _layout(text: str) -> Layout:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _format_list(known: dict) -> "Callable[[str], list[str]]":
-    def parse(text: str) -> list[str]:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        unknown = [n for n in names if n not in known]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"unknown format(s) {', '.join(unknown) or '(none)'}; choose from {','.join(known)}")
-        return names
+def _format_list(text: str) -> list[str]:
+    """``--format``'s comma-separated names, validated where every format name is (argparse's error, exit 2)."""
+    from .writers import check_names
 
-    return parse
+    return check_names([n.strip() for n in text.split(",") if n.strip()], argparse.ArgumentTypeError, typed=True)
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202

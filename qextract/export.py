@@ -24,14 +24,15 @@ from .layouts import ExportedTensor, Layout, lay_out
 from .manifest import SCHEMA_VERSION, layer_entry, tensor_entry, validate
 from .nested import selected
 from .tensor import Extraction, LayerRecord
-from .writers import FORMATS, write_all
+from .writers import FORMATS, check_names, write_all
 from .writers._text import file_stems
 
 __all__ = ["export", "check_output", "ExportResult", "DEFAULT_FORMATS", "MAX_WORD_BITS", "WORD_FORMATS"]
 
 DEFAULT_FORMATS = ("npz", "header", "mem")
-PER_TENSOR_FORMATS = {"mem", "coe", "mif"}
-WORD_FORMATS = ("header", "mem", "coe", "mif")
+PER_TENSOR_FORMATS = frozenset(name for name, f in FORMATS.items() if f.per_tensor)
+"""The formats that write one file per tensor (the others write one file holding every tensor)."""
+WORD_FORMATS = tuple(name for name, f in FORMATS.items() if f.words)
 """The formats that store memory words, and so the only ones ``word_bits`` changes."""
 MAX_WORD_BITS = 64
 
@@ -83,7 +84,7 @@ def export(
     >>> qextract.export(model, "out", layout="ohwi", formats=["npz", "mem"])  # doctest: +SKIP
     """
     lay = Layout.parse(layout)
-    formats = _check_formats(formats)
+    formats = check_names(formats)
     _check_word_bits(word_bits, formats)
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
     check_output(out_dir, force=force, protect=protect)  # refuse before the (possibly long) extraction, not after
@@ -136,14 +137,6 @@ def _selected_layers(source: Any, layers: list[str] | None, records: list[LayerR
     if layers is None and not isinstance(source, Extraction):
         return None
     return [r.name for r in records]
-
-
-def _check_formats(formats: Iterable[str]) -> list[str]:
-    names = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise UsageError(f"unknown format(s) {', '.join(map(repr, unknown)) or '(none)'}; choose from {', '.join(FORMATS)}")
-    return names
 
 
 def _check_word_bits(word_bits: Any, formats: list[str]) -> None:

@@ -93,11 +93,9 @@ def _tensor_format(t: ExportedTensor) -> dict[str, Any]:
 
 
 def _decode_rule(t: ExportedTensor) -> str:
-    if t.format.kind == "po2":
-        return "value = sign * 2**code * scale (signs stored beside the codes)"
-    if t.format.kind == "lut":
-        return "value = format.table[code] * scale"
-    return "value = code * scale (scale broadcast along scale.axis)"
+    """The format's value rule, saying where the manifest keeps what it names."""
+    note = "signs stored beside the codes" if t.format.has_signs else "scale broadcast along scale.axis"
+    return f"{t.format.value_rule(table='format.table')} ({note})"
 
 
 def activation_entry(a: ActivationRecord) -> dict[str, Any]:

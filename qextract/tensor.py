@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .kinds import Kind
-from .numformat import FLOAT32, NumberFormat, PowerOfTwo
+from .numformat import FLOAT32, NumberFormat
 
 
 class CodedArray:
@@ -79,7 +79,7 @@ class CodedArray:
         """Recompute the values from codes (and signs) and scale, in float32."""
         if self.codes is None:
             return self.values
-        return decode(self.format, self.codes, self.broadcast_scale(), self.signs)
+        return self.format.decode(self.codes, self.broadcast_scale(), self.signs)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -133,16 +133,8 @@ def along(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
 
 
 def decode(fmt: NumberFormat, codes: np.ndarray, scale: np.ndarray, signs: np.ndarray | None = None) -> np.ndarray:
-    """Values of ``codes`` in format ``fmt`` with ``scale`` (broadcastable), float32."""
-    if isinstance(fmt, PowerOfTwo):
-        if signs is None:
-            raise ValueError("power-of-two codes need their signs")
-        magnitude = np.ldexp(np.float32(1.0), codes.astype(np.int32)).astype(np.float32)
-        return (signs.astype(np.float32) * magnitude * np.asarray(scale, np.float32)).astype(np.float32)
-    if fmt.kind == "lut":
-        table = np.asarray(fmt.table, np.float32)  # type: ignore[attr-defined]
-        return table[codes.astype(np.int64)] * np.asarray(scale, np.float32)
-    return codes.astype(np.float32, copy=False) * np.asarray(scale, np.float32)
+    """Values of ``codes`` in format ``fmt`` with ``scale`` (broadcastable), float32: ``fmt.decode``."""
+    return fmt.decode(codes, scale, signs)
 
 
 @dataclass(frozen=True)

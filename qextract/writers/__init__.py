@@ -1,9 +1,14 @@
-"""Output formats: one module per format, each with the same ``write`` and ``read`` functions.
+"""Output formats: one table of descriptors, each with the same ``write`` and ``read``.
+
+:data:`FORMATS` maps each format's name to its :class:`OutputFormat`: the
+CLI offers its keys as ``--format`` choices, the export derives from it which
+formats write one file per tensor and which store memory words, and the
+verifier reads every file back with its ``read``. :func:`check_names` is the
+one place format names are validated.
 
 ``write(tensors, out_dir, *, word_bits=None, model_name="model") -> list[Path]``
 writes laid-out tensors (:class:`~qextract.layouts.ExportedTensor`) into
-``out_dir`` and returns the files written. :data:`FORMATS` is the one table of
-formats; the CLI offers its keys as ``--format`` choices.
+``out_dir`` and returns the files written.
 
 ``read(path, entry) -> Codes`` is its inverse for one tensor: ``path`` is the
 file holding it (``weights.npz``, ``weights.h``, ``weights.csv``, or the
@@ -28,26 +33,54 @@ mif       ``<layer>.<tensor>.mif``: Intel memory initialisation
 csv       ``weights.csv``: one row per weight element
 ========  ===============================================================
 
+mem, coe and mif are one memory format in three syntaxes (:mod:`.memory`).
 ``word_bits`` packs several codes into each memory word (mem, coe, mif,
 header); see :mod:`qextract.writers._words` for the bit conventions.
+
+>>> FORMATS["npz"], FORMATS["mem"]
+(OutputFormat('npz': one file weights.npz), OutputFormat('mem': one file per tensor, memory words))
+>>> check_names("mem,npz,mem".split(","))
+['mem', 'npz']
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import ModuleType
 
-from ..errors import ExportError
+from ..errors import ExportError, UsageError
 from ..layouts import ExportedTensor
-from . import coe, csv, header, mem, mif, npz
+from . import csv, header, memory, npz
+from ._descriptor import OutputFormat
 from ._entry import Entry, entries
 from ._words import Codes
 
-__all__ = ["FORMATS", "write_all", "Codes", "Entry", "entries"]
+__all__ = ["FORMATS", "Codes", "Entry", "OutputFormat", "check_names", "entries", "write_all"]
 
-FORMATS: dict[str, ModuleType] = {"npz": npz, "header": header, "mem": mem, "coe": coe, "mif": mif, "csv": csv}
-"""Format name -> format module (each has ``write`` and ``read``)."""
+FORMATS: dict[str, OutputFormat] = {f.name: f for f in (npz.FORMAT, header.FORMAT, *memory.FORMATS, csv.FORMAT)}
+"""Format name -> its descriptor (``write``, ``read``, per tensor or per model, suffix), in writing order."""
+
+mem, coe, mif = memory.MEM, memory.COE, memory.MIF  # beside the npz, header and csv modules: FORMATS[name] alike
+
+
+def check_names(
+    formats: Iterable[str] | str | None, error: Callable[[str], Exception] = UsageError, *, typed: bool = False
+) -> list[str]:
+    """The format names asked for, each once, in the order asked (every format when None).
+
+    Unknown names (or none at all) are all reported at once, raised as
+    ``error``: a UsageError for the API, ExportError from :func:`write_all`,
+    argparse's error for ``--format`` (``typed``: the names shown as the
+    user typed them, the choices as the comma-separated list ``--format`` takes).
+    """
+    if formats is None:
+        return list(FORMATS)
+    names = [formats] if isinstance(formats, str) else list(dict.fromkeys(formats))
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        shown = ", ".join(unknown if typed else map(repr, unknown)) or "(none)"
+        raise error(f"unknown format(s) {shown}; choose from {(',' if typed else ', ').join(FORMATS)}")
+    return names
 
 
 def write_all(
@@ -60,14 +93,9 @@ def write_all(
 ) -> dict[str, list[Path]]:
     """Write ``tensors`` in each of ``formats`` (default: all) into ``out_dir``; files written per format.
 
-    Unknown format names are all reported at once, before anything is written.
+    Unknown format names are all reported at once (ExportError), before anything is written.
     """
-    if isinstance(formats, str):
-        formats = [formats]
-    names = list(FORMATS) if formats is None else list(dict.fromkeys(formats))
-    unknown = [name for name in names if name not in FORMATS]
-    if unknown:
-        raise ExportError(f"unknown format(s) {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}")
+    names = check_names(formats, ExportError)
     tensors = list(tensors)
     return {
         name: FORMATS[name].write(tensors, Path(out_dir), word_bits=word_bits, model_name=model_name) for name in names

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from ..numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
+from ..numformat import NumberFormat, from_description
 from . import _text
 
-_FORMATS: dict[str, type[NumberFormat]] = {c.kind: c for c in (FixedPoint, PowerOfTwo, Binary, Ternary, LookupTable, Float)}
+number_format = from_description
+"""The :class:`~qextract.numformat.NumberFormat` a manifest's format description describes (ValueError if none)."""
 
 
 @dataclass(frozen=True)
@@ -43,25 +44,6 @@ class Entry:
     @property
     def quantized(self) -> bool:
         return self.format.quantized
-
-
-def number_format(d: Mapping[str, Any]) -> NumberFormat:
-    """The :class:`~qextract.numformat.NumberFormat` a manifest's format description describes.
-
-    The inverse of ``NumberFormat.describe()``; raises ValueError for an
-    unknown kind or when the rebuilt format's code range differs from the one recorded.
-    """
-    cls = _FORMATS.get(d.get("kind", ""))
-    if cls is None:
-        raise ValueError(f"unknown number format kind {d.get('kind')!r}; expected one of {', '.join(_FORMATS)}")
-    kwargs = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-    if "table" in kwargs:
-        kwargs["table"] = tuple(kwargs["table"])
-    fmt = cls(**kwargs)
-    recorded = (d.get("code_min", fmt.code_min), d.get("code_max", fmt.code_max))
-    if recorded != (fmt.code_min, fmt.code_max):
-        raise ValueError(f"format {fmt} has codes [{fmt.code_min}, {fmt.code_max}], the manifest records {list(recorded)}")
-    return fmt
 
 
 def entries(manifest: Mapping[str, Any]) -> dict[str, Entry]:

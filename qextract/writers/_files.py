@@ -70,6 +70,6 @@ def write_each(
             warnings.warn(f"{t.key} has no elements; no {suffix} file written", QExtractWarning, stacklevel=3)
             continue
         mem = _words.memory(t, word_bits)
-        comment = [*_text.summary(t, model_name), f"code: {_words.encoding(t.format)}", f"memory: {mem.describe()}"]
+        comment = [*_text.summary(t, model_name), f"code: {t.format.storage_rule()}", f"memory: {mem.describe()}"]
         written.append(write_bytes(out_dir / f"{stem}{suffix}", render(t, mem, comment)))
     return written

@@ -156,7 +156,7 @@ def wrap(cells: np.ndarray, per_line: int, indent: bytes = b"    ") -> bytes:
     return body
 
 
-def float_literal(x: float) -> str:
+def float_literal(x: float | np.floating | np.ndarray) -> str:
     """Shortest decimal that reads back as exactly this float32 (as a C double literal, then float)."""
     value = float(np.float32(x))
     if not np.isfinite(value):
@@ -190,15 +190,8 @@ def scale_text(t: ExportedTensor, limit: int = 16) -> str:
 
 
 def value_rule(t: ExportedTensor) -> str:
-    """How a value follows from its code, e.g. ``value = code * scale``."""
-    scale = "scale[channel]" if t.per_channel else "scale"
-    if not t.quantized:
-        return "value = float32(word)"
-    if t.format.kind == "po2":
-        return f"value = sign * 2**code * {scale}"
-    if t.format.kind == "lut":
-        return f"value = table[code] * {scale}"
-    return f"value = code * {scale}"
+    """How a value follows from its code, e.g. ``value = code * scale[channel]`` (the format says)."""
+    return t.format.value_rule("scale[channel]" if t.per_channel else "scale")
 
 
 def summary(t: ExportedTensor, model_name: str) -> list[str]:

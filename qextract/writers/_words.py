@@ -1,13 +1,11 @@
-"""Codes -> unsigned storage words -> packed memory words, shared by mem, coe, mif and header.
+"""Storage words -> packed memory words -> hexadecimal text, shared by the memory formats and the header.
 
-One code becomes one storage word of ``code_bits`` bits:
-
-- fixed point, ternary, look-up: two's complement at ``format.bits``
-  (ternary -1 -> ``0b11``; unsigned formats are plain binary);
-- binary {-1,+1}: 1 bit, +1 -> 1 and -1 -> 0 (``use_01``: the 0/1 code itself);
-- power of two: ``e + 2`` bits with ``e = format.exponent_bits``:
-  ``(zero << (e+1)) | (negative << e) | (exponent mod 2**e)``;
-- float (unquantized): the IEEE-754 float32 bits of the value, 32 bits.
+Each number format turns one code into one storage word of
+``fmt.storage_bits`` bits and back (:meth:`~qextract.numformat.NumberFormat.to_storage`,
+:meth:`~qextract.numformat.NumberFormat.from_storage`; the conventions are in
+:mod:`qextract.numformat`): two's complement at ``bits`` for fixed point,
+ternary and look-up codes, 1 bit for binary, ``e + 2`` bits for powers of two,
+the float32 bits of an unquantized value. This module only moves those words.
 
 Packing: with ``word_bits`` each memory word holds ``word_bits // code_bits``
 codes, the first code in the least significant bits; bits above the last
@@ -36,7 +34,7 @@ import numpy as np
 
 from ..errors import ExportError
 from ..layouts import ExportedTensor
-from ..numformat import NumberFormat, PowerOfTwo
+from ..numformat import NumberFormat
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _NIBBLE = np.full(256, 255, np.uint8)  # ASCII -> hex digit value; 255: not a digit
@@ -59,9 +57,7 @@ class Codes:
     @classmethod
     def empty(cls, fmt: NumberFormat, shape: tuple[int, ...]) -> Codes:
         """Codes of a tensor with no elements (which header, mem, coe and mif leave out)."""
-        dtype = fmt.code_dtype if fmt.quantized else np.dtype(np.float32)
-        signs = np.zeros(shape, np.int8) if isinstance(fmt, PowerOfTwo) else None
-        return cls(np.zeros(shape, dtype), signs)
+        return cls(np.zeros(shape, fmt.code_dtype), np.zeros(shape, np.int8) if fmt.has_signs else None)
 
     def first_difference(self, other: Codes) -> tuple[int, str, str, str] | None:
         """``(flat index, "code" or "sign", ours, theirs)`` where ``other`` first differs; None if identical.
@@ -93,61 +89,12 @@ def _item_text(x: np.generic) -> str:
     return repr(float(x)) if isinstance(x, np.floating) else str(int(x))
 
 
-def code_bits(fmt: NumberFormat) -> int:
-    """Bits of one stored code in format ``fmt`` (the format owns the rule: ``fmt.storage_bits``)."""
-    return fmt.storage_bits
-
-
-def encoding(fmt: NumberFormat) -> str:
-    """One line saying how a stored word encodes a code, for file comments."""
-    bits = code_bits(fmt)
-    if not fmt.quantized:
-        return "IEEE-754 float32 bits of the value"
-    if fmt.kind == "binary":
-        return "1 bit: code 0/1 itself" if getattr(fmt, "use_01", False) else "1 bit: +1 -> 1, -1 -> 0"
-    if isinstance(fmt, PowerOfTwo):
-        e = fmt.exponent_bits
-        return f"{bits} bits: zero<<{e + 1} | negative<<{e} | exponent ({e}-bit two's complement)"
-    return f"{bits}-bit two's complement" if fmt.code_min < 0 else f"{bits}-bit unsigned"
-
-
-def _out_of_range(t: ExportedTensor, codes: np.ndarray, lo: int, hi: int, what: str) -> None:
-    if codes.size and (int(codes.min()) < lo or int(codes.max()) > hi):
-        raise ExportError(
-            f"{t.key}: codes span [{int(codes.min())}, {int(codes.max())}], outside the {what} range [{lo}, {hi}] "
-            f"of format {t.format}; the extraction produced codes its format cannot hold"
-        )
-
-
 def storage_words(t: ExportedTensor) -> np.ndarray:
-    """The flat (C-order) uint64 storage word of every element of ``t``."""
-    fmt = t.format
-    if t.codes is None:
-        return np.ascontiguousarray(t.values, np.float32).reshape(-1).view(np.uint32).astype(np.uint64)
-    codes = np.asarray(t.codes).reshape(-1).astype(np.int64)
-    bits = code_bits(fmt)
-    if fmt.kind == "binary":
-        use_01 = bool(getattr(fmt, "use_01", False))
-        if codes.size and not np.isin(codes, (0, 1) if use_01 else (-1, 1)).all():
-            allowed = "0/1" if use_01 else "-1/+1"
-            raise ExportError(f"{t.key}: binary codes must be {allowed}, found {np.unique(codes)[:5].tolist()}")
-        return (codes > 0).astype(np.uint64)
-    if isinstance(fmt, PowerOfTwo):
-        if t.signs is None:
-            raise ExportError(f"{t.key}: power-of-two codes need their signs; the tensor has none")
-        signs = np.asarray(t.signs).reshape(-1)
-        e = fmt.exponent_bits
-        _out_of_range(t, codes[signs != 0], -(2 ** (e - 1)), 2 ** (e - 1) - 1, f"{e}-bit exponent")
-        exponent = (codes & (2**e - 1)).astype(np.uint64)
-        zero, negative = (signs == 0).astype(np.uint64), (signs < 0).astype(np.uint64)
-        return (zero << np.uint64(e + 1)) | (negative << np.uint64(e)) | exponent
-    if bits > 64:
-        raise ExportError(f"{t.key}: {bits}-bit codes are wider than 64 bits; no memory format holds them")
-    if fmt.code_min < 0:
-        _out_of_range(t, codes, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1, f"{bits}-bit two's complement")
-    else:
-        _out_of_range(t, codes, 0, 2**bits - 1, f"{bits}-bit unsigned")
-    return codes.view(np.uint64) & np.uint64(2**bits - 1)
+    """The flat (C-order) uint64 storage word of every element of ``t``; ExportError for a code its format cannot store."""
+    try:
+        return t.format.to_storage(t.codes if t.quantized else t.values, t.signs)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise ExportError(f"{t.key}: {e}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,7 +127,7 @@ class Memory:
 
 def word_width(fmt: NumberFormat, word_bits: int | None) -> int:
     """Bits of one memory word: ``word_bits``, or one code's bits when it is unset."""
-    return code_bits(fmt) if word_bits is None else int(word_bits)
+    return fmt.storage_bits if word_bits is None else int(word_bits)
 
 
 def hex_digits(width: int) -> int:
@@ -194,7 +141,7 @@ def check_word_bits(tensors: Sequence[ExportedTensor], word_bits: int | None) ->
         return
     if isinstance(word_bits, bool) or not isinstance(word_bits, (int, np.integer)) or word_bits < 1:
         raise ExportError(f"word_bits must be a positive integer, not {word_bits!r}")
-    bad = [f"{t.key} ({code_bits(t.format)} bits)" for t in tensors if code_bits(t.format) > word_bits]
+    bad = [f"{t.key} ({t.format.storage_bits} bits)" for t in tensors if t.format.storage_bits > word_bits]
     if bad:
         raise ExportError(
             f"codes wider than word_bits={word_bits}: {', '.join(bad)}; raise word_bits or leave it unset"
@@ -203,9 +150,8 @@ def check_word_bits(tensors: Sequence[ExportedTensor], word_bits: int | None) ->
 
 def memory(t: ExportedTensor, word_bits: int | None = None) -> Memory:
     """``t``'s storage words, packed ``word_bits // code_bits`` to a memory word when ``word_bits`` is set."""
-    bits = code_bits(t.format)
     check_word_bits([t], word_bits)
-    return pack(storage_words(t), bits, word_width(t.format, word_bits))
+    return pack(storage_words(t), t.format.storage_bits, word_width(t.format, word_bits))
 
 
 def pack(words: np.ndarray, bits: int, width: int) -> Memory:
@@ -277,61 +223,21 @@ def unpack(limbs: np.ndarray, bits: int, width: int, count: int) -> np.ndarray:
     return words
 
 
-def _sign_extend(words: np.ndarray, bits: int) -> np.ndarray:
-    """``bits``-bit two's complement fields (uint64) as int64."""
-    up = np.uint64(64 - bits)
-    return (words << up).view(np.int64) >> up.astype(np.int64)
-
-
 def from_storage(words: np.ndarray, fmt: NumberFormat) -> Codes:
-    """The inverse of :func:`storage_words`: flat uint64 storage words back to codes (see :func:`check_codes`)."""
-    if not fmt.quantized:
-        return Codes(words.astype(np.uint32).view(np.float32))
-    if fmt.kind == "binary":
-        codes = words.astype(np.int64) if getattr(fmt, "use_01", False) else np.where(words == 1, 1, -1)
-        return check_codes(Codes(codes), fmt)
-    if isinstance(fmt, PowerOfTwo):
-        e = fmt.exponent_bits
-        zero, negative = (words >> np.uint64(e + 1)) & np.uint64(1), (words >> np.uint64(e)) & np.uint64(1)
-        if (zero & negative).any():
-            raise ValueError("a power-of-two word marks its value both zero and negative")
-        signs = np.where(zero == 1, 0, np.where(negative == 1, -1, 1)).astype(np.int8)
-        return check_codes(Codes(_sign_extend(words & np.uint64(2**e - 1), e), signs), fmt)
-    codes = _sign_extend(words, fmt.bits) if fmt.code_min < 0 else words.astype(np.int64)
-    return check_codes(Codes(codes), fmt)
+    """The inverse of :func:`storage_words`: flat uint64 storage words back to checked codes (ValueError if not)."""
+    return Codes(*fmt.from_storage(words))
 
 
 def check_codes(codes: Codes, fmt: NumberFormat) -> Codes:
     """``codes`` in ``fmt``'s code dtype, after checking every code (and sign) is one ``fmt`` allows.
 
     ValueError names the first code that is not: a corrupted file, or a
-    file that does not belong to this tensor. A power-of-two code is checked
-    only where its sign is nonzero (a zero's exponent carries nothing).
+    file that does not belong to this tensor.
     """
-    if not fmt.quantized:
-        return Codes(np.asarray(codes.codes).astype(np.float32, copy=False))
-    c = np.asarray(codes.codes).astype(np.int64, copy=False)
-    if fmt.kind == "binary":
-        bad = ~np.isin(c, (0, 1) if getattr(fmt, "use_01", False) else (-1, 1))
-    else:
-        bad = (c < fmt.code_min) | (c > fmt.code_max)
-    signs = None
-    if isinstance(fmt, PowerOfTwo):
-        if codes.signs is None:
-            raise ValueError("power-of-two codes without their signs")
-        signs = np.asarray(codes.signs).astype(np.int64, copy=False)
-        if not np.isin(signs, (-1, 0, 1)).all():
-            raise ValueError(f"sign {int(signs[~np.isin(signs, (-1, 0, 1))][0])} is not -1, 0 or +1")
-        bad &= signs != 0
-        signs = signs.astype(np.int8)
-    if bad.any():
-        i = int(np.flatnonzero(bad.reshape(-1))[0])
-        code = int(c.reshape(-1)[i])
-        raise ValueError(f"code {code} at index {i} is outside format {fmt} [{fmt.code_min}, {fmt.code_max}]")
-    return Codes(c.astype(fmt.code_dtype), signs)
+    return Codes(*fmt.check(codes.codes, codes.signs))
 
 
 def from_memory(limbs: np.ndarray, fmt: NumberFormat, word_bits: int | None, shape: tuple[int, ...]) -> Codes:
     """The inverse of :func:`memory`: the codes of a tensor of ``shape`` from its memory words."""
-    codes = from_storage(unpack(limbs, code_bits(fmt), word_width(fmt, word_bits), math.prod(shape)), fmt)
+    codes = from_storage(unpack(limbs, fmt.storage_bits, word_width(fmt, word_bits), math.prod(shape)), fmt)
     return Codes(codes.codes.reshape(shape), None if codes.signs is None else codes.signs.reshape(shape))

@@ -17,10 +17,12 @@ import numpy as np
 
 from ..layouts import ExportedTensor
 from . import _files, _text
+from ._descriptor import MODEL_STEM, OutputFormat
 from ._entry import Entry
 from ._words import Codes, check_codes
 
-FILE = "weights.csv"
+SUFFIX = ".csv"
+FILE = MODEL_STEM + SUFFIX
 COLUMNS = ("layer", "tensor", "layout", "index", "multi_index", "raw", "value", "code", "sign", "scale")
 CHUNK_ROWS = 1 << 20
 
@@ -95,7 +97,7 @@ def read(path: Path, entry: Entry) -> Codes:
         if not entry.quantized:
             return Codes(rows["value"].to_numpy(np.float64).astype(np.float32).reshape(entry.shape))
         codes = _ints(rows["code"], "code", entry)
-        signs = _ints(rows["sign"], "sign", entry) if entry.format.kind == "po2" else None
+        signs = _ints(rows["sign"], "sign", entry) if entry.format.has_signs else None
         return check_codes(Codes(codes, signs), entry.format)
 
 
@@ -119,3 +121,6 @@ def _ints(column, what: str, entry: Entry) -> np.ndarray:  # noqa: ANN001  (a pa
     if column.isna().any():
         raise ValueError(f"empty {what} cells")
     return column.to_numpy(np.int64).reshape(entry.shape)
+
+
+FORMAT = OutputFormat("csv", write, read, per_tensor=False, suffix=SUFFIX)

@@ -36,12 +36,13 @@ import numpy as np
 
 from ..errors import ExportError, QExtractWarning
 from ..layouts import ExportedTensor
-from ..numformat import scale_exponent
 from . import _files, _text, _words
+from ._descriptor import MODEL_STEM, OutputFormat
 from ._entry import Entry
 from ._words import Codes
 
-FILE = "weights.h"
+SUFFIX = ".h"
+FILE = MODEL_STEM + SUFFIX
 PER_LINE = 16
 
 
@@ -89,24 +90,24 @@ def _words_block(name: str, macro: str, mem: _words.Memory) -> bytes:
 
 def _block(t: ExportedTensor, name: str, word_bits: int | None, model_name: str) -> bytes:
     macro = name.upper()
-    lines = [*_text.summary(t, model_name), f"C name {name}; code: {_words.encoding(t.format)}"]
+    lines = [*_text.summary(t, model_name), f"C name {name}; code: {t.format.storage_rule()}"]
     defines = [f"#define {macro}_RANK {len(t.shape)}"]
     defines += [f"#define {macro}_DIM{i} {d} /* {a} */" for i, (d, a) in enumerate(zip(t.shape, t.axes))]
     defines += [f"#define {macro}_SIZE {t.size}", f"#define {macro}_BITS {t.format.bits}"]
     if not t.quantized:
         text = _comment(lines) + "\n".join(defines) + "\n"
-        return text.encode() + _array("float", name, f"{macro}_SIZE", _text.float_list(t.values))
-    exponent = scale_exponent(t.scale) if t.format.kind == "fixed" else None
-    if exponent is not None:
-        defines.append(f"#define {macro}_FRAC_BITS {-exponent}")
+        return text.encode() + _array(t.format.c_type, name, f"{macro}_SIZE", _text.float_list(t.values))
+    frac_bits = t.format.fraction_bits(t.scale)
+    if frac_bits is not None:
+        defines.append(f"#define {macro}_FRAC_BITS {frac_bits}")
     axis = -1 if t.scale_axis is None else t.scale_axis
     defines += [f"#define {macro}_SCALE_SIZE {t.scale.size}", f"#define {macro}_SCALE_AXIS {axis}"]
     out = (_comment(lines) + "\n".join(defines) + "\n").encode()
     out += _array(t.format.c_type, name, f"{macro}_SIZE", _int_body(t.codes))  # type: ignore[arg-type]
     if t.signs is not None:
         out += _array("int8_t", f"{name}_sign", f"{macro}_SIZE", _int_body(t.signs))
-    table = getattr(t.format, "table", None)
-    if t.format.kind == "lut" and table is not None:
+    table = t.format.lookup_table()
+    if table is not None:
         out += _array("float", f"{name}_table", str(len(table)), _text.float_list(np.asarray(table)))
     out += _array("float", f"{name}_scale", f"{macro}_SCALE_SIZE", _text.float_list(t.scale))
     if t.ap_type is not None:
@@ -168,9 +169,9 @@ def read(path: Path, entry: Entry) -> Codes:
     with _files.reading(path, entry.key):
         text = path.read_bytes()
         if not entry.quantized:
-            return Codes(_numbers(_array_body(text, name, "float"), np.float64, entry).astype(np.float32))
+            return Codes(_numbers(_array_body(text, name, fmt.c_type), np.float64, entry).astype(np.float32))
         codes = _numbers(_array_body(text, name, fmt.c_type), np.int64, entry)
-        signs = _numbers(_array_body(text, f"{name}_sign", "int8_t"), np.int64, entry) if fmt.kind == "po2" else None
+        signs = _numbers(_array_body(text, f"{name}_sign", "int8_t"), np.int64, entry) if fmt.has_signs else None
         held = _words.check_codes(Codes(codes, signs), fmt)
         words = _find_array(text, f"{name}_words")
         if (words is None) != (entry.word_bits is None):
@@ -225,3 +226,6 @@ def _check_words(held: Codes, limbs: np.ndarray, name: str, entry: Entry) -> Non
     if differ is not None:
         index, what, ours, theirs = differ
         raise ValueError(f"{name}_words[] holds {what} {theirs} at index {index}, {name}[] holds {ours}")
+
+
+FORMAT = OutputFormat("header", write, read, per_tensor=False, suffix=SUFFIX, words=True)

@@ -15,10 +15,12 @@ import numpy as np
 
 from ..layouts import ExportedTensor
 from . import _files, _text
+from ._descriptor import MODEL_STEM, OutputFormat
 from ._entry import Entry
 from ._words import Codes, check_codes
 
-FILE = "weights.npz"
+SUFFIX = ".npz"
+FILE = MODEL_STEM + SUFFIX
 
 
 def arrays(tensors: Sequence[ExportedTensor]) -> dict[str, np.ndarray]:
@@ -42,7 +44,7 @@ def write(
     path = Path(out_dir) / FILE
     data = arrays(tensors)
     with _files.opened(path) as f:
-        np.savez(f, **data)
+        np.savez(f, **data)  # type: ignore[arg-type]  # numpy types a keyword as allow_pickle
     return [path]
 
 
@@ -52,7 +54,7 @@ def read(path: Path, entry: Entry) -> Codes:
         if not entry.quantized:
             return Codes(_array(z, entry.key, np.float32, entry))
         codes = _array(z, f"{entry.key}:codes", entry.format.code_dtype, entry)
-        signs = _array(z, f"{entry.key}:signs", np.int8, entry) if entry.format.kind == "po2" else None
+        signs = _array(z, f"{entry.key}:signs", np.int8, entry) if entry.format.has_signs else None
         return check_codes(Codes(codes, signs), entry.format)
 
 
@@ -63,3 +65,6 @@ def _array(z: np.lib.npyio.NpzFile, name: str, dtype: type[np.generic] | np.dtyp
     if a.dtype != dtype or a.shape != entry.shape:
         raise ValueError(f"'{name}' is {a.dtype}{list(a.shape)}, expected {np.dtype(dtype)}{list(entry.shape)}")
     return a
+
+
+FORMAT = OutputFormat("npz", write, read, per_tensor=False, suffix=SUFFIX)
