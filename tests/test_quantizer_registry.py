@@ -64,7 +64,8 @@ class Case:
     """What one registry entry must do, by configuration (QKeras's own spelling).
 
     ``codes``: configurations whose codes x scale must reproduce QKeras's output
-    (``test_quantizers.py``); ``specs``: configurations whose bounds are swept
+    (``test_quantizers.py``), ``graph_safe`` those of them that run as a traced
+    graph on large tensors (exact in any evaluation order); ``specs``: configurations whose bounds are swept
     (``unbounded``: bounds None); ``ties``: rounding checks; ``twins``: float twin
     labels (empty: it has none); ``requantize``: checked against QKeras (empty:
     not implemented).
@@ -73,6 +74,7 @@ class Case:
     codes: tuple[str, ...]
     specs: tuple[str, ...]
     ties: tuple[Tie, ...]
+    graph_safe: tuple[str, ...] = ()
     twins: tuple[tuple[str, str], ...] = ()
     unbounded: tuple[str, ...] = ()
     requantize: tuple[str, ...] = ()
@@ -209,6 +211,10 @@ CASES: dict[str, Case] = {
                "quantized_bits(4,0,alpha=np.linspace(0.5,2,8).astype(np.float32))", "quantized_bits(1,0,1)",
                "quantized_bits(1,0,keep_negative=0)", "quantized_bits(16,4,1)",
                "quantized_bits(8,3,keep_negative=0,alpha='auto_po2')"),
+        graph_safe=("quantized_bits(8,0,1)", "quantized_bits(4,2,0)", "quantized_bits(6,3,1,keep_negative=0)",
+                    "quantized_bits(5,5,0)", "quantized_bits(8,0,alpha='auto_po2')", "quantized_bits(4,1,alpha=1)",
+                    "quantized_bits(1,0,1)", "quantized_bits(1,0,keep_negative=0)", "quantized_bits(16,4,1)",
+                    "quantized_bits(8,3,keep_negative=0,alpha='auto_po2')"),
         specs=("quantized_bits(4,0,1)", "quantized_bits(6,2,0)", "quantized_bits(5,1,0,keep_negative=False)",
                "quantized_bits(4,1,1,alpha=0.5)", "quantized_bits(1,0)", "quantized_bits(8,0,alpha='auto_po2')"),
         unbounded=("quantized_bits(8,0,alpha='auto_po2')",),
@@ -348,7 +354,7 @@ def by_name(kind: str) -> list:
 def test_every_registry_entry_has_a_case():
     assert set(CASES) == set(QUANTIZERS)
     for name, case in CASES.items():
-        assert case.codes and case.specs and case.ties, name
+        assert case.codes and case.specs and case.ties and set(case.graph_safe) <= set(case.codes), name
         assert all(type(make(s)).__name__ == name for s in (*case.codes, *case.specs)), name
 
 

@@ -22,6 +22,7 @@ Qz = qkeras().quantizers
 
 # Every registered quantizer's examples, kept with its other cases in the registry's own test table.
 EXAMPLES: dict[str, list[str]] = {name: list(case.codes) for name, case in CASES.items()}
+GRAPH_SAFE = {spec for case in CASES.values() for spec in case.graph_safe}  # only powers of two, rounding, clipping
 ALL = [s for v in EXAMPLES.values() for s in v]
 
 
@@ -233,7 +234,7 @@ def test_graph_execution_for_large_tensors_is_bit_identical_to_eager(spec, monke
     monkeypatch.setattr(graph_cache, "min_size", 1)
     graph_cache.clear()
     graph = quantize(spec, x)
-    graph_safe = spec.startswith("quantized_bits(") and ("alpha" not in spec or "auto_po2" in spec or "alpha=1" in spec)
+    graph_safe = spec in GRAPH_SAFE
     assert len(graph_cache) == int(graph_safe)  # the others always run eagerly
     np.testing.assert_array_equal(graph.values, eager.values)
     np.testing.assert_array_equal(graph.codes, eager.codes)
