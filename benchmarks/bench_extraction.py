@@ -39,18 +39,11 @@ def _agrees_with_qkeras(ex: qextract.Extraction, saved: dict) -> bool:
     return True
 
 
-def _graph_cache() -> dict | None:
-    """qextract's cache of traced quantizer graphs, if this version has one."""
-    from qextract import quantizers
-
-    cache = getattr(quantizers, "_GRAPHS", None)
-    return cache if isinstance(cache, dict) else None
-
-
 def _empty_graph_cache() -> None:
-    cache = _graph_cache()
-    if cache is not None:
-        cache.clear()
+    """Empty qextract's cache of traced quantizer graphs (its public hook)."""
+    from qextract.quantizers import graph_cache
+
+    graph_cache.clear()
 
 
 def run(ctx: Context) -> list[Row]:
@@ -106,8 +99,6 @@ def run(ctx: Context) -> list[Row]:
             note=(
                 f"runs {spread(times['extract_cold'])}; includes tracing each quantizer configuration once, "
                 "as a one-shot `qextract export` does"
-                if _graph_cache() is not None
-                else "this qextract keeps no graph cache: same as the row above"
             ),
             samples={k: times[k] for k in ("extract_cold", "qkeras")},
         ),

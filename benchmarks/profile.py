@@ -106,9 +106,8 @@ def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
     from qextract import layers, quantizers
 
     def empty_cache() -> None:
-        cache = getattr(quantizers, "_GRAPHS", None)
-        if cold and isinstance(cache, dict):
-            cache.clear()
+        if cold:
+            quantizers.graph_cache.clear()
 
     model = ctx.conv_model
     ex_mod = _extract_module()
@@ -117,7 +116,7 @@ def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
     stages.wrap(ex_mod, "apply", "QKeras quantizer calls (quantizers.apply)")
     for cls in {type(c) for c in quantizers.QUANTIZERS.values()}:
         if "encode" in cls.__dict__:
-            stages.wrap(cls, "encode", "codes and scale (Codec.encode)")
+            stages.wrap(cls, "encode", "codes and scale (QuantizerEntry.encode)")
     stages.wrap(ex_mod, "_checked", "exactness check (extract._checked)")
     qextract.extract(model)  # warm-up
     best: tuple[float, dict[str, float]] | None = None

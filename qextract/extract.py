@@ -1,7 +1,7 @@
 """Walk a model and extract every tensor exactly as its layer computes with it.
 
 For each weight the layer's own quantizer is run (on a copy, so the model is
-untouched), the codec turns its output into integer codes and a scale, and
+untouched), its registry entry turns its output into integer codes and a scale, and
 the result is checked before it is returned: the codes lie in their format's
 range and ``codes x scale`` reproduces the quantizer's output in float32.
 
@@ -23,7 +23,7 @@ from .errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedE
 from .layers import TensorSource, spec_for
 from .nested import Placed, placed_layers, select
 from .numformat import FixedPoint, Float
-from .quantizers import apply, codec_for, describe, is_quantizer, ste_explains
+from .quantizers import apply, describe, entry_for, is_quantizer, ste_explains
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, along, decode
 
 __all__ = ["extract", "extract_layer", "quantize_tensor"]
@@ -112,13 +112,13 @@ def quantize_tensor(source: TensorSource, layer: str, layer_class: str) -> Quant
     if source.quantizer is None:
         return QuantizedTensor(layer, layer_class, source.name, raw, raw, notes=("unquantized",), variables=_names(source))
     q = source.quantizer
-    codec = codec_for(q, where)
+    entry = entry_for(q, where)
     try:
         out, used = apply(q, raw, where)
-        enc = codec.encode(used, out)
+        enc = entry.encode(used, out)
     except QExtractError as e:
         raise type(e)(f"{where}: {e}") from None
-    notes = (codec.stochastic_note,) if codec.stochastic_note else ()
+    notes = (entry.stochastic_note,) if entry.stochastic_note else ()
     return _checked(where, source, layer, layer_class, q, out, enc, notes)
 
 
@@ -243,7 +243,7 @@ def _clipped_by_ste(
 
 
 def _outside_message(where: str, q: Any, fmt: Any, codes: np.ndarray, outside: np.ndarray, out: np.ndarray) -> str:
-    """Where the first value off the format's codes lies, and why (the codec's ``codes``, exact floats or integers)."""
+    """Where the first value off the format's codes lies, and why (the entry's ``codes``, exact floats or integers)."""
     i = np.unravel_index(int(np.argmax(outside)), outside.shape)
     at = f"first at {tuple(int(k) for k in i)}: value {float(out[i])!r}"
     text = f"{where}: {int(outside.sum())} value(s) of {describe(q)} are not on its {fmt} grid ({at}"
@@ -306,11 +306,11 @@ def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:
     if isinstance(obj, str):
         return None if obj == "linear" else ActivationRecord(layer, name, obj, Float(), notes=("float",))
     if is_quantizer(obj):
-        codec = codec_for(obj, where)
-        notes = (codec.stochastic_note,) if codec.stochastic_note else ()
+        entry = entry_for(obj, where)
+        notes: tuple[str, ...] = (entry.stochastic_note,) if entry.stochastic_note else ()
         if isinstance(getattr(obj, "alpha", None), str):
             notes += ("scale computed from the data on every call",)
-        return ActivationRecord(layer, name, describe(obj), codec.number_format(obj), obj, notes)
+        return ActivationRecord(layer, name, describe(obj), entry.number_format(obj), obj, notes)
     fname = getattr(obj, "__name__", type(obj).__name__)
     if fname == "linear":
         return None

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import QExtractError, UsageError
+from .quantizers import output_bounds
 from .tensor import Extraction, QuantizedTensor
 
 if TYPE_CHECKING:
@@ -47,62 +48,14 @@ MODES = ("propagated", "isolated")
 # --------------------------------------------------------------------------- saturation bounds
 
 
-def _num(value: Any) -> float | None:
-    """A plain float from a Python/NumPy scalar; None for tensors, variables, arrays."""
-    if isinstance(value, (bool, int, float, np.integer, np.floating)):
-        return float(value)
-    if isinstance(value, np.ndarray) and value.size == 1:
-        return float(value.reshape(()))
-    return None
-
-
 def quantizer_bounds(quantizer: Any) -> tuple[float | None, float | None] | None:
     """The lowest and highest value an activation quantizer outputs, from its config.
 
     A side is None where reaching it is not saturation (a relu's 0). Returns
-    None where the bounds are unknown or meaningless: data-dependent scales
-    (``alpha="auto"``), variable integer bits, power-of-two, binary, ternary,
-    stochastic and unknown quantizers.
+    None where the bounds are unknown or meaningless. Each quantizer's registry
+    entry knows its own (:meth:`qextract.quantizers.QuantizerEntry.bounds`).
     """
-    if quantizer is None:
-        return None
-    name = type(quantizer).__name__
-    get = lambda attr, default=None: getattr(quantizer, attr, default)  # noqa: E731
-    if name in ("quantized_bits", "quantized_hswish"):
-        bits, integer, alpha = _num(get("bits")), _num(get("integer")), get("alpha")
-        if bits is None or integer is None or isinstance(alpha, str):
-            return None
-        scale = 1.0 if alpha is None else _num(alpha)
-        if scale is None:
-            return None
-        keep_negative = bool(get("keep_negative", True))
-        unsigned_bits = bits - keep_negative
-        if unsigned_bits <= 0:  # QKeras's one-bit sign quantizer
-            return (-scale, scale)
-        m, m_i = 2.0**unsigned_bits, 2.0**integer
-        lo = keep_negative * (-m + float(bool(get("symmetric", 0)))) * m_i / m * scale
-        return (lo, (m - 1.0) * m_i / m * scale)
-    if name == "quantized_relu":
-        bits, integer = _num(get("bits")), _num(get("integer"))
-        if bits is None or integer is None:
-            return None
-        slope = float(get("negative_slope", 0.0) or 0.0)
-        m, m_i = 2.0 ** (bits - (slope != 0.0)), 2.0**integer
-        hi = m_i * (1.0 - 1.0 / m)
-        upper = _num(get("relu_upper_bound"))
-        if upper and not get("is_quantized_clip", True):
-            hi = min(hi, upper)
-        return ((-m_i * slope) if slope else None, hi)
-    if name == "quantized_tanh":
-        m = 2.0 ** (get("bits") - 1)
-        return (-1.0 + float(bool(get("symmetric"))) / m, 1.0 - 1.0 / m)
-    if name == "quantized_sigmoid":
-        m = 2.0 ** get("bits")
-        return (float(bool(get("symmetric"))) / m, 1.0 - 1.0 / m)
-    if name == "quantized_ulaw":
-        m, m_i = 2.0 ** (get("bits") - 1), 2.0 ** get("integer")
-        return (m_i * (-1.0 + float(bool(get("symmetric"))) / m), m_i * (1.0 - 1.0 / m))
-    return None
+    return output_bounds(quantizer)
 
 
 # --------------------------------------------------------------------------- streaming statistics

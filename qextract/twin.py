@@ -2,7 +2,7 @@
 
 :func:`float_model` rebuilds a QKeras model with plain Keras layers, the same
 *raw* weights and no quantizers, so that the quantized model can be compared
-with what it approximates (see :mod:`qextract.report`). Two tables drive it:
+with what it approximates (see :mod:`qextract.report`). Two registries drive it:
 
 ``LayerSpec.twin`` of each :data:`qextract.layers.LAYERS` entry - QKeras layer class -> Keras layer(s):
 
@@ -19,7 +19,7 @@ QDepthwiseConv2D            DepthwiseConv2D
 QConv2DBatchnorm            Conv2D ``<n>_conv`` -> BatchNormalization
 QDepthwiseConv2DBatchnorm   DepthwiseConv2D ``<n>_conv`` -> BatchNormalization
 QBatchNormalization         BatchNormalization (QKeras ignores its activation)
-QActivation                 the float activation as a layer (table below)
+QActivation                 the float activation as a layer (see below)
 QAdaptiveActivation         idem, from its quantized_relu / quantized_bits
 QAveragePooling2D           AveragePooling2D (exact 1/area, no average quantizer)
 QGlobalAveragePooling2D     GlobalAveragePooling2D (idem)
@@ -28,32 +28,12 @@ QBidirectional              Bidirectional of the inner layers' twins
 any other Keras layer       itself, same config and weights
 ==========================  ==================================================
 
-``ACTIVATION_TWINS`` - quantizer class -> float activation. The rule is "what
-the quantizer approximates", i.e. the float value QKeras's own
-straight-through estimator passes on:
-
-==================  ==========================================================
-quantizer           float activation
-==================  ==========================================================
-quantized_bits      linear
-quantized_relu      relu; ``ReLU(max_value=relu_upper_bound,
-                    negative_slope=...)`` when either is set
-quantized_tanh      tanh if ``use_real_tanh``; otherwise ``2*sigmoid(x)-1``
-                    with QKeras's internal sigmoid (default "hard":
-                    ``clip(x, -1, 1)``)
-quantized_sigmoid   sigmoid if ``use_real_sigmoid``; otherwise QKeras's
-                    internal sigmoid (default "hard": ``clip(x/2+1/2, 0, 1)``,
-                    not Keras's ``hard_sigmoid``, whose slope is 0.2)
-quantized_hswish    hard swish ``x*min(relu(x+shift), upper)/upper``
-quantized_po2       linear
-quantized_relu_po2  relu, with ``max_value`` / ``negative_slope`` when set
-binary, ternary,    tanh when ``alpha`` is None (QKeras's STE surrogate),
-stochastic_*        linear otherwise
-bernoulli           linear
-QKeras functions    hard_sigmoid / smooth_sigmoid / hard_tanh / smooth_tanh /
-                    binary_sigmoid / binary_tanh -> their float forms
-Keras activations   unchanged
-==================  ==========================================================
+The quantizer registry: a quantized activation becomes the float activation
+its quantizer's entry names (:func:`qextract.quantizers.float_twin`): what the quantizer
+approximates, i.e. the float value QKeras's own straight-through estimator
+passes on (``quantized_relu`` -> relu, ``quantized_tanh`` -> hard tanh, ...).
+QKeras functions (hard_sigmoid / smooth_sigmoid / hard_tanh / smooth_tanh /
+binary_sigmoid / binary_tanh) become their float forms; Keras activations stay.
 
 Activations without a Keras built-in become a :class:`FloatActivation` layer
 registered as ``qextract>FloatActivation``, so the twin saves and loads like any
@@ -70,14 +50,17 @@ Keras layers, the extra ones get suffixes (``<n>_conv``, ``<n>_bn``,
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from ._keras import custom_objects, qkeras, quiet_config, tf
+from ._keras import custom_objects, quiet_config, tf
 from .errors import TwinMismatchError, UnsupportedError
 from .layers import LAYERS, LayerTwin
-from .quantizers import is_quantizer
+from .quantizers import float_twin, is_quantizer
+from .quantizers.activations import ActivationSpec
+from .quantizers.activations import float_function as _float_fn
+from .quantizers.activations import float_layer as _float_layer
 
 # Keys of the folded layers' configs that belong to their batch norm, not the conv.
 _FOLDING_KEYS = ("ema_freeze_delay", "folding_mode")
@@ -86,11 +69,6 @@ _FOLDING_KEYS = ("ema_freeze_delay", "folding_mode")
 ACTIVATION_LAYERS = frozenset(
     {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU", "Softmax", "FloatActivation"}
 )
-
-# An activation spec is a Keras activation name ("relu") or a serialized
-# activation layer {"class_name": ..., "config": {...}}.
-ActivationSpec = str | dict[str, Any]
-
 
 # --------------------------------------------------------------------------- float activations
 
@@ -152,70 +130,6 @@ def float_activation_class() -> type:
     return FloatActivation
 
 
-def _float_layer(class_name: str, **config: Any) -> dict[str, Any]:
-    return {"class_name": class_name, "config": config}
-
-
-def _float_fn(function: str, **params: Any) -> dict[str, Any]:
-    return _float_layer("qextract>FloatActivation", function=function, **params)
-
-
-def _internal_sigmoid() -> str:
-    """Which sigmoid QKeras's quantizers use right now: "hard", "smooth" or "real"."""
-    q = qkeras().quantizers
-    if q._sigmoid is q.hard_sigmoid:
-        return "hard"
-    if q._sigmoid is q.smooth_sigmoid:
-        return "smooth"
-    return "real"
-
-
-def _relu(max_value: Any = None, negative_slope: Any = 0.0) -> ActivationSpec:
-    max_value = None if max_value is None else float(max_value)
-    negative_slope = float(negative_slope or 0.0)
-    if max_value is None and negative_slope == 0.0:
-        return "relu"
-    return _float_layer("ReLU", max_value=max_value, negative_slope=negative_slope, threshold=0.0)
-
-
-def _tanh_twin(q: Any) -> ActivationSpec:
-    if q.use_real_tanh:
-        return "tanh"
-    return {"hard": _float_fn("hard_tanh"), "smooth": _float_fn("smooth_tanh"), "real": _float_fn("half_tanh")}[
-        _internal_sigmoid()
-    ]
-
-
-def _sigmoid_twin(q: Any) -> ActivationSpec:
-    if q.use_real_sigmoid:
-        return "sigmoid"
-    return {"hard": _float_fn("hard_sigmoid"), "smooth": _float_fn("smooth_sigmoid"), "real": "sigmoid"}[
-        _internal_sigmoid()
-    ]
-
-
-def _sign_twin(q: Any) -> ActivationSpec:
-    return "tanh" if getattr(q, "alpha", None) is None else "linear"
-
-
-ACTIVATION_TWINS: dict[str, Callable[[Any], ActivationSpec]] = {
-    "quantized_bits": lambda q: "linear",
-    "quantized_relu": lambda q: _relu(q.relu_upper_bound, q.negative_slope),
-    "quantized_tanh": _tanh_twin,
-    "quantized_sigmoid": _sigmoid_twin,
-    "quantized_hswish": lambda q: _float_fn(
-        "hard_swish", relu_shift=float(q.relu_shift), relu_upper_bound=float(q.relu_upper_bound)
-    ),
-    "quantized_po2": lambda q: "linear",
-    "quantized_relu_po2": lambda q: _relu(q.max_value, q.negative_slope),
-    "binary": _sign_twin,
-    "stochastic_binary": _sign_twin,
-    "ternary": _sign_twin,
-    "stochastic_ternary": _sign_twin,
-    "bernoulli": lambda q: "linear",
-}
-"""Quantizer class name -> function of the quantizer giving its float activation."""
-
 _QKERAS_FUNCTIONS: dict[str, ActivationSpec] = {
     "hard_sigmoid": _float_fn("hard_sigmoid"),
     "binary_sigmoid": _float_fn("hard_sigmoid"),
@@ -235,15 +149,8 @@ def float_activation(activation: Any, where: str = "") -> ActivationSpec:
     if activation is None:
         return "linear"
     keras = tf().keras
-    name = type(activation).__name__
     if is_quantizer(activation):
-        rule = ACTIVATION_TWINS.get(name)
-        if rule is None:
-            raise UnsupportedError(
-                f"{where}quantizer {activation} has no float twin (known: {', '.join(sorted(ACTIVATION_TWINS))}); "
-                "pass your own float model instead"
-            )
-        return rule(activation)
+        return float_twin(activation, where)
     if isinstance(activation, keras.layers.Layer):
         return keras.layers.serialize(activation)
     module = getattr(activation, "__module__", "") or ""
@@ -406,7 +313,7 @@ def float_model(model: Any) -> Any:
     """Build the float twin of a QKeras ``model``: same raw weights, no quantizers.
 
     Each QKeras layer becomes its Keras layer (its entry's ``twin``), each quantized
-    activation its float activation (``ACTIVATION_TWINS``); other layers are
+    activation its float activation (its quantizer's registry entry); other layers are
     copied. The result is a new, independent model named ``<name>_float``; the
     quantized model is not changed.
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_quantizer_registry import CASES
 
 from qextract import QExtractWarning
 from qextract._keras import qkeras, tf
@@ -19,28 +20,9 @@ from qextract.quantizers import QUANTIZERS
 tf()
 Qz = qkeras().quantizers
 
-EXAMPLES: dict[str, list[str]] = {
-    "quantized_bits": [
-        "quantized_bits(8,0,1)", "quantized_bits(4,2,0)", "quantized_bits(6,3,1,keep_negative=0)",
-        "quantized_bits(5,5,0)", "quantized_bits(8,0,alpha='auto')", "quantized_bits(8,0,alpha='auto_po2')",
-        "quantized_bits(4,0,1,alpha=0.37)", "quantized_bits(4,1,alpha=1)",
-        "quantized_bits(4,0,alpha=np.linspace(0.5,2,8).astype(np.float32))",
-        "quantized_bits(1,0,1)", "quantized_bits(1,0,keep_negative=0)", "quantized_bits(16,4,1)",
-        "quantized_bits(8,3,keep_negative=0,alpha='auto_po2')",
-    ],
-    "quantized_hswish": ["quantized_hswish(8,3)", "quantized_hswish(6,2,alpha='auto_po2')"],
-    "quantized_relu": ["quantized_relu(4,2)", "quantized_relu(6,0,negative_slope=0.25)", "quantized_relu(4,1,use_sigmoid=1)", "quantized_relu(8)"],
-    "quantized_tanh": ["quantized_tanh(4)", "quantized_tanh(5,symmetric=1)", "quantized_tanh(6,use_real_tanh=True)"],
-    "quantized_sigmoid": ["quantized_sigmoid(4)", "quantized_sigmoid(6,use_real_sigmoid=True)"],
-    "quantized_ulaw": ["quantized_ulaw(6,0)", "quantized_ulaw(8,1)"],
-    "quantized_po2": ["quantized_po2(4)", "quantized_po2(8,1)", "quantized_po2(5,quadratic_approximation=True)", "quantized_po2(6,4)"],
-    "quantized_relu_po2": ["quantized_relu_po2(4)", "quantized_relu_po2(8,4,negative_slope=0.25)", "quantized_relu_po2(5,1)"],
-    "binary": ["binary()", "binary(alpha='auto')", "binary(alpha='auto_po2')", "binary(use_01=True)", "binary(alpha=0.5)"],
-    "ternary": ["ternary()", "ternary(alpha='auto')", "ternary(alpha='auto_po2')", "ternary(alpha=0.5,threshold=0.2)"],
-    "stochastic_binary": ["stochastic_binary()", "stochastic_binary(alpha='auto_po2')"],
-    "stochastic_ternary": ["stochastic_ternary(alpha='auto')", "stochastic_ternary(alpha='auto_po2')"],
-    "bernoulli": ["bernoulli()", "bernoulli(alpha='auto_po2')"],
-}
+# Every registered quantizer's examples, kept with its other cases in the registry's own test table.
+EXAMPLES: dict[str, list[str]] = {name: list(case.codes) for name, case in CASES.items()}
+GRAPH_SAFE = {spec for case in CASES.values() for spec in case.graph_safe}  # only powers of two, rounding, clipping
 ALL = [s for v in EXAMPLES.values() for s in v]
 
 
@@ -245,15 +227,15 @@ def test_property_po2_binary_ternary(spec, bits, max_value, alpha, seed, spread)
 @pytest.mark.parametrize("spec", [s for s in ALL if not s.startswith(("stochastic", "bernoulli"))])
 def test_graph_execution_for_large_tensors_is_bit_identical_to_eager(spec, monkeypatch):
     """Large tensors run the quantizer as a traced graph (as model.predict does); it must not change a bit."""
-    import qextract.quantizers as qz
+    from qextract.quantizers import graph_cache
 
     x = weights(7)
     eager = quantize(spec, x)
-    monkeypatch.setattr(qz, "GRAPH_MIN_SIZE", 1)
-    monkeypatch.setattr(qz, "_GRAPHS", {})
+    monkeypatch.setattr(graph_cache, "min_size", 1)
+    graph_cache.clear()
     graph = quantize(spec, x)
-    graph_safe = spec.startswith("quantized_bits(") and ("alpha" not in spec or "auto_po2" in spec or "alpha=1" in spec)
-    assert len(qz._GRAPHS) == int(graph_safe)  # the others always run eagerly
+    graph_safe = spec in GRAPH_SAFE
+    assert len(graph_cache) == int(graph_safe)  # the others always run eagerly
     np.testing.assert_array_equal(graph.values, eager.values)
     np.testing.assert_array_equal(graph.codes, eager.codes)
     np.testing.assert_array_equal(graph.scale, eager.scale)
@@ -270,9 +252,9 @@ def test_graph_execution_for_large_tensors_is_bit_identical_to_eager(spec, monke
     spread=st.sampled_from([0.05, 1.0, 20.0]),
 )
 def test_property_graph_path_is_bit_identical(monkeypatch, bits, integer, alpha, seed, spread):
-    import qextract.quantizers as qz
+    from qextract.quantizers import graph_cache
 
-    monkeypatch.setattr(qz, "GRAPH_MIN_SIZE", 1)
+    monkeypatch.setattr(graph_cache, "min_size", 1)
     q = Qz.quantized_bits(bits, integer, 1, alpha=alpha)
     x = (np.random.default_rng(seed).standard_normal((3, 3, 8, 16)) * spread).astype(np.float32)
     t = quantize_tensor(TensorSource("kernel", x, q), "l", "QConv2D")

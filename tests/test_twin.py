@@ -1,7 +1,8 @@
 """The float twin: layer and activation tables, weights, names, user models.
 
-Driven by the registries: every layer entry's ``twin`` and every ``ACTIVATION_TWINS``
-entry must have a case here, so a new entry cannot go untested.
+Driven by the registries: every layer entry's ``twin`` must have a case here,
+so a new entry cannot go untested (each quantizer's float twin is tested with
+its registry entry, in ``test_quantizer_registry.py``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from qextract._keras import qkeras, tf
 from qextract.errors import TwinMismatchError, UnsupportedError
 from qextract.layers import LAYERS
 from qextract.twin import (
-    ACTIVATION_TWINS,
-    activation_label,
     check_float_model,
-    float_activation,
     float_model,
 )
 
@@ -230,39 +228,6 @@ def test_twin_config_round_trips():
     again.set_weights(twin.get_weights())
     data = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
     np.testing.assert_array_equal(again.predict_on_batch(data), twin.predict_on_batch(data))
-
-
-# quantizer -> expected float activation label. Every ACTIVATION_TWINS key needs a case.
-ACTIVATION_CASES = [
-    ("quantized_bits(8,2,1)", "linear"),
-    ("quantized_relu(4,0)", "relu"),
-    ("quantized_relu(4,2,relu_upper_bound=3.0)", "ReLU(max_value=3.0)"),
-    ("quantized_relu(4,2,negative_slope=0.25)", "ReLU(negative_slope=0.25)"),
-    ("quantized_tanh(4)", "hard_tanh"),
-    ("quantized_tanh(4,use_real_tanh=True)", "tanh"),
-    ("quantized_sigmoid(4)", "hard_sigmoid"),
-    ("quantized_sigmoid(4,use_real_sigmoid=True)", "sigmoid"),
-    ("quantized_hswish(8,3)", "hard_swish"),
-    ("quantized_po2(4)", "linear"),
-    ("quantized_relu_po2(4,2)", "ReLU(max_value=2.0)"),
-    ("binary()", "tanh"),
-    ("binary(alpha=1.0)", "linear"),
-    ("stochastic_binary()", "tanh"),
-    ("ternary()", "tanh"),
-    ("stochastic_ternary()", "tanh"),
-    ("bernoulli()", "linear"),
-]
-
-
-def test_every_activation_twin_has_a_case():
-    covered = {text.split("(")[0] for text, _ in ACTIVATION_CASES}
-    assert covered == set(ACTIVATION_TWINS)
-
-
-@pytest.mark.parametrize("text, label", ACTIVATION_CASES)
-def test_activation_twin_table(text, label):
-    quantizer = q.quantizers.get_quantizer(text)
-    assert activation_label(float_activation(quantizer)) == label
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,137 @@
+"""Fixed point: ``quantized_bits`` and ``quantized_hswish`` (which quantizes hswish(x) with it).
+
+QKeras computes, with ``m = 2**(bits - keep_negative)`` and ``m_i = 2**integer``:
+
+- alpha None / a number / an array: ``alpha * m_i * clip(round(x * m / m_i),
+  keep_negative * (symmetric - m), m - 1) / m``, rounding half to even
+  (``tf.round``);
+- alpha ``"auto"`` / ``"auto_po2"``: a per-channel scale from the data and codes
+  ``sign(x) * min(floor(|x| / scale + 1/2), levels / 2)``: half away from zero,
+  symmetric signed whatever ``keep_negative`` says;
+- ``bits - keep_negative == 0`` (1-bit signed): QKeras's sign quantizer, codes
+  -1/+1 with 0 -> +1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, cast
+
+import numpy as np
+
+from ..numformat import Binary, FixedPoint, NumberFormat
+from .activations import ActivationSpec, float_function
+from .entry import (
+    Bounds,
+    Encoding,
+    QuantizerEntry,
+    check_qnoise,
+    config_int,
+    data_scale_refused,
+    plain_number,
+    qkeras_variables,
+)
+from .grid import grid_encoding, output_scale
+from .registry import register
+from .rounding import Rounding, scale_exponents, shift_codes
+
+
+@register
+class QuantizedBits(QuantizerEntry):
+    """``quantized_bits``: value = alpha * 2**(integer - (bits - keep_negative)) * code.
+
+    Float twin: linear. Bounds: the grid's ends times alpha (None for a data
+    scale or variable bits).
+    """
+
+    name = "quantized_bits"
+
+    def number_format(self, q: Any) -> NumberFormat:
+        bits, integer, kn = int(q.bits), config_int(q.integer), int(bool(q.keep_negative))
+        if isinstance(q.alpha, str):
+            return FixedPoint(bits=bits, integer=integer, is_signed=True, symmetric=True)
+        if bits - kn <= 0:
+            return Binary()
+        return FixedPoint(bits=bits, integer=integer, is_signed=bool(kn), symmetric=bool(q.symmetric) and bool(kn))
+
+    def graph_safe(self, q: Any) -> bool:
+        # Only scaling by powers of two, rounding and clipping: exact in any evaluation order.
+        # A float alpha or alpha="auto" rounds differently once Grappler reorders the products.
+        if qkeras_variables(q):
+            return False
+        alpha = q.alpha
+        if alpha is None or (isinstance(alpha, str) and alpha == "auto_po2"):
+            return True
+        return isinstance(alpha, (int, float)) and alpha > 0 and math.frexp(alpha)[0] == 0.5
+
+    def encode(self, q: Any, values: np.ndarray) -> Encoding:
+        fmt = self.number_format(q)
+        bits, integer, kn = int(q.bits), config_int(q.integer), int(bool(q.keep_negative))
+        step = np.float32(2.0 ** (integer - (bits - kn)))
+        if isinstance(q.alpha, str):
+            # q.scale = (least-squares scale) * 2**(bits-kn); the grid is q.scale * m_i / m.
+            return grid_encoding(fmt, values, np.asarray(q.scale, np.float32) * step)
+        alpha = np.float32(1.0) if q.alpha is None else np.asarray(q.alpha, np.float32)
+        if isinstance(fmt, Binary):
+            return grid_encoding(fmt, values, alpha)
+        return grid_encoding(fmt, values, alpha * step)
+
+    def bounds(self, q: Any) -> Bounds | None:
+        bits, integer, alpha = plain_number(q.bits), plain_number(q.integer), q.alpha
+        if bits is None or integer is None or isinstance(alpha, str):
+            return None
+        scale = 1.0 if alpha is None else plain_number(alpha)
+        if scale is None:
+            return None
+        keep_negative = bool(getattr(q, "keep_negative", True))
+        unsigned_bits = bits - keep_negative
+        if unsigned_bits <= 0:  # QKeras's one-bit sign quantizer
+            return (-scale, scale)
+        m, m_i = 2.0**unsigned_bits, 2.0**integer
+        lo = keep_negative * (-m + float(bool(getattr(q, "symmetric", 0)))) * m_i / m * scale
+        return (lo, (m - 1.0) * m_i / m * scale)
+
+    def float_twin(self, q: Any) -> ActivationSpec | None:
+        return "linear"
+
+    def rounding(self, q: Any) -> Rounding:
+        if isinstance(q.alpha, str):
+            return Rounding.HALF_AWAY  # floor(|x| / scale + 0.5) * sign(x)
+        if int(q.bits) - int(bool(q.keep_negative)) <= 0:
+            return Rounding.HALF_POSITIVE  # sign with 0 -> +1
+        return Rounding.HALF_EVEN  # tf.round
+
+    def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
+        check_qnoise(q)
+        if isinstance(q.alpha, str):
+            raise data_scale_refused(q)
+        acc = np.asarray(acc)
+        fmt = self.number_format(q)
+        alpha = np.float32(1.0) if q.alpha is None else np.asarray(q.alpha, np.float32)
+        if isinstance(fmt, Binary):
+            codes = np.where(acc >= 0, 1, -1).astype(np.int64)
+            return Encoding(fmt, codes, *output_scale(alpha, acc.shape))
+        step_exponent = -cast(FixedPoint, fmt).fractional_bits
+        shift = scale_exponents(scale) - step_exponent
+        codes = shift_codes(acc, shift, self.rounding(q), fmt.code_min, fmt.code_max)
+        return Encoding(fmt, codes, *output_scale(alpha * np.float32(2.0**step_exponent), acc.shape))
+
+
+@register
+class QuantizedHswish(QuantizedBits):
+    """``quantized_hswish``: ``quantized_bits`` of ``x * min(relu(x + shift), upper) / upper``.
+
+    Float twin: that hard swish. Bounds: ``quantized_bits``' (the lower one is
+    never reached: hard swish dips only to ``-shift**2 / (4 upper)``).
+    """
+
+    name = "quantized_hswish"
+
+    def graph_safe(self, q: Any) -> bool:
+        return False
+
+    def float_twin(self, q: Any) -> ActivationSpec | None:
+        return float_function("hard_swish", relu_shift=float(q.relu_shift), relu_upper_bound=float(q.relu_upper_bound))
+
+    def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
+        return QuantizerEntry.requantize(self, q, acc, scale)
