@@ -1,6 +1,6 @@
 """A source array in some layout -> the native Keras array of one target tensor, and what was done.
 
-Everything goes through :func:`qextract.layouts.from_layout`, the exact
+Everything goes through :meth:`qextract.layouts.LayoutPlan.invert`, the exact
 inverse of the export's rearrangement. The one case it needs help with is a
 Dense kernel fed by Flatten, whose input axis may be in either flatten order:
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ExactnessError, LayoutError, UsageError
-from ..layouts import Layout, axes, from_layout
+from ..layouts import Layout, LayoutPlan, axes
 from .records import Incoming
 from .targets import Target
 
@@ -61,27 +61,27 @@ def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
         if fs is not None and (values.ndim > 2 or order == "chw"):
             described = _describe_flat(values, layout, fs)
             return _flattened(values, layout, native_shape, fs), "; ".join(filter(None, [incoming.note, cast, described]))
-        if not layout.native and "X" in axes(target.kind, tensor, layout, ndim=len(native_shape)):
+        plan = LayoutPlan.of(target.kind, tensor, layout, native_shape)
+        if not layout.native and "X" in plan.axes:
             raise LayoutError(f"qextract has no {layout} layout rule for {target.class_name} layers; load it in layout hwio")
-        out = from_layout(target.kind, tensor, values, layout, native_shape)
+        out = plan.invert(values)
     except LayoutError as e:
         raise LayoutError(f"{where}: {e}") from None
-    source_axes = axes(target.kind, tensor, layout, ndim=len(native_shape))
-    native_axes = axes(target.kind, tensor, "hwio", ndim=len(native_shape))
-    moved = "unchanged" if source_axes == native_axes else f"{source_axes} -> {native_axes}"
+    native_axes = LayoutPlan.of(target.kind, tensor, "hwio", native_shape).axes
+    moved = "unchanged" if plan.axes == native_axes else f"{plan.axes} -> {native_axes}"
     return out, "; ".join(filter(None, [incoming.note, cast, moved]))
 
 
 def _flattened(values: np.ndarray, layout: Layout, native_shape: tuple[int, ...], fs: tuple[int, ...]) -> np.ndarray:
-    if values.ndim > 2:  # the convolution form: from_layout knows each layout's axis order
-        return from_layout("dense", "kernel", values, layout, native_shape, flatten_shape=fs)
+    if values.ndim > 2:  # the convolution form: the plan knows each layout's axis order
+        return LayoutPlan.of("dense", "kernel", layout, native_shape, flatten_shape=fs).invert(values)
     rows, units = native_shape
     expected = (units, rows) if not layout.native else (rows, units)
     if values.shape != expected:
         raise LayoutError(f"dense tensor 'kernel' in layout {layout} has shape {values.shape}; expected {expected}")
     out_in = values if not layout.native else values.T  # (O, I), I in C,H,W order
     conv_form = out_in.reshape(units, fs[-1], *fs[:-1])  # (O, C, H, W)
-    return from_layout("dense", "kernel", conv_form, "oihw", native_shape, flatten_shape=fs)
+    return LayoutPlan.of("dense", "kernel", "oihw", native_shape, flatten_shape=fs).invert(conv_form)
 
 
 def _describe_flat(values: np.ndarray, layout: Layout, fs: tuple[int, ...]) -> str:
