@@ -38,6 +38,7 @@ from . import reference_activations as A
 from .errors import VerificationError
 from .layer_copy import keras_output
 from .layouts import LayoutError
+from .manifest_types import LayerEntry
 
 FEEDFORWARD = (
     "dense", "conv1d", "conv2d", "conv2d_transpose", "depthwise_conv2d", "separable_conv1d", "separable_conv2d",
@@ -65,7 +66,7 @@ class Outcome:
 
 
 def compare(
-    layer: dict[str, Any], weights: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
+    layer: LayerEntry, weights: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
 ) -> Outcome:
     """Recompute ``layer`` (a manifest entry) from ``weights`` (native layout) and compare with ``keras_layer``.
 
@@ -73,7 +74,7 @@ def compare(
     recomputed (a field of the wrong type or size) is a VerificationError
     naming it; a Keras layer that cannot run is a failed row saying why.
     """
-    kind = layer["kind"]
+    kind = layer.kind
     try:
         if kind in FEEDFORWARD:
             return _feedforward(layer, weights, keras_layer, rng, samples, where)
@@ -82,7 +83,7 @@ def compare(
         return _weights(layer, weights, keras_layer)
     except _MANIFEST_ERRORS as e:
         raise VerificationError(
-            f"{where}: layer '{layer['name']}' ({kind}) cannot be recomputed from its manifest entry "
+            f"{where}: layer '{layer.name}' ({kind}) cannot be recomputed from its manifest entry "
             f"({type(e).__name__}: {_first_line(e)}); the manifest does not describe this layer. Fix: re-export."
         ) from None
 
@@ -91,7 +92,7 @@ def compare(
 
 
 def _feedforward(
-    layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
+    layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
 ) -> Outcome:
     x = rng.standard_normal((samples, *_input_shape(layer, keras_layer, samples, where))).astype(np.float32)
     ours = _numpy_feedforward(layer, w, x, keras_layer)
@@ -99,47 +100,47 @@ def _feedforward(
         expected, notes = keras_output(keras_layer, x, keep_activation=False)
     except Exception as e:  # noqa: BLE001 - whatever the Keras layer raises, the row says it
         return _cannot_run(e)
-    route = "numpy (window sum x multiplier)" if layer["kind"] == "pooling" else "numpy"
+    route = "numpy (window sum x multiplier)" if layer.kind == "pooling" else "numpy"
     return _verdict(ours, expected, route, notes)
 
 
-def _padding_of(layer: dict[str, Any]) -> list[tuple[int, int]] | str:
+def _padding_of(layer: LayerEntry) -> list[tuple[int, int]] | str:
     """The manifest's explicit (before, after) pads per spatial axis."""
-    g = layer["geometry"]
-    pads = g.get("explicit_padding")
+    g = layer.geometry
+    pads = g.explicit_padding
     if pads is None:
-        return g.get("padding", "valid")
+        return g.padding or "valid"
     if "top" in pads:
         return [(pads["top"], pads["bottom"]), (pads["left"], pads["right"])]
     return [(pads["left"], pads["right"])]
 
 
-def _numpy_feedforward(layer: dict[str, Any], w: dict[str, np.ndarray], x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    kind, g = layer["kind"], layer["geometry"]
-    first = g.get("data_format") == "channels_first" and kind not in ("dense", "batchnorm")
+def _numpy_feedforward(layer: LayerEntry, w: dict[str, np.ndarray], x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    kind, g = layer.kind, layer.geometry
+    first = g.data_format == "channels_first" and kind not in ("dense", "batchnorm")
     if first:
         x = R.channels_last(x)
-    strides, dilation, padding = g.get("strides"), g.get("dilation_rate"), _padding_of(layer)
+    strides, dilation, padding = g.strides, g.dilation_rate, _padding_of(layer)
     bias = w.get("bias")
     if kind == "dense":
-        if "flatten_shape" in layer:
+        if layer.flatten_shape is not None:
             x = x.reshape(x.shape[0], -1)
         y = R.dense(x, w["kernel"], bias)
     elif kind in ("conv1d", "conv2d"):
-        groups = g.get("groups") or x.shape[-1] // w["kernel"].shape[-2]
+        groups = g.groups or x.shape[-1] // w["kernel"].shape[-2]
         y = R.conv(x, w["kernel"], bias, strides, padding, dilation, groups=groups)
     elif kind == "conv2d_transpose":
-        y = R.conv_transpose(x, w["kernel"], bias, strides, g.get("padding", "valid"))
+        y = R.conv_transpose(x, w["kernel"], bias, strides, g.padding or "valid")
     elif kind == "depthwise_conv2d":
         y = R.depthwise(x, w["depthwise_kernel"], bias, strides, padding, dilation)
     elif kind in ("separable_conv1d", "separable_conv2d"):
         y = R.separable(x, w["depthwise_kernel"], w["pointwise_kernel"], bias, strides, padding, dilation)
     elif kind == "batchnorm":
-        axis = g.get("axis", -1)
-        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        y = R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g["epsilon"], axis=axis)
-    elif "pool_size" in g:
-        y = R.average_pool(x, _scalar(w["average_multiplier"]), g["pool_size"], g.get("strides") or g["pool_size"], padding)
+        axis = -1 if g.axis is None else g.axis
+        axis = axis[0] if isinstance(axis, tuple) and len(axis) == 1 else axis
+        y = R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g.require("epsilon"), axis=axis)
+    elif g.pool_size is not None:
+        y = R.average_pool(x, _scalar(w["average_multiplier"]), g.pool_size, g.strides or g.pool_size, padding)
     else:
         y = R.global_average_pool(x, _scalar(w["average_multiplier"]), keepdims=bool(getattr(keras_layer, "keepdims", False)))
         return R.channels_first(y) if first and y.ndim > 2 else y
@@ -152,13 +153,14 @@ def _scalar(value: np.ndarray) -> float:
     return float(np.reshape(value, -1)[0])
 
 
-def _input_shape(layer: dict[str, Any], keras_layer: Any, samples: int, where: str) -> tuple[int, ...]:
+def _input_shape(layer: LayerEntry, keras_layer: Any, samples: int, where: str) -> tuple[int, ...]:
     """The manifest's input shape without the batch axis, checked against the model before anything is drawn.
 
     A size the model leaves open (a sequence of any length, an image of any size) is drawn as
     :data:`OPEN_SIZE`.
     """
-    name, shape = layer["name"], layer["geometry"].get("input_shape")
+    recorded = layer.geometry.input_shape
+    name, shape = layer.name, None if recorded is None else list(recorded)
     if shape is None and hasattr(keras_layer, "get_input_shape_at"):  # a shared layer: the manifest has no single shape
         try:
             shape = list(keras_layer.get_input_shape_at(0))
@@ -188,10 +190,10 @@ def _input_shape(layer: dict[str, Any], keras_layer: Any, samples: int, where: s
 
 
 def _recurrent(
-    layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
+    layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
 ) -> Outcome:
     shape = _input_shape(layer, keras_layer, samples, where)
-    if layer["kind"] == "bidirectional":
+    if layer.kind == "bidirectional":
         directions = [("forward/", keras_layer.forward_layer), ("backward/", keras_layer.backward_layer)]
     else:
         directions = [("", keras_layer)]
@@ -204,7 +206,7 @@ def _recurrent(
     for prefix, inner, acts in cells:
         outs.append(_sequence(layer, inner, {k: watch(a) for k, a in acts.items()}, w, prefix, x))
     ours = outs[0]
-    if layer["kind"] == "bidirectional":
+    if layer.kind == "bidirectional":
         ours = R.bidirectional(outs[0], outs[1], keras_layer.merge_mode, bool(keras_layer.return_sequences))
     try:
         expected, notes = keras_output(keras_layer, x, keep_activation=True)
@@ -221,11 +223,11 @@ def _recurrent(
 
 
 def _sequence(
-    layer: dict[str, Any], inner: Any, acts: dict[str, Callable[[np.ndarray], np.ndarray]], w: dict[str, np.ndarray],
+    layer: LayerEntry, inner: Any, acts: dict[str, Callable[[np.ndarray], np.ndarray]], w: dict[str, np.ndarray],
     prefix: str, x: np.ndarray,
 ) -> np.ndarray:
     """One direction's output sequence (or last output) from the exported kernels."""
-    kind = layer["kind"] if layer["kind"] != "bidirectional" else _recurrent_kind(inner)
+    kind = layer.kind if layer.kind != "bidirectional" else _recurrent_kind(inner)
     kernel, recurrent, bias = w[f"{prefix}kernel"], w[f"{prefix}recurrent_kernel"], w.get(f"{prefix}bias")
     options = {"return_sequences": bool(inner.return_sequences), "go_backwards": bool(inner.go_backwards), **acts}
     if kind == "simple_rnn":
@@ -234,7 +236,8 @@ def _sequence(
     if kind == "lstm":
         return R.lstm(x, kernel, recurrent, bias, **options)
     if kind == "gru":
-        reset_after = layer["geometry"].get("reset_after", getattr(inner, "reset_after", True))
+        reset_after = layer.geometry.reset_after
+        reset_after = getattr(inner, "reset_after", True) if reset_after is None else reset_after
         return R.gru(x, kernel, recurrent, bias, bool(reset_after), **options)
     raise ValueError(f"no NumPy recurrence for a {type(inner).__name__} inside a Bidirectional layer")
 

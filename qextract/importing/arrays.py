@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import layouts
 from ..errors import ExactnessError, LayoutError, UsageError
 from ..layouts import Layout, LayoutPlan, axes
 from .records import Incoming
@@ -25,9 +26,9 @@ FLATTEN_ORDERS = ("hwc", "chw")
 
 
 def flatten_order(text: str | None, layout: Layout) -> str:
-    """``hwc`` / ``chw`` from a user's or a manifest's words; None: PyTorch's for oihw, else Keras's."""
+    """``hwc`` / ``chw`` from a user's or a manifest's words; None: the layout's own (oihw: PyTorch's, else Keras's)."""
     if text is None:
-        return "chw" if layout.name == "oihw" else "hwc"
+        return layouts.flatten_order(layout, (1, 1, 1)).lower()
     squeezed = "".join(ch for ch in text.lower() if ch.isalpha() or ch == ",").replace(",", "")
     if squeezed in ("chw", "nchw", "channelsfirst") or "pytorch" in squeezed or "chwflatten" in squeezed:
         return "chw"

@@ -46,18 +46,18 @@ from .rules import AXIS_MEANINGS
 from .tensor import ExportedTensor, lay_out
 
 __all__ = [
-    "LAYOUTS",
     "AXIS_MEANINGS",
-    "Layout",
-    "LayoutPlan",
-    "LayoutError",
+    "LAYOUTS",
     "ExportedTensor",
-    "lay_out",
-    "to_layout",
-    "from_layout",
+    "Layout",
+    "LayoutError",
+    "LayoutPlan",
     "axes",
-    "scale_axis",
-    "layout_scale",
-    "flatten_order",
     "clear_cache",
+    "flatten_order",
+    "from_layout",
+    "lay_out",
+    "layout_scale",
+    "scale_axis",
+    "to_layout",
 ]
