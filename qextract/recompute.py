@@ -337,7 +337,7 @@ class _Watch:
 # --- kinds without a NumPy reference ---------------------------------------------------------------
 
 
-def _weights(layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any) -> Outcome:
+def _weights(layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any) -> Outcome:
     """The exported values must be the layer's own variables, bit for bit."""
     variables: dict[str, list[np.ndarray]] = {}
     for var in keras_layer.weights:

@@ -195,7 +195,8 @@ def read_codes(
     manifest = manifest if isinstance(manifest, Manifest) else Manifest.from_json(manifest)
     file_format = {f.path: f.format for f in manifest.files}
     table = _entries(root, manifest) if table is None else table
-    codes, read = {}, set()
+    codes: dict[str, Codes] = {}
+    read: set[str] = set()
     for t in manifest.tensors:
         codes[t.key] = _agreed(root, table[t.key], t.files, file_format)
         read.update(file_format[p] for p in t.files)
