@@ -252,7 +252,7 @@ def _export(args: argparse.Namespace) -> int:
         force=args.force,
         protect=protect,
     )
-    n = sum(len(layer["tensors"]) for layer in result.manifest["layers"])
+    n = len(result.manifest.tensors)
     print(f"exported {n} tensors in layout {args.layout} as {', '.join(args.format)}: {len(result.files)} files in {result.out_dir}")
     if args.verify:
         return _print_verification(result.out_dir, model, 4)

@@ -21,7 +21,7 @@ from .errors import ExportError, LayoutError, QExtractError, UsageError
 from .extract import extract
 from .kinds import Kind
 from .layouts import ExportedTensor, Layout, lay_out
-from .manifest import SCHEMA_VERSION, layer_entry, tensor_entry, validate
+from .manifest import FileEntry, LayerEntry, Manifest, TensorEntry, layer_entry, tensor_entry
 from .nested import selected
 from .tensor import Extraction, LayerRecord
 from .writers import FORMATS, check_names, write_all
@@ -39,10 +39,10 @@ MAX_WORD_BITS = 64
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Where the export went and what it holds."""
+    """Where the export went and what it holds: ``manifest`` is what ``manifest.json`` says (its ``to_json()``)."""
 
     out_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     files: tuple[Path, ...]
 
     @property
@@ -50,11 +50,10 @@ class ExportResult:
         return self.out_dir / "manifest.json"
 
     def __repr__(self) -> str:
-        tensors = sum(len(layer["tensors"]) for layer in self.manifest.get("layers", []))
-        formats = ",".join(self.manifest.get("formats", []))
+        m = self.manifest
         return (
-            f"ExportResult('{self.out_dir}': {tensors} tensors, layout {self.manifest.get('layout')}, "
-            f"formats {formats}, {len(self.files)} files)"
+            f"ExportResult('{self.out_dir}': {len(m.tensors)} tensors, layout {m.layout}, "
+            f"formats {','.join(m.formats)}, {len(self.files)} files)"
         )
 
 
@@ -103,32 +102,28 @@ def export(
                 "Fix: free space or choose another --out."
             ) from None
         files, per_tensor = _describe_files(tmp, written, tensors)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "qextract_version": __version__,
-            "model": ex.model_name,
-            "layout": str(lay),
-            "formats": formats,
-            "word_bits": word_bits,
-            "dense_as_conv": dense_as_conv,
-            # verify requires exactly these layers; null: every layer of the model (see _selected_layers)
-            "selected_layers": _selected_layers(source, layers, records),
-            "files": files,
-            "layers": [
-                layer_entry(r, [_tensor_entry(r, t, per_tensor) for t in ts], flatten, _flatten_order(ts))
-                for r, (ts, flatten) in laid
-            ],
-        }
-        validate(manifest)
+        manifest = Manifest(
+            qextract_version=__version__,
+            model=ex.model_name,
+            layout=lay,
+            formats=tuple(formats),
+            word_bits=word_bits,
+            dense_as_conv=dense_as_conv,
+            # verify requires exactly these layers; None: every layer of the model (see _selected_layers)
+            selected_layers=_selected_layers(source, layers, records),
+            files=tuple(files),
+            layers=tuple(_layer_entry(r, ts, flatten, per_tensor) for r, (ts, flatten) in laid),
+        )
+        document = manifest.to_json()  # checked against the schema
         try:
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            (tmp / "manifest.json").write_text(json.dumps(document, indent=1) + "\n")
         except OSError as e:
             raise ExportError(f"{Path(out_dir) / 'manifest.json'}: cannot write ({e.strerror})") from None
     out = Path(out_dir)
-    return ExportResult(out, manifest, tuple(out / f["path"] for f in files) + (out / "manifest.json",))
+    return ExportResult(out, manifest, tuple(out / f.path for f in files) + (out / "manifest.json",))
 
 
-def _selected_layers(source: Any, layers: list[str] | None, records: list[LayerRecord]) -> list[str] | None:
+def _selected_layers(source: Any, layers: list[str] | None, records: list[LayerRecord]) -> tuple[str, ...] | None:
     """The layers the export was restricted to, or None when it holds every layer of the model.
 
     An :class:`Extraction` may itself cover only some layers (``extract(model, layers=...)``),
@@ -136,7 +131,7 @@ def _selected_layers(source: Any, layers: list[str] | None, records: list[LayerR
     """
     if layers is None and not isinstance(source, Extraction):
         return None
-    return [r.name for r in records]
+    return tuple(r.name for r in records)
 
 
 def _check_word_bits(word_bits: Any, formats: list[str]) -> None:
@@ -252,25 +247,29 @@ def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tup
     return out, flatten
 
 
-def _flatten_order(tensors: list[ExportedTensor]) -> str | None:
-    return next((t.flatten_order for t in tensors if t.flatten_order is not None), None)
+def _layer_entry(
+    record: LayerRecord, tensors: list[ExportedTensor], flatten: list[int] | None, per_tensor: dict[str, list[str]]
+) -> LayerEntry:
+    order = next((t.flatten_order for t in tensors if t.flatten_order is not None), None)
+    return layer_entry(record, [_tensor_entry(record, t, per_tensor) for t in tensors], flatten, order)
 
 
-def _tensor_entry(record: LayerRecord, t: ExportedTensor, per_tensor: dict[str, list[str]]) -> dict[str, Any]:
+def _tensor_entry(record: LayerRecord, t: ExportedTensor, per_tensor: dict[str, list[str]]) -> TensorEntry:
     source = record.tensors[t.name]
     return tensor_entry(t, per_tensor.get(t.key, []), source.ste_rounded, source.notes)
 
 
 def _describe_files(
     root: Path, written: dict[str, list[Path]], tensors: Sequence[ExportedTensor]
-) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+) -> tuple[list[FileEntry], dict[str, list[str]]]:
     """File records for the manifest, and the files holding each tensor.
 
     Per-tensor formats name their files by the tensor's stem (empty tensors
     have no file); the others hold every tensor.
     """
     stems = dict(zip(file_stems(tensors), (t.key for t in tensors)))
-    files, per_tensor = [], {t.key: [] for t in tensors}
+    files: list[FileEntry] = []
+    per_tensor: dict[str, list[str]] = {t.key: [] for t in tensors}
     for fmt, paths in written.items():
         for path in paths:
             path = Path(path)
@@ -280,7 +279,7 @@ def _describe_files(
             else:
                 keys = [t.key for t in tensors]
             data = path.read_bytes()
-            files.append({"path": rel, "format": fmt, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "tensors": keys})
+            files.append(FileEntry(rel, fmt, hashlib.sha256(data).hexdigest(), len(data), tuple(keys)))
             for k in keys:
                 per_tensor[k].append(rel)
     return files, per_tensor

@@ -1,87 +1,93 @@
-"""``manifest.json``: what every exported file holds, and its JSON Schema.
+"""``manifest.json``: what every exported file holds, built from the extraction and the laid-out tensors.
 
-The manifest is built from the extraction and the laid-out tensors only;
-:mod:`qextract.verify` reads it back (with the files) and nothing else.
+The entries are the typed dataclasses of :mod:`qextract.manifest_types`
+(re-exported here, with the JSON Schema and :func:`validate`);
+:mod:`qextract.verify` reads them back (with the files) and nothing else.
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from .kinds import Kind
 from .layouts import AXIS_MEANINGS, ExportedTensor
+from .manifest_types import (
+    SCHEMA_FILE,
+    SCHEMA_VERSION,
+    ActivationEntry,
+    FileEntry,
+    Geometry,
+    LayerEntry,
+    Manifest,
+    ScaleEntry,
+    TensorEntry,
+    schema,
+    validate,
+)
 from .padding import conv_pads, transpose_crop
 from .tensor import ActivationRecord, LayerRecord
 
-SCHEMA_VERSION = 1
-SCHEMA_FILE = "manifest.schema.json"
+__all__ = [
+    "SCHEMA_FILE",
+    "SCHEMA_VERSION",
+    "ActivationEntry",
+    "FileEntry",
+    "Geometry",
+    "LayerEntry",
+    "Manifest",
+    "ScaleEntry",
+    "TensorEntry",
+    "activation_entry",
+    "geometry",
+    "layer_entry",
+    "schema",
+    "tensor_entry",
+    "validate",
+]
 
 
-@cache
-def schema() -> dict[str, Any]:
-    """The manifest's JSON Schema (shipped with the package)."""
-    return json.loads(resources.files("qextract").joinpath(SCHEMA_FILE).read_text())
-
-
-def validate(manifest: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``manifest`` does not follow the schema.
-
-    The error's message starts with the offending field's JSON path (e.g.
-    ``$.layers[0].geometry.epsilon``), so that a message's first line names it.
-    """
-    import jsonschema
-
-    cls = jsonschema.validators.validator_for(schema())
-    error = jsonschema.exceptions.best_match(cls(schema()).iter_errors(manifest))
-    if error is not None:
-        raise jsonschema.ValidationError(f"field {error.json_path}: {_short(error.message)}")
-
-
-def _short(message: str, limit: int = 200) -> str:
-    """A schema message quotes the offending value, which a hostile manifest can make enormous."""
-    return message if len(message) <= limit else message[: limit - 3] + "..."
-
-
-def _floats(a: np.ndarray) -> list[float] | float:
+def _floats(a: np.ndarray) -> tuple[float, ...] | float:
     """Float32 values as JSON numbers; repr of a float32 widened to float64 round-trips exactly."""
     a = np.asarray(a, np.float32)
-    return float(a) if a.ndim == 0 else [float(v) for v in a.reshape(-1)]
+    return float(a) if a.ndim == 0 else tuple(float(v) for v in a.reshape(-1))
 
 
-def tensor_entry(t: ExportedTensor, files: list[dict[str, str]], ste_rounded: int, notes: tuple[str, ...]) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": t.name,
-        "key": t.key,
-        "layout": str(t.layout),
-        "axes": t.axes,
-        "axis_meaning": {c: AXIS_MEANINGS[c] for c in dict.fromkeys(t.axes)},
-        "shape": list(t.shape),
-        "native_shape": list(t.native_shape),
-        "dtype": "float32",
-        "quantized": t.quantized,
-        "quantizer": t.quantizer_str,
-        "format": _tensor_format(t),
-        "files": files,
-        "notes": list(notes),
-    }
-    if t.quantized:
-        entry["code_dtype"] = str(t.codes.dtype)  # type: ignore[union-attr]
-        entry["c_type"] = t.format.c_type
-        entry["scale"] = {
-            "values": _floats(t.scale),
-            "axis": t.scale_axis,
-            "per_channel": t.per_channel,
-            "power_of_two": bool(np.all(np.frexp(np.asarray(t.scale, np.float32))[0] == 0.5)),
-        }
-        entry["ap_type"] = t.ap_type
-        entry["decode"] = _decode_rule(t)
-        entry["ste_rounded"] = ste_rounded
-    return entry
+def tensor_entry(t: ExportedTensor, files: list[str], ste_rounded: int, notes: tuple[str, ...]) -> TensorEntry:
+    """The manifest's entry of ``t``, held by ``files`` (paths inside the export)."""
+    entry = TensorEntry(
+        name=t.name,
+        key=t.key,
+        layout=t.layout,
+        axes=t.axes,
+        axis_meaning={c: AXIS_MEANINGS[c] for c in dict.fromkeys(t.axes)},
+        shape=tuple(t.shape),
+        native_shape=tuple(t.native_shape),
+        quantized=t.quantized,
+        quantizer=t.quantizer_str,
+        format=_tensor_format(t),
+        files=tuple(files),
+        notes=tuple(notes),
+    )
+    if not t.quantized:
+        return entry
+    scale = ScaleEntry(
+        values=_floats(t.scale),
+        axis=t.scale_axis,
+        per_channel=t.per_channel,
+        power_of_two=bool(np.all(np.frexp(np.asarray(t.scale, np.float32))[0] == 0.5)),
+    )
+    return dataclasses.replace(
+        entry,
+        code_dtype=str(t.codes.dtype),  # type: ignore[union-attr]
+        c_type=t.format.c_type,
+        scale=scale,
+        ap_type=t.ap_type,
+        decode=_decode_rule(t),
+        ste_rounded=ste_rounded,
+    )
 
 
 def _tensor_format(t: ExportedTensor) -> dict[str, Any]:
@@ -98,8 +104,8 @@ def _decode_rule(t: ExportedTensor) -> str:
     return f"{t.format.value_rule(table='format.table')} ({note})"
 
 
-def activation_entry(a: ActivationRecord) -> dict[str, Any]:
-    return {"name": a.name, "quantizer": a.quantizer_str, "format": a.format.describe(), "notes": list(a.notes)}
+def activation_entry(a: ActivationRecord) -> ActivationEntry:
+    return ActivationEntry(a.name, a.quantizer_str, a.format.describe(), tuple(a.notes))
 
 
 _GEOMETRY_KEYS = (
@@ -108,7 +114,7 @@ _GEOMETRY_KEYS = (
 )
 
 
-def geometry(record: LayerRecord) -> dict[str, Any]:
+def geometry(record: LayerRecord) -> Geometry:
     """Strides, dilation and the explicit padding a hardware flow needs, from TF's rules.
 
     Pads are computed over the spatial axes, which for ``data_format="channels_first"``
@@ -142,7 +148,7 @@ def geometry(record: LayerRecord) -> dict[str, Any]:
                 pads = conv_pads(c["padding"], sizes, kernel, strides, dilation)
                 names = (("top", "bottom"), ("left", "right")) if len(pads) == 2 else (("left", "right"),)
                 out["explicit_padding"] = {n: p for pair, pad in zip(names, pads) for n, p in zip(pair, pad)}
-    return out
+    return Geometry.from_json(out)
 
 
 def _groups(record: LayerRecord) -> int | None:
@@ -163,20 +169,17 @@ def _groups(record: LayerRecord) -> int | None:
 
 
 def layer_entry(
-    record: LayerRecord, tensors: list[dict[str, Any]], flatten_shape: list[int] | None, flatten_order: str | None = None
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": record.name,
-        "class": record.class_name,
-        "kind": record.kind,
-        "geometry": geometry(record),
-        "activations": [activation_entry(a) for a in record.activations],
-        "tensors": tensors,
-    }
-    if flatten_shape is not None:
-        # A Dense fed by Flatten: the shape Flatten received (channels last, as Keras), and the order of the
-        # flat inputs the exported kernel expects ("HWC": Keras/TFLite; "CHW": PyTorch/ONNX's NCHW flatten).
-        entry["flatten_shape"] = list(flatten_shape)
-        if flatten_order is not None:
-            entry["flatten_order"] = flatten_order
-    return entry
+    record: LayerRecord, tensors: list[TensorEntry], flatten_shape: list[int] | None, flatten_order: str | None = None
+) -> LayerEntry:
+    # A Dense fed by Flatten: the shape Flatten received (channels last, as Keras), and the order of the
+    # flat inputs the exported kernel expects ("HWC": Keras/TFLite; "CHW": PyTorch/ONNX's NCHW flatten).
+    return LayerEntry(
+        name=record.name,
+        class_name=record.class_name,
+        kind=record.kind,
+        geometry=geometry(record),
+        activations=tuple(activation_entry(a) for a in record.activations),
+        tensors=tuple(tensors),
+        flatten_shape=None if flatten_shape is None else tuple(flatten_shape),
+        flatten_order=None if flatten_shape is None else flatten_order,
+    )

@@ -39,6 +39,7 @@ from .errors import VerificationError
 from .kinds import Kind, find_kind
 from .layer_copy import keras_output
 from .layouts import LayoutError
+from .manifest_types import LayerEntry
 
 MAX_INPUT_ELEMENTS = 1 << 24
 """Most input elements (samples x input size) drawn for one layer whose input shape the model cannot confirm."""
@@ -61,7 +62,7 @@ class Outcome:
 
 
 def compare(
-    layer: dict[str, Any], weights: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
+    layer: LayerEntry, weights: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
 ) -> Outcome:
     """Recompute ``layer`` (a manifest entry) from ``weights`` (native layout) and compare with ``keras_layer``.
 
@@ -69,13 +70,13 @@ def compare(
     recomputed (a field of the wrong type or size) is a VerificationError
     naming it; a Keras layer that cannot run is a failed row saying why.
     """
-    kind = layer["kind"]
+    kind = layer.kind
     route = ROUTES.get(find_kind(kind) or Kind.OTHER, _weights)  # a kind no entry has: its values are compared
     try:
         return route(layer, weights, keras_layer, rng, samples, where)
     except _MANIFEST_ERRORS as e:
         raise VerificationError(
-            f"{where}: layer '{layer['name']}' ({kind}) cannot be recomputed from its manifest entry "
+            f"{where}: layer '{layer.name}' ({kind}) cannot be recomputed from its manifest entry "
             f"({type(e).__name__}: {_first_line(e)}); the manifest does not describe this layer. Fix: re-export."
         ) from None
 
@@ -84,7 +85,7 @@ def compare(
 
 
 def _feedforward(
-    layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
+    layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
 ) -> Outcome:
     x = rng.standard_normal((samples, *_input_shape(layer, keras_layer, samples, where))).astype(np.float32)
     ours = _numpy_feedforward(layer, w, x, keras_layer)
@@ -92,64 +93,64 @@ def _feedforward(
         expected, notes = keras_output(keras_layer, x, keep_activation=False)
     except Exception as e:  # noqa: BLE001 - whatever the Keras layer raises, the row says it
         return _cannot_run(e)
-    route = "numpy (window sum x multiplier)" if layer["kind"] == Kind.POOLING else "numpy"
+    route = "numpy (window sum x multiplier)" if layer.kind == Kind.POOLING else "numpy"
     return _verdict(ours, expected, route, notes)
 
 
-def _padding_of(layer: dict[str, Any]) -> list[tuple[int, int]] | str:
+def _padding_of(layer: LayerEntry) -> list[tuple[int, int]] | str:
     """The manifest's explicit (before, after) pads per spatial axis."""
-    g = layer["geometry"]
-    pads = g.get("explicit_padding")
+    g = layer.geometry
+    pads = g.explicit_padding
     if pads is None:
-        return g.get("padding", "valid")
+        return g.padding or "valid"
     if "top" in pads:
         return [(pads["top"], pads["bottom"]), (pads["left"], pads["right"])]
     return [(pads["left"], pads["right"])]
 
 
-def _numpy_feedforward(layer: dict[str, Any], w: dict[str, np.ndarray], x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    kind, g = Kind(layer["kind"]), layer["geometry"]
-    first = g.get("data_format") == "channels_first" and kind not in (Kind.DENSE, Kind.BATCHNORM)
+def _numpy_feedforward(layer: LayerEntry, w: dict[str, np.ndarray], x: np.ndarray, keras_layer: Any) -> np.ndarray:
+    kind, g = Kind(layer.kind), layer.geometry
+    first = g.data_format == "channels_first" and kind not in (Kind.DENSE, Kind.BATCHNORM)
     y = FEEDFORWARD[kind](layer, g, w, R.channels_last(x) if first else x, keras_layer)
     return R.channels_first(y) if first and y.ndim > 2 else y
 
 
-_Entry = dict[str, Any]  # a manifest layer entry; its geometry ``g`` is JSON the schema checked
+_Entry = LayerEntry
 _Weights = dict[str, np.ndarray]
 
 
 def _dense(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    return R.dense(x.reshape(x.shape[0], -1) if "flatten_shape" in layer else x, w["kernel"], w.get("bias"))
+    return R.dense(x.reshape(x.shape[0], -1) if layer.flatten_shape is not None else x, w["kernel"], w.get("bias"))
 
 
 def _conv(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    groups = g.get("groups") or x.shape[-1] // w["kernel"].shape[-2]
-    return R.conv(x, w["kernel"], w.get("bias"), g.get("strides"), _padding_of(layer), g.get("dilation_rate"), groups=groups)
+    groups = g.groups or x.shape[-1] // w["kernel"].shape[-2]
+    return R.conv(x, w["kernel"], w.get("bias"), g.strides, _padding_of(layer), g.dilation_rate, groups=groups)
 
 
 def _conv_transpose(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    return R.conv_transpose(x, w["kernel"], w.get("bias"), g.get("strides"), g.get("padding", "valid"))
+    return R.conv_transpose(x, w["kernel"], w.get("bias"), g.strides, g.padding or "valid")
 
 
 def _depthwise(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    return R.depthwise(x, w["depthwise_kernel"], w.get("bias"), g.get("strides"), _padding_of(layer), g.get("dilation_rate"))
+    return R.depthwise(x, w["depthwise_kernel"], w.get("bias"), g.strides, _padding_of(layer), g.dilation_rate)
 
 
 def _separable(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     dw, pw, padding = w["depthwise_kernel"], w["pointwise_kernel"], _padding_of(layer)
-    return R.separable(x, dw, pw, w.get("bias"), g.get("strides"), padding, g.get("dilation_rate"))
+    return R.separable(x, dw, pw, w.get("bias"), g.strides, padding, g.dilation_rate)
 
 
 def _batchnorm(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    axis = g.get("axis", -1)
-    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-    return R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g["epsilon"], axis=axis)
+    axis = -1 if g.axis is None else g.axis
+    axis = axis[0] if isinstance(axis, (tuple, list)) and len(axis) == 1 else axis
+    return R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g.require("epsilon"), axis=axis)
 
 
 def _pooling(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     multiplier = _scalar(w["average_multiplier"])
-    if "pool_size" in g:
-        return R.average_pool(x, multiplier, g["pool_size"], g.get("strides") or g["pool_size"], _padding_of(layer))
+    if g.pool_size is not None:
+        return R.average_pool(x, multiplier, g.pool_size, g.strides or g.pool_size, _padding_of(layer))
     return R.global_average_pool(x, multiplier, keepdims=bool(getattr(keras_layer, "keepdims", False)))
 
 
@@ -167,13 +168,14 @@ def _scalar(value: np.ndarray) -> float:
     return float(np.reshape(value, -1)[0])
 
 
-def _input_shape(layer: dict[str, Any], keras_layer: Any, samples: int, where: str) -> tuple[int, ...]:
+def _input_shape(layer: LayerEntry, keras_layer: Any, samples: int, where: str) -> tuple[int, ...]:
     """The manifest's input shape without the batch axis, checked against the model before anything is drawn.
 
     A size the model leaves open (a sequence of any length, an image of any size) is drawn as
     :data:`OPEN_SIZE`.
     """
-    name, shape = layer["name"], layer["geometry"].get("input_shape")
+    recorded = layer.geometry.input_shape
+    name, shape = layer.name, None if recorded is None else list(recorded)
     if shape is None and hasattr(keras_layer, "get_input_shape_at"):  # a shared layer: the manifest has no single shape
         try:
             shape = list(keras_layer.get_input_shape_at(0))
@@ -203,10 +205,10 @@ def _input_shape(layer: dict[str, Any], keras_layer: Any, samples: int, where: s
 
 
 def _recurrent(
-    layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
+    layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
 ) -> Outcome:
     shape = _input_shape(layer, keras_layer, samples, where)
-    if layer["kind"] == Kind.BIDIRECTIONAL:
+    if layer.kind == Kind.BIDIRECTIONAL:
         directions = [("forward/", keras_layer.forward_layer), ("backward/", keras_layer.backward_layer)]
     else:
         directions = [("", keras_layer)]
@@ -219,7 +221,7 @@ def _recurrent(
     for prefix, inner, acts in cells:
         outs.append(_sequence(layer, inner, {k: watch(a) for k, a in acts.items()}, w, prefix, x))
     ours = outs[0]
-    if layer["kind"] == Kind.BIDIRECTIONAL:
+    if layer.kind == Kind.BIDIRECTIONAL:
         ours = R.bidirectional(outs[0], outs[1], keras_layer.merge_mode, bool(keras_layer.return_sequences))
     try:
         expected, notes = keras_output(keras_layer, x, keep_activation=True)
@@ -236,11 +238,11 @@ def _recurrent(
 
 
 def _sequence(
-    layer: dict[str, Any], inner: Any, acts: dict[str, Callable[[np.ndarray], np.ndarray]], w: dict[str, np.ndarray],
+    layer: LayerEntry, inner: Any, acts: dict[str, Callable[[np.ndarray], np.ndarray]], w: dict[str, np.ndarray],
     prefix: str, x: np.ndarray,
 ) -> np.ndarray:
     """One direction's output sequence (or last output) from the exported kernels."""
-    kind = Kind(layer["kind"]) if layer["kind"] != Kind.BIDIRECTIONAL else _recurrent_kind(inner)
+    kind = Kind(layer.kind) if layer.kind != Kind.BIDIRECTIONAL else _recurrent_kind(inner)
     kernel, recurrent, bias = w[f"{prefix}kernel"], w[f"{prefix}recurrent_kernel"], w.get(f"{prefix}bias")
     options = {"return_sequences": bool(inner.return_sequences), "go_backwards": bool(inner.go_backwards), **acts}
     if kind is Kind.SIMPLE_RNN:
@@ -249,7 +251,8 @@ def _sequence(
     if kind is Kind.LSTM:
         return R.lstm(x, kernel, recurrent, bias, **options)
     if kind is Kind.GRU:
-        reset_after = layer["geometry"].get("reset_after", getattr(inner, "reset_after", True))
+        reset_after = layer.geometry.reset_after
+        reset_after = getattr(inner, "reset_after", True) if reset_after is None else reset_after
         return R.gru(x, kernel, recurrent, bias, bool(reset_after), **options)
     raise ValueError(f"no NumPy recurrence for a {type(inner).__name__} inside a Bidirectional layer")
 
@@ -350,7 +353,7 @@ class _Watch:
 # --- kinds without a NumPy reference ---------------------------------------------------------------
 
 
-def _weights(layer: dict[str, Any], w: dict[str, np.ndarray], keras_layer: Any, *_: Any) -> Outcome:
+def _weights(layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any, *_: Any) -> Outcome:
     """The exported values must be the layer's own variables, bit for bit."""
     variables: dict[str, list[np.ndarray]] = {}
     for var in keras_layer.weights:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ import numpy as np
 from . import recompute
 from .errors import ExportError, NotAnExportError, VerificationError
 from .kinds import Kind, find_kind
+from .manifest_types import LayerEntry, Manifest, TensorEntry
 from .nested import find_layer, placed_layers
 from .tensor import along, decode
 from .writers import FORMATS, Codes, Entry, entries
@@ -57,7 +59,7 @@ VERIFIED_KINDS = (*recompute.FEEDFORWARD, *recompute.RECURRENT)
 """Layer kinds recomputed in NumPy; any other kind's exported values are compared with the layer's variables."""
 
 
-def load_export(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def load_export(out_dir: str | os.PathLike[str]) -> tuple[Manifest, dict[str, np.ndarray]]:
     """The manifest and every tensor decoded from its codes and scale, in the exported layout.
 
     Every file's sha256 is checked against the manifest first; then every
@@ -67,24 +69,22 @@ def load_export(out_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
     return manifest, values
 
 
-def _load(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], list[str]]:
+def _load(root: Path) -> tuple[Manifest, dict[str, np.ndarray], list[str]]:
     """Manifest, decoded tensors and the formats whose files were cross-checked."""
     manifest = _manifest(root)
     where = root / "manifest.json"
     _check_structure(where, manifest)
-    for i, f in enumerate(manifest["files"]):
-        p = _inside(root, f["path"], f"files[{i}].path")
-        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f["sha256"]:
+    for i, f in enumerate(manifest.files):
+        p = _inside(root, f.path, f"files[{i}].path")
+        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f.sha256:
             raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
     table = _entries(root, manifest)
     codes, formats = read_codes(root, manifest, table)
-    values = {
-        t["key"]: _decode(where, t, codes[t["key"]], table[t["key"]]) for layer in manifest["layers"] for t in layer["tensors"]
-    }
+    values = {t.key: _decode(where, t, codes[t.key], table[t.key]) for t in manifest.tensors}
     return manifest, values, formats
 
 
-def _manifest(root: Path) -> dict[str, Any]:
+def _manifest(root: Path) -> Manifest:
     """:func:`_read_manifest`, with every way a manifest can be unreadable made a NotAnExportError."""
     where = root / "manifest.json"
     try:
@@ -120,22 +120,21 @@ def _inside(root: Path, path: str, field: str) -> Path:
     return p
 
 
-def _check_structure(where: Path, manifest: dict[str, Any]) -> None:
+def _check_structure(where: Path, manifest: Manifest) -> None:
     """Layer names and tensor keys unique and consistent; every tensor the files hold belongs to a listed layer."""
     seen: set[str] = set()
     keys: set[str] = set()
-    for i, layer in enumerate(manifest["layers"]):
-        if layer["name"] in seen:
-            raise VerificationError(f"{where}: layers[{i}].name '{layer['name']}' is listed twice")
-        seen.add(layer["name"])
-        for j, t in enumerate(layer["tensors"]):
-            if t["key"] != f"{layer['name']}/{t['name']}" or t["key"] in keys:
+    for i, layer in enumerate(manifest.layers):
+        if layer.name in seen:
+            raise VerificationError(f"{where}: layers[{i}].name '{layer.name}' is listed twice")
+        seen.add(layer.name)
+        for j, t in enumerate(layer.tensors):
+            if t.key != f"{layer.name}/{t.name}" or t.key in keys:
                 raise VerificationError(
-                    f"{where}: layers[{i}].tensors[{j}].key '{t['key']}' is not '{layer['name']}/{t['name']}' "
-                    "or is listed twice"
+                    f"{where}: layers[{i}].tensors[{j}].key '{t.key}' is not '{layer.name}/{t.name}' or is listed twice"
                 )
-            keys.add(t["key"])
-    held = {k for f in manifest["files"] for k in f.get("tensors", [])}
+            keys.add(t.key)
+    held = {k for f in manifest.files for k in f.tensors or ()}
     orphans = sorted(held - keys)
     if orphans:
         raise VerificationError(
@@ -144,7 +143,7 @@ def _check_structure(where: Path, manifest: dict[str, Any]) -> None:
         )
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
+def _read_manifest(root: Path) -> Manifest:
     """The export's manifest; NotAnExportError when ``root`` is not a folder qextract exported into.
 
     A manifest that is qextract's but breaks the schema is a VerificationError:
@@ -169,16 +168,13 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise NotAnExportError(f"{path}: not a readable manifest ({e}). {fix}") from None
     if not isinstance(manifest, dict) or "qextract_version" not in manifest:
         raise NotAnExportError(f"{path}: not written by qextract (no qextract_version). {fix}")
-    from .manifest import validate
-
     try:
-        validate(manifest)
-    except Exception as e:  # noqa: BLE001 - jsonschema.ValidationError
-        raise VerificationError(f"{path}: does not follow the manifest schema ({str(e).splitlines()[0]})") from None
-    return manifest
+        return Manifest.from_json(manifest)
+    except VerificationError as e:  # does not follow the schema
+        raise VerificationError(f"{path}: {e}") from None
 
 
-def _entries(root: Path, manifest: dict[str, Any]) -> dict[str, Entry]:
+def _entries(root: Path, manifest: Manifest) -> dict[str, Entry]:
     try:
         return entries(manifest)
     except ValueError as e:
@@ -186,7 +182,7 @@ def _entries(root: Path, manifest: dict[str, Any]) -> dict[str, Entry]:
 
 
 def read_codes(
-    root: str | os.PathLike[str], manifest: dict[str, Any], table: dict[str, Entry] | None = None
+    root: str | os.PathLike[str], manifest: Manifest | Mapping[str, Any], table: dict[str, Entry] | None = None
 ) -> tuple[dict[str, Codes], list[str]]:
     """Every tensor's codes read from each of its files, which must all agree; and the formats read.
 
@@ -194,19 +190,21 @@ def read_codes(
     exported); each later file is compared with the first. A difference is a
     VerificationError naming the file, the tensor, the first differing index
     and both values. ``table`` is :func:`~qextract.writers.entries` of the manifest, if already built.
+    ``manifest`` is a :class:`~qextract.manifest.Manifest` or its JSON form (which must follow the schema).
     """
     root = Path(root)
-    file_format = {f["path"]: f["format"] for f in manifest["files"]}
+    manifest = manifest if isinstance(manifest, Manifest) else Manifest.from_json(manifest)
+    file_format = {f.path: f.format for f in manifest.files}
     table = _entries(root, manifest) if table is None else table
-    codes, read = {}, set()
-    for layer in manifest["layers"]:
-        for t in layer["tensors"]:
-            codes[t["key"]] = _agreed(root, table[t["key"]], t["files"], file_format)
-            read.update(file_format[p] for p in t["files"])
+    codes: dict[str, Codes] = {}
+    read: set[str] = set()
+    for t in manifest.tensors:
+        codes[t.key] = _agreed(root, table[t.key], t.files, file_format)
+        read.update(file_format[p] for p in t.files)
     return codes, [name for name in FORMATS if name in read]
 
 
-def _agreed(root: Path, entry: Entry, paths: list[str], file_format: dict[str, str]) -> Codes:
+def _agreed(root: Path, entry: Entry, paths: tuple[str, ...], file_format: dict[str, str]) -> Codes:
     """The codes every file of ``entry`` holds; VerificationError at the first file that differs."""
     unlisted = [p for p in paths if p not in file_format]
     if unlisted:
@@ -229,19 +227,19 @@ def _agreed(root: Path, entry: Entry, paths: list[str], file_format: dict[str, s
     return first
 
 
-def _decode(where: Path, t: dict[str, Any], read: Codes, entry: Entry) -> np.ndarray:
+def _decode(where: Path, t: TensorEntry, read: Codes, entry: Entry) -> np.ndarray:
     """``codes x scale`` (po2: ``signs * 2**codes``) with the manifest's scale along its axis."""
-    key, codes = t["key"], read.codes
-    if not t["quantized"]:
+    key, codes = t.key, read.codes
+    if not t.quantized:
         return codes
-    if "code_dtype" not in t or "scale" not in t:
+    if t.code_dtype is None or t.scale is None:
         raise VerificationError(f"{where}: tensor '{key}' is quantized but has no code_dtype or scale")
-    if list(codes.shape) != t["shape"] or str(codes.dtype) != t["code_dtype"]:
-        got, expected = f"{codes.dtype}{list(codes.shape)}", f"{t['code_dtype']}{t['shape']}"
+    if codes.shape != t.shape or str(codes.dtype) != t.code_dtype:
+        got, expected = f"{codes.dtype}{list(codes.shape)}", f"{t.code_dtype}{list(t.shape)}"
         raise VerificationError(f"{where}: tensor '{key}': codes read are {got}, the manifest says {expected}")
-    axis, scale = t["scale"]["axis"], np.asarray(t["scale"]["values"], np.float32)
+    axis, scale = t.scale.axis, t.scale.array
     if axis is not None and not 0 <= axis < codes.ndim:
-        raise VerificationError(f"{where}: tensor '{key}' scale.axis {axis} is out of range for its shape {t['shape']}")
+        raise VerificationError(f"{where}: tensor '{key}' scale.axis {axis} is out of range for its shape {list(t.shape)}")
     expected_size = (1,) if axis is None else (1, codes.shape[axis])
     if scale.size not in expected_size or (axis is None and scale.ndim):
         along_what = "a single number (scale.axis is null)" if axis is None else f"1 or {codes.shape[axis]} values (axis {axis})"
@@ -249,10 +247,10 @@ def _decode(where: Path, t: dict[str, Any], read: Codes, entry: Entry) -> np.nda
     return decode(entry.format, codes, along(scale, axis, codes.ndim), read.signs)
 
 
-def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
+def _to_native(kind: str, t: TensorEntry, value: np.ndarray, layer: LayerEntry) -> np.ndarray:
     """Read the exported array through its axis letters back into the native Keras order."""
-    name, axes = t["name"], t["axes"]
-    if "flatten_shape" in layer and kind == Kind.DENSE and name == "kernel":
+    name, axes = t.name, t.axes
+    if layer.flatten_shape is not None and kind == Kind.DENSE and name == "kernel":
         return _flattened_to_native(t, value, layer)
     native = _NATIVE.get((find_kind(kind) or Kind.OTHER, name.rsplit("/", 1)[-1]))  # a Bidirectional's "forward/kernel"
     if native is None or axes == native:
@@ -260,33 +258,33 @@ def _to_native(kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str,
     if sorted(axes) == sorted(native):
         return value.transpose([axes.index(a) for a in native])
     if native.endswith("CM") and "O" in axes and "1" in axes:  # depthwise: O is the merged c*M + m axis
-        m = layer["geometry"].get("depth_multiplier", 1)
+        m = layer.geometry.depth_multiplier or 1
         squeezed, rest = np.squeeze(value, axis=axes.index("1")), axes.replace("1", "")
         moved = squeezed.transpose([rest.index(a) for a in native[:-2] + "O"])
         return moved.reshape(*moved.shape[:-1], -1, m)
-    raise VerificationError(f"{t['key']}: cannot interpret exported axes '{axes}' for a {kind} tensor")
+    raise VerificationError(f"{t.key}: cannot interpret exported axes '{axes}' for a {kind} tensor")
 
 
 _KERAS_FLATTEN = {1: "C", 2: "LC", 3: "HWC", 4: "DHWC"}  # how Keras flattens a channels-last activation
 _CONV_LETTERS = {"I": "C", "K": "L"}  # a Dense in convolution form: its axis letters as activation letters
 
 
-def _flattened_to_native(t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
+def _flattened_to_native(t: TensorEntry, value: np.ndarray, layer: LayerEntry) -> np.ndarray:
     """A Dense kernel fed by Flatten back to Keras's (inputs in channels-last flatten order, O).
 
     Every input letter gets its own axis: a matrix (``OI``/``IO``) has its
     input axis split in the manifest's ``flatten_order``; a convolution form
     (``OIHW``, ``OHWI``, ``HWIO``, ...) names each axis already.
     """
-    shape, axes = layer["flatten_shape"], t["axes"]
+    shape, axes = list(layer.flatten_shape or ()), t.axes
     keras = _KERAS_FLATTEN.get(len(shape), "?")
     if sorted(axes) == ["I", "O"]:
-        letters = axes.replace("I", layer.get("flatten_order", keras))  # exports before flatten_order kept Keras's
+        letters = axes.replace("I", layer.flatten_order or keras)  # exports before flatten_order kept Keras's
     else:
         letters = "".join(_CONV_LETTERS.get(a, a) for a in axes)
     if sorted(letters) != sorted("O" + keras) or value.ndim != len(axes):
         raise VerificationError(
-            f"{t['key']}: cannot interpret axes '{axes}' (flatten_order {layer.get('flatten_order')!r}) "
+            f"{t.key}: cannot interpret axes '{axes}' (flatten_order {layer.flatten_order!r}) "
             f"for a Dense fed by Flatten of {shape}"
         )
     sizes = {**dict(zip(keras, shape)), "O": value.shape[axes.index("O")]}
@@ -294,13 +292,13 @@ def _flattened_to_native(t: dict[str, Any], value: np.ndarray, layer: dict[str, 
     return split.transpose([letters.index(a) for a in keras + "O"]).reshape(-1, sizes["O"])
 
 
-def _check_coverage(where: Path, manifest: dict[str, Any], model: Any) -> None:
+def _check_coverage(where: Path, manifest: Manifest, model: Any) -> None:
     """The export holds tensors, and every layer of the model with weights, or exactly its ``selected_layers``."""
-    names = [layer["name"] for layer in manifest["layers"]]
-    if not any(layer["tensors"] for layer in manifest["layers"]):
+    names = [layer.name for layer in manifest.layers]
+    if not manifest.tensors:
         raise VerificationError(f"{where}: the export holds no tensors, so there is nothing to prove. Fix: re-export the model.")
-    selected = manifest.get("selected_layers")
-    if selected is not None:
+    if manifest.selected_layers is not None:
+        selected = list(manifest.selected_layers)
         missing, extra = [n for n in selected if n not in names], [n for n in names if n not in selected]
         if missing or extra:
             raise VerificationError(
@@ -357,35 +355,36 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
     _check_coverage(where, manifest, model)
     rng = np.random.default_rng(seed)
     rows = []
-    for layer in manifest["layers"]:
-        if not layer["tensors"]:
+    for layer in manifest.layers:
+        if not layer.tensors:
             continue
-        kind, name = layer["kind"], layer["name"]
-        row = {"layer": name, "class": layer["class"], "kind": kind, "layout": manifest["layout"]}
+        kind, name = layer.kind, layer.name
+        row = {"layer": name, "class": layer.class_name, "kind": kind, "layout": str(manifest.layout)}
         try:
             keras_layer = find_layer(model, name)  # a nested key "outer/inner" too
         except ValueError:
             raise VerificationError(f"layer '{name}' of the export is not in the model; verify against the exported model") from None
-        weights = {t["name"]: _native(where, kind, t, values[t["key"]], layer) for t in layer["tensors"]}
+        weights = {t.name: _native(where, kind, t, values[t.key], layer) for t in layer.tensors}
         outcome = recompute.compare(layer, weights, keras_layer, rng, samples, str(where))
         rows.append({**row, "max_abs_error": outcome.max_abs_error, "tolerance": outcome.tolerance, "passed": outcome.passed,
                      "route": outcome.route, "note": outcome.note})
     columns = ["layer", "class", "kind", "layout", "max_abs_error", "tolerance", "passed", "route", "note"]
     table = pd.DataFrame(rows, columns=columns).astype({"passed": bool})
     table.attrs["formats_checked"] = formats
-    table.attrs["selected_layers"] = manifest.get("selected_layers")
+    selected = manifest.selected_layers
+    table.attrs["selected_layers"] = None if selected is None else list(selected)
     return table
 
 
-def _native(where: Path, kind: str, t: dict[str, Any], value: np.ndarray, layer: dict[str, Any]) -> np.ndarray:
+def _native(where: Path, kind: str, t: TensorEntry, value: np.ndarray, layer: LayerEntry) -> np.ndarray:
     """:func:`_to_native`, with a manifest entry that does not fit the array made a VerificationError naming it."""
     try:
         return _to_native(kind, t, value, layer)
     except VerificationError as e:
         raise VerificationError(f"{where}: {e}") from None
     except (ValueError, TypeError, IndexError, KeyError) as e:
-        flatten = f" and flatten_shape {layer['flatten_shape']}" if "flatten_shape" in layer else ""
+        flatten = f" and flatten_shape {list(layer.flatten_shape)}" if layer.flatten_shape is not None else ""
         raise VerificationError(
-            f"{where}: tensor '{t['key']}' with axes '{t['axes']}', shape {list(value.shape)}{flatten} cannot be read back "
+            f"{where}: tensor '{t.key}' with axes '{t.axes}', shape {list(value.shape)}{flatten} cannot be read back "
             f"into its {kind} layer's native layout ({type(e).__name__}: {e}); the manifest was edited or is damaged"
         ) from None

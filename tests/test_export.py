@@ -35,7 +35,7 @@ def test_example_exports_and_verifies_in_every_layout(tmp_path, digits, layout):
     result = export(digits, tmp_path / "out", layout=layout, formats=list(FORMATS), dense_as_conv=True)
     manifest = json.loads(result.manifest_path.read_text())
     validate(manifest)
-    assert manifest == json.loads(json.dumps(result.manifest))
+    assert manifest == json.loads(json.dumps(result.manifest.to_json()))
     table = verify(result.out_dir, digits)
     assert table["passed"].all() and len(table) == 6, table.to_string()
     assert table.attrs["formats_checked"] == list(FORMATS)  # every file read back and cross-checked
@@ -94,7 +94,7 @@ def test_explicit_padding_reproduces_tensorflow_same():
 
 def test_manifest_records_geometry(tmp_path):
     model = zoo.randomize(zoo.CASES["conv2d_same_s2_k3_even"].build())
-    manifest = export(model, tmp_path / "e", layout="ohwi").manifest
+    manifest = export(model, tmp_path / "e", layout="ohwi").manifest.to_json()
     layer = next(layer for layer in manifest["layers"] if layer["name"] == "q")
     g = layer["geometry"]
     assert g["strides"] == [2, 2] and g["padding"] == "same"
@@ -140,6 +140,6 @@ def test_failed_export_leaves_nothing(tmp_path, digits, monkeypatch):
 
 
 def test_layers_option_exports_only_those(tmp_path, digits):
-    manifest = export(digits, tmp_path / "o", layers=["conv1", "fc5"]).manifest
+    manifest = export(digits, tmp_path / "o", layers=["conv1", "fc5"]).manifest.to_json()
     assert [layer["name"] for layer in manifest["layers"]] == ["conv1", "fc5"]
     shutil.rmtree(tmp_path / "o")

@@ -94,20 +94,20 @@ def test_every_entry_names_a_kind_and_every_kind_is_some_entrys():
 
 
 def test_every_kind_has_a_layout_rule_and_a_recompute_route():
-    assert set(layouts._KINDS) == set(Kind), "add the kind to qextract.layouts._KINDS ({} if no layout applies)"
+    assert set(layouts.rules.KINDS) == set(Kind), "add the kind to qextract.layouts.rules.KINDS ({} if no layout applies)"
     assert set(recompute.ROUTES) == set(Kind), "add the kind to qextract.recompute.ROUTES"
     assert set(VERIFIED_KINDS) == set(recompute.FEEDFORWARD) | set(recompute.RECURRENT)
 
 
 def test_every_kind_with_tensors_to_lay_out_is_recomputed_in_numpy_and_read_back_by_verify():
     """A kind whose tensors a layout moves needs a NumPy route, and verify must know the tensors' native axes."""
-    for kind, tensors in layouts._KINDS.items():
+    for kind, tensors in layouts.rules.KINDS.items():
         if tensors:
             assert kind in VERIFIED_KINDS, f"{kind} has layout rules but no NumPy recomputation"
         for tensor, rules in tensors.items():
-            native_rules = [layouts._RULES[r] for r in rules]
-            moved = any(out != native for native, outs in native_rules for out in outs.values())
-            if moved and not any(len(native.split()) == 1 for native, _ in native_rules):
+            natives = [layouts.rules.NATIVE[r] for r in rules]
+            moved = any(rule.pattern(r) != layouts.rules.NATIVE[r] for r in rules for rule in layouts.rules.LAYOUT_RULES)
+            if moved and not any(len(native.split()) == 1 for native in natives):
                 assert (kind, tensor) in _NATIVE, f"verify cannot read {kind} '{tensor}' back"
 
 
@@ -152,7 +152,7 @@ def test_plain_keras_entry_gives_its_kind_and_verifies(tmp_path, entry):
     assert spec_for(layer) is spec
     record = extract(model)[layer.name]
     assert record.kind is spec.kind and len(record) > 0
-    layout = "oihw" if layouts._KINDS[spec.kind] else "hwio"  # a kind without layout rules exports natively only
+    layout = "oihw" if layouts.rules.KINDS[spec.kind] else "hwio"  # a kind without layout rules exports natively only
     out = export(model, tmp_path / "e", layout=layout, formats=["npz"]).out_dir
     manifest = json.loads((out / "manifest.json").read_text())
     assert [e["kind"] for e in manifest["layers"] if e["name"] == layer.name] == [spec.kind.value]

@@ -76,7 +76,10 @@ RNN = [
         (f"{prefix}recurrent_kernel", "rnn", "UG", ("UG", "GU", "GU")),
         (f"{prefix}bias", "identity", "G", ("G", "G", "G")),
     ]
-] + [(kind, name, "identity", "BG", ("BG", "BG", "BG")) for kind, name in (("gru", "bias"), ("bidirectional", "forward/bias"))]
+] + [
+    (kind, name, "identity", "BG", ("BG", "BG", "BG"))
+    for kind, name in (("gru", "bias"), ("bidirectional", "forward/bias"), ("simple_rnn", "bias"), ("lstm", "bias"))
+]  # a rank-2 bias is the GRU's (B, G); the recurrent kinds share their table
 
 BIAS = ("O", "O", "O")
 CASES = [

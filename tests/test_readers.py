@@ -35,7 +35,7 @@ PER_TENSOR = ("mem", "coe", "mif")
 
 def manifest_of(tensors: list[ExportedTensor], word_bits: int | None) -> dict:
     """The part of a manifest the readers use, built by the manifest's own code."""
-    layers = [{"name": t.layer, "tensors": [tensor_entry(t, [], 0, ())]} for t in tensors]
+    layers = [{"name": t.layer, "tensors": [tensor_entry(t, [], 0, ()).to_json()]} for t in tensors]
     return {"word_bits": word_bits, "layers": layers}
 
 

@@ -156,7 +156,7 @@ def test_an_export_without_tensors_is_refused(base, small, tmp_path):
 
 
 def test_a_restricted_export_says_so_and_verify_requires_exactly_those_layers(small, tmp_path):
-    full = export(small, tmp_path / "full", formats=["npz"]).manifest
+    full = export(small, tmp_path / "full", formats=["npz"]).manifest.to_json()
     assert full["selected_layers"] is None
     out = export(small, tmp_path / "e", formats=["npz", "mem"], layers=["d", "c"]).out_dir
     manifest = json.loads((out / "manifest.json").read_text())
@@ -170,7 +170,7 @@ def test_a_restricted_export_says_so_and_verify_requires_exactly_those_layers(sm
 
 
 def test_an_extraction_of_some_layers_is_recorded_as_a_selection(small, tmp_path):
-    manifest = export(qextract.extract(small, layers=["c"]), tmp_path / "e", formats=["npz"]).manifest
+    manifest = export(qextract.extract(small, layers=["c"]), tmp_path / "e", formats=["npz"]).manifest.to_json()
     assert manifest["selected_layers"] == ["c"]
     assert list(verify(tmp_path / "e", small)["passed"]) == [True]
 
@@ -336,7 +336,7 @@ def test_every_kind_is_recomputed_in_every_layout(many, tmp_path, layout, dense_
 
 
 def test_the_manifest_records_channels_first_padding_and_groups(many, tmp_path):
-    manifest = export(many, tmp_path / "e", formats=["npz"], dense_as_conv=True).manifest
+    manifest = export(many, tmp_path / "e", formats=["npz"], dense_as_conv=True).manifest.to_json()
     g = entry(manifest, "cf_conv")["geometry"]
     # input (C, H, W) = (4, 7, 9), kernel 4, stride 2: pads come from H and W, not from (C, H)
     (top, bottom), (left, right) = same_pad(7, 4, 2), same_pad(9, 4, 2)

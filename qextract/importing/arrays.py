@@ -1,6 +1,6 @@
 """A source array in some layout -> the native Keras array of one target tensor, and what was done.
 
-Everything goes through :func:`qextract.layouts.from_layout`, the exact
+Everything goes through :meth:`qextract.layouts.LayoutPlan.invert`, the exact
 inverse of the export's rearrangement. The one case it needs help with is a
 Dense kernel fed by Flatten, whose input axis may be in either flatten order:
 
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import layouts
 from ..errors import ExactnessError, LayoutError, UsageError
 from ..kinds import Kind
-from ..layouts import Layout, axes, from_layout
+from ..layouts import Layout, LayoutPlan, axes
 from .records import Incoming
 from .targets import Target
 
@@ -26,9 +27,9 @@ FLATTEN_ORDERS = ("hwc", "chw")
 
 
 def flatten_order(text: str | None, layout: Layout) -> str:
-    """``hwc`` / ``chw`` from a user's or a manifest's words; None: PyTorch's for oihw, else Keras's."""
+    """``hwc`` / ``chw`` from a user's or a manifest's words; None: the layout's own (oihw: PyTorch's, else Keras's)."""
     if text is None:
-        return "chw" if layout.name == "oihw" else "hwc"
+        return layouts.flatten_order(layout, (1, 1, 1)).lower()
     squeezed = "".join(ch for ch in text.lower() if ch.isalpha() or ch == ",").replace(",", "")
     if squeezed in ("chw", "nchw", "channelsfirst") or "pytorch" in squeezed or "chwflatten" in squeezed:
         return "chw"
@@ -62,27 +63,27 @@ def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
         if fs is not None and (values.ndim > 2 or order == "chw"):
             described = _describe_flat(values, layout, fs)
             return _flattened(values, layout, native_shape, fs), "; ".join(filter(None, [incoming.note, cast, described]))
-        if not layout.native and "X" in axes(target.kind, tensor, layout, ndim=len(native_shape)):
+        plan = LayoutPlan.of(target.kind, tensor, layout, native_shape)
+        if not layout.native and "X" in plan.axes:
             raise LayoutError(f"qextract has no {layout} layout rule for {target.class_name} layers; load it in layout hwio")
-        out = from_layout(target.kind, tensor, values, layout, native_shape)
+        out = plan.invert(values)
     except LayoutError as e:
         raise LayoutError(f"{where}: {e}") from None
-    source_axes = axes(target.kind, tensor, layout, ndim=len(native_shape))
-    native_axes = axes(target.kind, tensor, "hwio", ndim=len(native_shape))
-    moved = "unchanged" if source_axes == native_axes else f"{source_axes} -> {native_axes}"
+    native_axes = LayoutPlan.of(target.kind, tensor, "hwio", native_shape).axes
+    moved = "unchanged" if plan.axes == native_axes else f"{plan.axes} -> {native_axes}"
     return out, "; ".join(filter(None, [incoming.note, cast, moved]))
 
 
 def _flattened(values: np.ndarray, layout: Layout, native_shape: tuple[int, ...], fs: tuple[int, ...]) -> np.ndarray:
-    if values.ndim > 2:  # the convolution form: from_layout knows each layout's axis order
-        return from_layout(Kind.DENSE, "kernel", values, layout, native_shape, flatten_shape=fs)
+    if values.ndim > 2:  # the convolution form: the plan knows each layout's axis order
+        return LayoutPlan.of(Kind.DENSE, "kernel", layout, native_shape, flatten_shape=fs).invert(values)
     rows, units = native_shape
     expected = (units, rows) if not layout.native else (rows, units)
     if values.shape != expected:
         raise LayoutError(f"dense tensor 'kernel' in layout {layout} has shape {values.shape}; expected {expected}")
     out_in = values if not layout.native else values.T  # (O, I), I in C,H,W order
     conv_form = out_in.reshape(units, fs[-1], *fs[:-1])  # (O, C, H, W)
-    return from_layout(Kind.DENSE, "kernel", conv_form, "oihw", native_shape, flatten_shape=fs)
+    return LayoutPlan.of(Kind.DENSE, "kernel", "oihw", native_shape, flatten_shape=fs).invert(conv_form)
 
 
 def _describe_flat(values: np.ndarray, layout: Layout, fs: tuple[int, ...]) -> str:

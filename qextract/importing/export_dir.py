@@ -11,12 +11,12 @@ the values its layers computed with (the report's ``values`` column says which).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import LayoutError, NotAnExportError
 from ..layouts import Layout
+from ..manifest_types import LayerEntry, Manifest
 from .arrays import flatten_order
 from .records import Gathered, Incoming
 from .targets import Target
@@ -31,31 +31,31 @@ def read_export(root: Path, targets: list[Target], layout: Layout | None) -> Gat
     if not (root / "manifest.json").is_file():
         raise NotAnExportError(f"{root}: no manifest.json, so not a folder written by 'qextract export'. Fix: give an export folder, a .tflite, .npz or .pt file.")
     manifest, values = load_export(root)
-    exported = Layout.parse(manifest["layout"])
+    exported = manifest.layout
     if layout is not None and layout != exported:
         raise LayoutError(f"{root}: the export is in layout {exported} (manifest.json), not {layout}. Fix: leave layout out.")
     raw = _raw_arrays(root, manifest)
     by_path = {t.path: t for t in targets}
     found = Gathered(kind="qextract export", padding_rule="export")
-    for layer in manifest["layers"]:
-        target = by_path.get(layer["name"])
-        order = flatten_order(layer.get("flatten_order") or manifest.get("flatten_order") or "hwc", exported)
-        fs = tuple(layer["flatten_shape"]) if "flatten_shape" in layer else None
-        for t in layer["tensors"]:
-            key, name = t["key"], t["name"]
+    for layer in manifest.layers:
+        target = by_path.get(layer.name)
+        order = flatten_order(layer.flatten_order or "hwc", exported)
+        fs = layer.flatten_shape
+        for t in layer.tensors:
+            key, name = t.key, t.name
             if target is None:
-                found.unused.append((key, f"the model has no layer '{layer['name']}'"))
+                found.unused.append((key, f"the model has no layer '{layer.name}'"))
             elif name in target.derived:
                 found.ignored.append((key, "derived from the layer's configuration, not a weight"))
             elif name not in target.tensors:
                 found.unused.append((key, f"{target.where} has no tensor '{name}'"))
             else:
-                if target.kind != layer["kind"]:
+                if target.kind != layer.kind:
                     raise LayoutError(
-                        f"{target.where} is a {target.kind} layer; the export's '{layer['name']}' ({layer['class']}) "
-                        f"is a {layer['kind']} layer"
+                        f"{target.where} is a {target.kind} layer; the export's '{layer.name}' ({layer.class_name}) "
+                        f"is a {layer.kind} layer"
                     )
-                what = "raw" if key in raw else "codes x scale" if t["quantized"] else "float32"
+                what = "raw" if key in raw else "codes x scale" if t.quantized else "float32"
                 array = raw.get(key, values[key])
                 found.incoming.append(Incoming(target.path, name, array, key, exported, what, order, fs))
         if target is not None:
@@ -65,19 +65,19 @@ def read_export(root: Path, targets: list[Target], layout: Layout | None) -> Gat
     return found
 
 
-def _explicit_padding(layer: dict[str, Any]) -> tuple[int, ...] | None:
-    pads = layer.get("geometry", {}).get("explicit_padding")
+def _explicit_padding(layer: LayerEntry) -> tuple[int, ...] | None:
+    pads = layer.geometry.explicit_padding
     if not pads:
         return None
     names = ("top", "bottom", "left", "right") if "top" in pads else ("left", "right")
     return tuple(int(pads[n]) for n in names)
 
 
-def _raw_arrays(root: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+def _raw_arrays(root: Path, manifest: Manifest) -> dict[str, np.ndarray]:
     """``<key>:raw`` arrays of the export's ``weights.npz`` (laid out like the values), by tensor key."""
     out: dict[str, np.ndarray] = {}
-    for f in manifest["files"]:
-        if f["format"] == "npz":
-            with np.load(root / f["path"], allow_pickle=False) as z:
+    for f in manifest.files:
+        if f.format == "npz":
+            with np.load(root / f.path, allow_pickle=False) as z:
                 out.update({k[: -len(RAW_SUFFIX)]: z[k] for k in z.files if k.endswith(RAW_SUFFIX)})
     return out

@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..numformat import NumberFormat, from_description
 from . import _text
 
 number_format = from_description
 """The :class:`~qextract.numformat.NumberFormat` a manifest's format description describes (ValueError if none)."""
+
+if TYPE_CHECKING:
+    from ..manifest_types import Manifest
 
 
 @dataclass(frozen=True)
@@ -46,16 +49,20 @@ class Entry:
         return self.format.quantized
 
 
-def entries(manifest: Mapping[str, Any]) -> dict[str, Entry]:
-    """Every tensor of ``manifest`` by key, in export order.
+def entries(manifest: Manifest | Mapping[str, Any]) -> dict[str, Entry]:
+    """Every tensor of ``manifest`` (a :class:`~qextract.manifest.Manifest` or its JSON form) by key, in export order.
 
     Needs only the manifest's ``layers`` (``name``; each tensor's ``key``,
     ``name``, ``shape`` and ``format``) and ``word_bits``.
     """
-    pairs = [(layer["name"], t) for layer in manifest["layers"] for t in layer["tensors"]]
-    c_names = _text.c_names([(layer, t["name"]) for layer, t in pairs])
-    word_bits = manifest.get("word_bits")
+    if isinstance(manifest, Mapping):
+        word_bits = manifest.get("word_bits")
+        rows = [(layer["name"], t["key"], t["name"], t["shape"], t["format"]) for layer in manifest["layers"] for t in layer["tensors"]]
+    else:
+        word_bits = manifest.word_bits
+        rows = [(layer.name, t.key, t.name, t.shape, t.format) for layer in manifest.layers for t in layer.tensors]
+    c_names = _text.c_names([(layer, name) for layer, _, name, _, _ in rows])
     return {
-        t["key"]: Entry(t["key"], layer, t["name"], tuple(t["shape"]), number_format(t["format"]), word_bits, c_name)
-        for (layer, t), c_name in zip(pairs, c_names)
+        key: Entry(key, layer, name, tuple(shape), number_format(fmt), word_bits, c_name)
+        for (layer, key, name, shape, fmt), c_name in zip(rows, c_names)
     }
