@@ -316,7 +316,11 @@ def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN0
         print(f"qextract: error: {len(failed)} layer(s) differ: {', '.join(failed['layer'])}", file=sys.stderr)
         return 9
     formats = ", ".join(table.attrs.get("formats_checked", []))
-    print(f"verified {int((table['passed'] == True).sum())} layers: outputs recomputed from the files match; "  # noqa: E712
+    selected = table.attrs.get("selected_layers")
+    scope = "" if selected is None else (  # say so: the model's other layers are in no file, so nothing proves them
+        f" (the export holds only the layers it was restricted to: {', '.join(selected)})"
+    )
+    print(f"verified {int((table['passed'] == True).sum())} layers{scope}: outputs recomputed from the files match; "  # noqa: E712
           f"every file ({formats}) holds the same codes")
     return EXIT_OK
 
