@@ -165,7 +165,7 @@ def _code_layers(config: Any) -> list[str]:
 def _marshalled(key: Any, value: Any) -> bool:
     """A config entry saying a function beside it is marshalled bytecode: ``function_type`` (Lambda),
     ``residual_fn_type`` / ``dropout_fn_type`` (the RNN cell wrappers), all equal to ``"lambda"``."""
-    return value == "lambda" and isinstance(key, str) and (key.endswith("function_type") or key.endswith("_fn_type"))
+    return value == "lambda" and isinstance(key, str) and key.endswith(("function_type", "_fn_type"))
 
 
 def _refuse_code(p: Path, config: Any) -> None:

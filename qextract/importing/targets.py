@@ -17,7 +17,7 @@ import numpy as np
 from ..layers import spec_for
 from ..nested import PASS_THROUGH, Placed, flatten_feeding, placed_layers
 
-__all__ = ["PASS_THROUGH", "Target", "targets_of", "inbound_layer"]
+__all__ = ["PASS_THROUGH", "Target", "inbound_layer", "targets_of"]
 
 
 @dataclass(frozen=True, eq=False)
