@@ -30,7 +30,10 @@ PathLike = str | os.PathLike[str]
 def _names(path: PathLike) -> set[Path]:
     """The path as written (made absolute, lexically normalised) and with every symlink resolved."""
     p = Path(path)
-    return {Path(os.path.abspath(p)), p.resolve()}
+    try:
+        return {Path(os.path.abspath(p)), p.resolve()}
+    except (OSError, RuntimeError):  # a symlink loop resolves to nothing: its written name is all it has
+        return {Path(os.path.abspath(p))}
 
 
 def within(path: PathLike, folder: PathLike) -> bool:

@@ -127,9 +127,12 @@ def custom_objects() -> dict[str, Any]:
 
 @contextmanager
 def quiet_keras() -> Iterator[None]:
-    """Hide the deprecation chatter QKeras's own code raises (pyparsing, distutils) on every load."""
+    """Hide the deprecation chatter QKeras's own code raises (pyparsing, distutils) on every load,
+    and the ``keras.constraints.serialize`` warning a wrapper (TimeDistributed, Bidirectional) gives
+    when it rebuilds a QKeras layer from its config."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize", category=UserWarning)
         yield
 
 

@@ -25,6 +25,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process SIGTERM ended
+MAX_SAMPLES = 10_000
+"""verify recomputes each layer on all its samples at once: more would only exhaust memory."""
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -101,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("export_dir", metavar="DIR", help="folder written by 'qextract export'")
     p.add_argument("--model", required=True, help="the model the export came from")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
-    p.add_argument("--samples", type=_positive, default=4, metavar="N", help="input samples per layer, at least 1 (default 4)")
+    p.add_argument(
+        "--samples", type=_samples, default=4, metavar="N", help=f"input samples per layer, 1 to {MAX_SAMPLES} (default 4)"
+    )
     _add_trust_arg(p)
     p.set_defaults(handler=_verify)
 
@@ -156,6 +160,13 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value}")
+    return value
+
+
+def _samples(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES} (each layer is recomputed on all of them at once), not {value}")
     return value
 
 
@@ -312,7 +323,11 @@ def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN0
         print(f"qextract: error: {len(failed)} layer(s) differ: {', '.join(failed['layer'])}", file=sys.stderr)
         return 9
     formats = ", ".join(table.attrs.get("formats_checked", []))
-    print(f"verified {int((table['passed'] == True).sum())} layers: outputs recomputed from the files match; "  # noqa: E712
+    selected = table.attrs.get("selected_layers")
+    scope = "" if selected is None else (  # say so: the model's other layers are in no file, so nothing proves them
+        f" (the export holds only the layers it was restricted to: {', '.join(selected)})"
+    )
+    print(f"verified {int((table['passed'] == True).sum())} layers{scope}: outputs recomputed from the files match; "  # noqa: E712
           f"every file ({formats}) holds the same codes")
     return EXIT_OK
 
@@ -439,6 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " On the command line: --trust-model." if isinstance(e, UntrustedCodeError) else ""
         print(f"qextract: error: {e}{hint}", file=sys.stderr)
         return e.exit_code
+    except MemoryError as e:
+        if args.debug:
+            raise
+        print(f"qextract: error: out of memory ({str(e)[:200]}). Fix: fewer --samples, a smaller --batch-size or less data", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("qextract: interrupted; no output was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -87,8 +87,11 @@ def export(
     _check_word_bits(word_bits, formats)
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
     check_output(out_dir, force=force, protect=protect)  # refuse before the (possibly long) extraction, not after
-    ex = source if isinstance(source, Extraction) else extract(source, layers=layers)
-    records = _records_of(ex, layers)
+    if isinstance(source, Extraction):
+        ex, records = source, _records_of(source, layers)
+    else:  # extract selects: a nested model's name also selects a layer it shares with another, extracted there
+        ex = extract(source, layers=layers)
+        records = list(ex)
     laid = [(r, _lay_out_layer(r, lay, dense_as_conv)) for r in records]
     tensors = [t for _, (ts, _) in laid for t in ts]
     if not tensors:

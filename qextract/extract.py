@@ -21,7 +21,7 @@ import numpy as np
 from ._keras import require_keras_model
 from .errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
 from .layers import TensorSource, spec_for
-from .nested import Placed, placed_layers, select
+from .nested import Placed, flatten_feeding, placed_layers, select
 from .numformat import FixedPoint, Float
 from .quantizers import apply, describe, entry_for, is_quantizer, ste_explains
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, along, decode
@@ -338,9 +338,9 @@ def _geometry(placed: Placed) -> dict[str, Any]:
         value = next((v for o in owners if (v := getattr(o, key, None)) is not None), None)
         if value is not None:
             config[key] = list(value) if isinstance(value, tuple) else value
-    flatten = _flatten_source(layer)
+    flatten = flatten_feeding(placed)
     if flatten is not None:
-        config["flatten_input_shape"] = flatten
+        config["flatten_input_shape"] = list(flatten)
     shapes = {"input_shape": placed.input_shape, "output_shape": placed.output_shape}
     for key in ("input_shape", "output_shape"):
         shape = shapes[key] or _shape(layer, key)
@@ -365,19 +365,3 @@ def _shape(layer: Any, key: str) -> Any:
     except (TypeError, ValueError, NotImplementedError, AttributeError):
         return None
     return shape if all(d is None or isinstance(d, int) for d in shape) else None
-
-
-def _flatten_source(layer: Any) -> list[int] | None:
-    """For a layer fed directly by Flatten: the (H, W, C) shape that was flattened."""
-    try:
-        inbound = layer.inbound_nodes[0].inbound_layers
-    except (AttributeError, IndexError):
-        return None
-    if isinstance(inbound, list):
-        if len(inbound) != 1:
-            return None
-        inbound = inbound[0]
-    if type(inbound).__name__ != "Flatten" or getattr(inbound, "data_format", "channels_last") != "channels_last":
-        return None
-    shape = inbound.input_shape
-    return list(shape[1:]) if isinstance(shape, tuple) and None not in shape[1:] else None

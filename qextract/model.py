@@ -82,9 +82,14 @@ def _translate(p: Path, e: Exception) -> QExtractError:
 
 
 def _load_file(p: Path, trusted: bool) -> Any:
-    if p.suffix.lower() in (".h5", ".hdf5"):
+    import zipfile
+
+    import h5py
+
+    kwargs: dict[str, Any] = {}
+    if p.suffix.lower() in (".h5", ".hdf5") or (not zipfile.is_zipfile(p) and h5py.is_hdf5(p)):
+        # Keras reads a ".keras" file that is not a zip archive as HDF5 (an .h5 renamed): check it as one
         _check_h5(p, trusted)
-        kwargs: dict[str, Any] = {}
     else:
         if not trusted:
             _refuse_code(p, _keras_zip_config(p))
@@ -113,8 +118,9 @@ def _check_h5(p: Path, trusted: bool) -> None:
         _refuse_code(p, _parse_config(p, config))
 
 
-# Layer classes whose configuration is (or names) Python code that Keras runs while rebuilding the model.
-_CODE_CLASSES = frozenset({"Lambda"})
+# Layer classes whose configuration is (or names) Python code that Keras runs while rebuilding the model
+# ("__lambda__": a lambda in the newer serialization format).
+_CODE_CLASSES = frozenset({"Lambda", "__lambda__"})
 
 
 def _parse_config(p: Path, text: str | bytes) -> Any:
@@ -147,13 +153,19 @@ def _code_layers(config: Any) -> list[str]:
                 name = inner.get("name", "?") if isinstance(inner, dict) else "?"
                 found.append(f"'{name}' ({node['class_name']})")
                 continue
-            if node.get("function_type") == "lambda":  # marshalled bytecode in any other layer's config
+            if any(_marshalled(key, value) for key, value in node.items()):  # bytecode in any other layer's config
                 found.append(f"'{node.get('name', '?')}' (marshalled function)")
                 continue
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
     return sorted(set(found))
+
+
+def _marshalled(key: Any, value: Any) -> bool:
+    """A config entry saying a function beside it is marshalled bytecode: ``function_type`` (Lambda),
+    ``residual_fn_type`` / ``dropout_fn_type`` (the RNN cell wrappers), all equal to ``"lambda"``."""
+    return value == "lambda" and isinstance(key, str) and key.endswith(("function_type", "_fn_type"))
 
 
 def _refuse_code(p: Path, config: Any) -> None:

@@ -62,6 +62,12 @@ from .quantizers.activations import ActivationSpec
 from .quantizers.activations import float_function as _float_fn
 from .quantizers.activations import float_layer as _float_layer
 
+# Plain Keras wrappers whose wrapped QKeras layer gets its float twin inside the same wrapper.
+_WRAPPER_TWINS: dict[str, LayerTwin] = {
+    "TimeDistributed": LayerTwin("TimeDistributed", "wrapper"),
+    "Bidirectional": LayerTwin("Bidirectional", "wrapper"),
+}
+
 # Keys of the folded layers' configs that belong to their batch norm, not the conv.
 _FOLDING_KEYS = ("ema_freeze_delay", "folding_mode")
 
@@ -214,7 +220,7 @@ def _twin_entries(layer: Any, twin: LayerTwin, taken: set[str]) -> list[tuple[di
     if twin.activation == "layer":
         return [(_activation_layer_entry(float_activation(layer.quantizer, where), name), "")]
     if twin.activation == "wrapper":
-        return [(_wrapper_entry(layer, name), "copy")]
+        return [(_wrapper_entry(layer, name, twin.keras_class), "copy")]
 
     config = _clean_config(copy.deepcopy(quiet_config(layer)))
     entries: list[tuple[dict[str, Any], str]] = []
@@ -250,8 +256,8 @@ def _twin_entries(layer: Any, twin: LayerTwin, taken: set[str]) -> list[tuple[di
     return entries
 
 
-def _wrapper_entry(layer: Any, name: str) -> dict[str, Any]:
-    """A Bidirectional wrapper's twin: the same wrapper around the inner layers' twins."""
+def _wrapper_entry(layer: Any, name: str, keras_class: str = "Bidirectional") -> dict[str, Any]:
+    """A wrapper's twin (Bidirectional, TimeDistributed): the same wrapper around the inner layers' twins."""
     original = quiet_config(layer)
     config = {k: v for k, v in original.items() if k not in ("layer", "backward_layer")}
     for key, inner in (("layer", layer.layer), ("backward_layer", getattr(layer, "backward_layer", None))):
@@ -259,13 +265,28 @@ def _wrapper_entry(layer: Any, name: str) -> dict[str, Any]:
             continue
         rule = _twin_of(type(inner).__name__)
         if rule is None:
+            _refuse_quantized_inside(inner, name)
             config[key] = tf().keras.layers.serialize(inner)
             continue
         (entry, _), *rest = _twin_entries(inner, rule, set())
         if rest:
             raise UnsupportedError(f"layer '{name}': wrapped {type(inner).__name__} has no single-layer twin")
         config[key] = entry
-    return _float_layer("Bidirectional", **{**config, "name": name})
+    return _float_layer(keras_class, **{**config, "name": name})
+
+
+def _refuse_quantized_inside(layer: Any, name: str) -> None:
+    """A layer the twin would copy as it is must hold no QKeras layer: its copy would compute quantized
+    values, and the report would compare them with themselves (error 0) without a word."""
+    keras = tf().keras
+    inside = [m for m in [layer, *layer.submodules] if isinstance(m, keras.layers.Layer) and type(m).__module__.startswith("qkeras")]
+    if inside:
+        held = ", ".join(f"'{m.name}' ({type(m).__name__})" for m in inside[:5])
+        raise UnsupportedError(
+            f"layer '{name}' ({type(layer).__name__}) holds QKeras layer(s) {held} that the float twin cannot "
+            "replace inside it; copied as they are, they would be compared with themselves. Fix: pass your own "
+            "float model (float_model=..., --float-model), or build the model without that wrapper."
+        )
 
 
 def _twin_of(class_name: str) -> LayerTwin | None:
@@ -341,7 +362,7 @@ def float_model(model: Any) -> Any:
             continue
         layer = model.get_layer(lname)
         cls = type(layer).__name__
-        twin = _twin_of(cls)
+        twin = _twin_of(cls) or _WRAPPER_TWINS.get(cls)
         if twin is None:
             if cls.startswith("Q") and type(layer).__module__.startswith("qkeras"):
                 supported = ", ".join(n for n, spec in LAYERS.items() if spec.twin)
@@ -349,6 +370,7 @@ def float_model(model: Any) -> Any:
                     f"layer '{lname}' ({cls}) has no float twin (supported: {supported}); "
                     "pass your own float model instead"
                 )
+            _refuse_quantized_inside(layer, lname)
             new_layers.append(_plain_entry(entry, layer))
             if layer.weights:
                 plan[lname] = [(lname, "copy")]

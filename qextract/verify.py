@@ -66,6 +66,7 @@ def load_export(out_dir: str | os.PathLike[str]) -> tuple[Manifest, dict[str, np
     file of every tensor is read and must hold the same codes (see :func:`read_codes`).
     """
     manifest, values, _ = _load(Path(out_dir))
+    _check_all_files_listed(Path(out_dir), manifest)
     return manifest, values
 
 
@@ -140,6 +141,45 @@ def _check_structure(where: Path, manifest: Manifest) -> None:
         raise VerificationError(
             f"{where}: the files hold tensor(s) {', '.join(orphans[:5])} that no layer of the manifest lists "
             "(a layer was removed from the manifest?); the export is not what was written. Fix: re-export."
+        )
+
+
+# What the writers name their files: a file like these that the manifest does not list is one verify cannot prove.
+_WRITTEN_SUFFIXES = (".npz", ".h", ".mem", ".coe", ".mif", ".csv")
+
+
+def _check_all_files_listed(root: Path, manifest: Manifest) -> None:
+    """Every format the manifest declares holds every tensor, and no exported-looking file goes unlisted.
+
+    Otherwise a format (say every ``.mem`` file) could be dropped from the
+    manifest while its files stay in the folder for a hardware flow to read,
+    and verify would pass without having read them.
+    """
+    where = root / "manifest.json"
+    declared = list(manifest.formats)
+    file_format = {PurePosixPath(f.path).as_posix(): f.format for f in manifest.files}
+    undeclared = sorted(set(file_format.values()) - set(declared))
+    if undeclared:
+        raise VerificationError(f"{where}: files of format(s) {', '.join(undeclared)} are listed, but formats is {declared}")
+    for layer in manifest.layers:
+        for t in layer.tensors:
+            held = {file_format.get(PurePosixPath(p).as_posix()) for p in t.files}
+            lacking = [f for f in declared if f not in held]
+            if lacking and (int(np.prod(t.shape, dtype=np.float64)) > 0 or set(lacking) - {"mem", "coe", "mif"}):
+                raise VerificationError(
+                    f"{where}: tensor '{t.key}' has no file of format(s) {', '.join(lacking)}, which the manifest "
+                    "declares (formats); the export is incomplete or the manifest was edited. Fix: re-export."
+                )
+    stray = sorted(
+        rel for p in root.rglob("*")
+        if p.suffix.lower() in _WRITTEN_SUFFIXES and (p.is_symlink() or p.is_file())
+        and (rel := p.relative_to(root).as_posix()) not in file_format
+    )
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        raise VerificationError(
+            f"{where}: the folder holds {shown}, which the manifest does not list, so verify cannot prove what "
+            "they hold (added after export, or removed from the manifest). Fix: re-export, or move them out of the folder."
         )
 
 
@@ -353,6 +393,7 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
     manifest, values, formats = _load(root)
     where = root / "manifest.json"
     _check_coverage(where, manifest, model)
+    _check_all_files_listed(root, manifest)
     rng = np.random.default_rng(seed)
     rows = []
     for layer in manifest.layers:

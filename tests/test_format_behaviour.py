@@ -260,7 +260,7 @@ def test_every_output_format_round_trips_every_number_format(tmp_path, name, fmt
         assert [p.name for p in paths] == (
             [desc.file_name(f"{t.layer}.{t.name}") for t in tensors] if desc.per_tensor else [desc.file_name()]
         )
-        layers = [{"name": t.layer, "tensors": [tensor_entry(t, [], 0, ())]} for t in tensors]
+        layers = [{"name": t.layer, "tensors": [tensor_entry(t, [], 0, ()).to_json()]} for t in tensors]
         table = entries({"word_bits": word_bits, "layers": layers})
         for t, path in zip(tensors, paths if desc.per_tensor else paths * len(tensors)):
             got = desc.read(path, table[t.key])

@@ -39,7 +39,7 @@ def read_export(root: Path, targets: list[Target], layout: Layout | None) -> Gat
     found = Gathered(kind="qextract export", padding_rule="export")
     for layer in manifest.layers:
         target = by_path.get(layer.name)
-        order = flatten_order(layer.flatten_order or "hwc", exported)
+        order = _flatten_order(layer.flatten_order or "hwc", exported)
         fs = layer.flatten_shape
         for t in layer.tensors:
             key, name = t.key, t.name
@@ -63,6 +63,20 @@ def read_export(root: Path, targets: list[Target], layout: Layout | None) -> Gat
             if pads is not None:
                 found.paddings[target.path] = pads
     return found
+
+
+def _flatten_order(text: str, layout: Layout) -> str:
+    """A manifest's flatten order as ``hwc`` / ``chw``: channels last or first, at every Flatten rank.
+
+    The manifest names the letters of what was flattened (``C``, ``LC``/``CL``,
+    ``HWC``/``CHW``, ``DHWC``/``CDHW``); a rank-1 ``C`` is the same in both orders.
+    """
+    letters = text.upper()
+    if len(letters) > 1 and set(letters) <= set("CDHWL") and "C" in (letters[0], letters[-1]):
+        return "chw" if letters[0] == "C" else "hwc"
+    if letters == "C":
+        return "hwc"
+    return flatten_order(text, layout)
 
 
 def _explicit_padding(layer: LayerEntry) -> tuple[int, ...] | None:

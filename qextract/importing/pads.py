@@ -94,7 +94,10 @@ def _check(t: Target, rule: str, given: Mapping[str, Any], recorded: Mapping[str
 
 def _own(layer: Any) -> tuple[int, ...] | None:
     """(before, after) per spatial axis, flattened, as TensorFlow pads this layer; None if the input size is unknown."""
-    shape = layer.input_shape
+    try:
+        shape = layer.input_shape
+    except (AttributeError, RuntimeError):  # never called on its own (inside a TimeDistributed), or on several shapes
+        shape = None
     sizes = tuple(shape[1:-1]) if isinstance(shape, tuple) else ()
     padding = layer.padding
     if padding == "same" and any(s > 1 for s in layer.strides) and (len(sizes) != len(layer.kernel_size) or None in sizes):

@@ -16,10 +16,9 @@ import numpy as np
 
 from ..kinds import Kind
 from ..layers import spec_for
-from ..nested import placed_layers
+from ..nested import PASS_THROUGH, Placed, flatten_feeding, placed_layers
 
-# Layers between Flatten and a Dense that change no element's position.
-PASS_THROUGH = frozenset({"Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Activation", "QActivation", "ReLU", "LeakyReLU", "ELU", "PReLU"})
+__all__ = ["PASS_THROUGH", "Target", "inbound_layer", "targets_of"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,15 +57,16 @@ def targets_of(model: Any) -> list[Target]:
     """Every leaf layer of ``model`` with weights (or exported derived tensors), in model order, keyed as extraction keys it."""
     out = []
     for placed in placed_layers(model):
-        target = _target(placed.layer, placed.key)
+        target = _target(placed)
         if target is not None:
             out.append(target)
     return out
 
 
-def _target(layer: Any, path: str) -> Target | None:
+def _target(placed: Placed) -> Target | None:
     """Each tensor's variable, found by identity: a tensor read from one variable can be assigned,
     one read from several (a folded kernel) cannot, one read from none is derived."""
+    layer, path = placed.layer, placed.key
     sources = spec_for(layer).sources(layer)  # names an unsupported QKeras class
     if not sources:
         return None
@@ -91,7 +91,7 @@ def _target(layer: Any, path: str) -> Target | None:
         shapes=shapes,
         derived=tuple(derived),
         folded_tensors=tuple(folded),
-        flatten_shape=flatten_feeding(layer) if kind is Kind.DENSE else None,
+        flatten_shape=_flattened(placed) if kind is Kind.DENSE else None,
     )
 
 
@@ -106,18 +106,11 @@ def inbound_layer(layer: Any) -> Any | None:
     return inbound
 
 
-def flatten_feeding(layer: Any) -> tuple[int, ...] | None:
-    """The shape a channels_last Flatten flattens before ``layer`` (through Dropout/activations), if any.
+def _flattened(placed: Placed) -> tuple[int, ...] | None:
+    """The shape a Flatten flattens before the layer (see :func:`qextract.nested.flatten_feeding`).
 
     Only shapes of rank 2 or more ((L, C), (H, W, C), ...) count: flattening a
     vector changes nothing.
     """
-    source = inbound_layer(layer)
-    while source is not None and type(source).__name__ in PASS_THROUGH:
-        source = inbound_layer(source)
-    if source is None or type(source).__name__ != "Flatten" or getattr(source, "data_format", "channels_last") != "channels_last":
-        return None
-    shape = source.input_shape
-    if not isinstance(shape, tuple) or None in shape[1:] or len(shape) < 3:
-        return None
-    return tuple(int(d) for d in shape[1:])
+    shape = flatten_feeding(placed)
+    return shape if shape is not None and len(shape) >= 2 else None
