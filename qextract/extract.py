@@ -142,8 +142,12 @@ def _checked(
         )
     scale = along(enc.scale, enc.scale_axis, out.ndim)
     signs = enc.signs
-    codes, off = _exact_integers(enc.codes)
-    outside = off | (codes < fmt.code_min) | (codes > fmt.code_max)
+    codes = _small_float_codes(enc.codes, fmt)
+    if codes is not None:  # every code an integer in range, proven in float32 (the common case)
+        outside = np.zeros(codes.shape, bool)
+    else:
+        codes, off = _exact_integers(enc.codes)
+        outside = off | (codes < fmt.code_min) | (codes > fmt.code_max)
     if outside.any() and isinstance(fmt, FixedPoint):
         codes, outside = _clipped_by_ste(fmt, codes, outside & ~off, outside, scale, source.raw, out)
     if outside.any():
@@ -201,6 +205,20 @@ def _not_finite_message(where: str, q: Any) -> str:
         why = " (QKeras's quantized_relu computes 2**bits in int32, which overflows from 32 bits on)"
         fix = "quantized_relu of at most 31 bits"
     return f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights{why}; the layer computes with them too. Fix: {fix}"
+
+
+def _small_float_codes(codes: np.ndarray, fmt: Any) -> np.ndarray | None:
+    """``codes`` as they are when they are float32 integers inside a range float32 holds exactly (|code| <= 2**24).
+
+    Then every test can run on them without a cast: each is exactly the
+    integer it shows. None where that does not hold; the caller then takes the
+    int64 path, which also says which codes fail and why.
+    """
+    if codes.dtype != np.float32 or max(abs(int(fmt.code_min)), abs(int(fmt.code_max))) > 2**24:
+        return None
+    with np.errstate(invalid="ignore"):
+        ok = (codes >= fmt.code_min) & (codes <= fmt.code_max) & (np.rint(codes) == codes)  # NaN fails all three
+    return codes if ok.all() else None
 
 
 def _exact_integers(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
