@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import recompute
-from .errors import ExportError, NotAnExportError, VerificationError
+from .errors import NotAnExportError, VerificationError
 from .kinds import Kind, find_kind
 from .manifest_types import LayerEntry, Manifest, TensorEntry
 from .nested import find_layer, placed_layers
@@ -72,7 +72,7 @@ def load_export(out_dir: str | os.PathLike[str]) -> tuple[Manifest, dict[str, np
 
 def _load(root: Path) -> tuple[Manifest, dict[str, np.ndarray], list[str]]:
     """Manifest, decoded tensors and the formats whose files were cross-checked."""
-    manifest = _manifest(root)
+    manifest = _read_manifest(root)
     where = root / "manifest.json"
     _check_structure(where, manifest)
     for i, f in enumerate(manifest.files):
@@ -83,19 +83,6 @@ def _load(root: Path) -> tuple[Manifest, dict[str, np.ndarray], list[str]]:
     codes, formats = read_codes(root, manifest, table)
     values = {t.key: _decode(where, t, codes[t.key], table[t.key]) for t in manifest.tensors}
     return manifest, values, formats
-
-
-def _manifest(root: Path) -> Manifest:
-    """:func:`_read_manifest`, with every way a manifest can be unreadable made a NotAnExportError."""
-    where = root / "manifest.json"
-    try:
-        return _read_manifest(root)
-    except UnicodeDecodeError as e:
-        raise NotAnExportError(f"{where}: not a readable manifest (not UTF-8 text: byte {e.start} is {e.object[e.start:e.start + 1]!r})") from None
-    except RecursionError:
-        raise NotAnExportError(f"{where}: not a readable manifest (JSON nested too deeply to be one)") from None
-    except ExportError as e:  # no manifest, not JSON, not following the schema: not an export qextract wrote
-        raise NotAnExportError(str(e)) from None
 
 
 def _inside(root: Path, path: str, field: str) -> Path:
@@ -189,8 +176,6 @@ def _read_manifest(root: Path) -> Manifest:
     A manifest that is qextract's but breaks the schema is a VerificationError:
     the export was changed after it was written (or by another version).
     """
-    from .errors import NotAnExportError
-
     fix = "Fix: give the folder 'qextract export --out DIR' wrote (it holds manifest.json)."
     if not root.is_dir():
         raise NotAnExportError(f"{root}: {'no such folder' if not root.exists() else 'is not a folder'}; not a qextract export. {fix}")
@@ -212,6 +197,8 @@ def _read_manifest(root: Path) -> Manifest:
         return Manifest.from_json(manifest)
     except VerificationError as e:  # does not follow the schema
         raise VerificationError(f"{path}: {e}") from None
+    except RecursionError:  # nested shallowly enough for json, too deeply for the schema check
+        raise NotAnExportError(f"{path}: not a readable manifest (JSON nested too deeply to be one). {fix}") from None
 
 
 def _entries(root: Path, manifest: Manifest) -> dict[str, Entry]:
