@@ -77,8 +77,15 @@ COLUMNS = ("benchmark", "qextract", "baseline", "ratio", "target", "met?", "note
 
 def table_cells(rows: Sequence[Row]) -> list[list[str]]:
     return [
-        [r.benchmark, fmt_value(r.ours, r.unit), fmt_value(r.base, r.unit), fmt_ratio(r.ratio), r.target or "-",
-         fmt_met(r.met), r.note]
+        [
+            r.benchmark,
+            fmt_value(r.ours, r.unit),
+            fmt_value(r.base, r.unit),
+            fmt_ratio(r.ratio),
+            r.target or "-",
+            fmt_met(r.met),
+            r.note,
+        ]
         for r in rows
     ]
 
@@ -176,7 +183,9 @@ def _pkg(name: str) -> str:
 
 def _git_revision() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -194,10 +203,13 @@ def _blas() -> str:
     import numpy  # noqa: F401  (load its BLAS so threadpoolctl sees it)
 
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    return "; ".join(
-        f"{p.get('internal_api')} {p.get('version')} {p.get('architecture', '')}, {p.get('num_threads')} threads".strip()
-        for p in pools
-    ) or "none found"
+    return (
+        "; ".join(
+            f"{p.get('internal_api')} {p.get('version')} {p.get('architecture', '')}, {p.get('num_threads')} threads".strip()
+            for p in pools
+        )
+        or "none found"
+    )
 
 
 def machine_info() -> dict[str, Any]:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     import qextract  # noqa: F401  (legacy Keras first)
-    from qextract.report import error_report
+    from qextract.analysis.report import error_report
 
     from ._models import Context, Sizes, synthetic_batches
 
@@ -76,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     frame = error_report(model, data, twin, batch_size=args.batch_size, quiet=True)
     seconds = time.perf_counter() - start
-    result = {"samples": args.samples, "measure": args.measure, "seconds": seconds, "rows": len(frame),
-              "counted": int(frame["samples"].max())}
+    result = {
+        "samples": args.samples,
+        "measure": args.measure,
+        "seconds": seconds,
+        "rows": len(frame),
+        "counted": int(frame["samples"].max()),
+    }
     if args.measure != "rss":
         result["python_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()

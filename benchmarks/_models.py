@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-import qextract  # noqa: F401  (selects legacy Keras before TensorFlow is imported)
+import qextract
 
 DIGITS_MODEL = Path(qextract.__file__).resolve().parent / "examples" / "digits_qcnn.h5"
 
@@ -35,18 +35,34 @@ class Sizes:
     @classmethod
     def full(cls, repeats: int = 3) -> Sizes:
         # ten 3x3 512->512 convolutions: 10 * (3*3*512*512 + 512) = 23.6 M weights
-        return cls(conv_layers=10, conv_channels=512, report_samples=10_000, memory_samples=(10_000, 100_000),
-                   repeats=repeats, startup_repeats=5)
+        return cls(
+            conv_layers=10,
+            conv_channels=512,
+            report_samples=10_000,
+            memory_samples=(10_000, 100_000),
+            repeats=repeats,
+            startup_repeats=5,
+        )
 
     @classmethod
     def quick(cls, repeats: int = 1) -> Sizes:
-        return cls(conv_layers=2, conv_channels=16, report_samples=512, memory_samples=(256, 1024), repeats=repeats,
-                   startup_repeats=2, warmup=False, per_layer_rows=3, separate_memory_probes=False)
+        return cls(
+            conv_layers=2,
+            conv_channels=16,
+            report_samples=512,
+            memory_samples=(256, 1024),
+            repeats=repeats,
+            startup_repeats=2,
+            warmup=False,
+            per_layer_rows=3,
+            separate_memory_probes=False,
+        )
 
 
 def tf() -> Any:
     """TensorFlow through qextract (legacy Keras), its C++ start-up chatter silenced, and QKeras loaded."""
-    from qextract._keras import qkeras, start_quietly, tf as _tf
+    from qextract._keras import qkeras, start_quietly
+    from qextract._keras import tf as _tf
 
     start_quietly()
     qkeras()
@@ -84,7 +100,7 @@ def synthetic_images(n: int, shape: tuple[int, ...] = (8, 8, 1), seed: int = 0) 
     return np.random.default_rng(seed).random((n, *shape), dtype=np.float32)
 
 
-def synthetic_batches(n: int, batch_size: int = 256, shape: tuple[int, ...] = (8, 8, 1), seed: int = 0):  # noqa: ANN201
+def synthetic_batches(n: int, batch_size: int = 256, shape: tuple[int, ...] = (8, 8, 1), seed: int = 0):
     """The same kind of data as a generator of batches, never all in memory (for the peak-memory runs)."""
     for start in range(0, n, batch_size):
         rng = np.random.default_rng((seed, start))
@@ -118,6 +134,6 @@ class Context:
 
     @cached_property
     def cnn_twin(self) -> Any:
-        from qextract.twin import float_model
+        from qextract.analysis.twin import float_model
 
         return float_model(self.cnn)

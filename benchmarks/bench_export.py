@@ -57,7 +57,7 @@ def run(ctx: Context) -> list[Row]:
     scratch = Path(tempfile.mkdtemp(prefix="qextract-bench-export-"))
     ours_dir, base_dir = scratch / "qextract", scratch / "savetxt"
 
-    def clean(path: Path):  # noqa: ANN202
+    def clean(path: Path):
         return lambda: shutil.rmtree(path, ignore_errors=True)
 
     try:

@@ -42,7 +42,7 @@ def per_layer_report(
     ``limit`` keeps only the first rows (quick runs).
     """
     from qextract import taps
-    from qextract.report import ErrorStats, quantizer_bounds
+    from qextract.analysis.report import ErrorStats, quantizer_bounds
 
     nodes = taps.graph(model)
     rows = taps.plan_rows(nodes)[:limit]
@@ -72,7 +72,7 @@ def _same_numbers(frame: Any, metrics: list[dict[str, float]]) -> bool:
 
 
 def timing(ctx: Context) -> list[Row]:
-    from qextract.report import error_report
+    from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin
     n = ctx.sizes.report_samples
@@ -176,8 +176,10 @@ def memory(ctx: Context) -> list[Row]:
             unit="MB",
             target="<= 1.10x",
             met=big_rss <= 1.10 * small_rss,
-            samples={key: [rss[small].get(key, math.nan), rss[large].get(key, math.nan)]
-                     for key in ("rss_before_mb", "rss_peak_mb", "ru_maxrss_mb", "seconds")},
+            samples={
+                key: [rss[small].get(key, math.nan), rss[large].get(key, math.nan)]
+                for key in ("rss_before_mb", "rss_peak_mb", "ru_maxrss_mb", "seconds")
+            },
             note=(
                 f"peak RSS (VmHWM) of a fresh process; the report itself added {own[large]:.0f} MB vs {own[small]:.0f} MB "
                 f"to the process's peak; {large:,} samples took {rss[large]['seconds']:.1f} s "

@@ -62,7 +62,11 @@ def run(repeats: int = 5) -> list[Row]:
     )
     heavy = json.loads(_run([sys.executable, "-c", _CHECK]).stdout.strip().splitlines()[-1])
     ours, floor = min(times["help"]), min(times["python"])
-    shown = " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd)) if cmd[0] != sys.executable else "python -c main(['--help'])"
+    shown = (
+        " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))
+        if cmd[0] != sys.executable
+        else "python -c main(['--help'])"
+    )
     return [
         Row(
             "qextract --help (wall time)",

@@ -33,12 +33,11 @@ if __package__ in (None, ""):  # run as a script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import qextract  # noqa: E402
-
-from benchmarks._harness import Contender, best_of  # noqa: E402
-from benchmarks._models import Context, Sizes, synthetic_images, tf  # noqa: E402
+import qextract
+from benchmarks._harness import Contender, best_of
+from benchmarks._models import Context, Sizes, synthetic_images, tf
 
 # --------------------------------------------------------------------------- stage timers
 
@@ -98,7 +97,7 @@ def _print_stages(title: str, total: float, parts: dict[str, float]) -> None:
 
 
 def _extract_module() -> Any:
-    return sys.modules["qextract.extract"]  # the package attribute `extract` is the function
+    return sys.modules["qextract.reading.extraction"]  # the package attribute `extract` is the function
 
 
 def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
@@ -134,7 +133,7 @@ def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
     assert best is not None
     state = "graph cache emptied before each call" if cold else "graph cache warm"
     weights = sum(w.size for w in ctx.conv_weights) / 1e6
-    _print_stages(f"qextract.extract, {weights:.1f} M weights, {state} (best of {repeats})", *best)
+    _print_stages(f"qextract.reading.extraction, {weights:.1f} M weights, {state} (best of {repeats})", *best)
 
 
 # --------------------------------------------------------------------------- report
@@ -142,7 +141,7 @@ def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
 
 def report_stages(ctx: Context, repeats: int) -> None:
     from qextract import report, taps
-    from qextract.report import error_report
+    from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin
     x = synthetic_images(ctx.sizes.report_samples)
@@ -194,7 +193,7 @@ def _largest_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
 def report_what_if(ctx: Context, repeats: int) -> None:
     """The report as it is, and with its tap models cached per model pair (what-if C)."""
     from qextract import taps
-    from qextract.report import error_report
+    from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin
     x = synthetic_images(ctx.sizes.report_samples)
@@ -223,8 +222,11 @@ def report_what_if(ctx: Context, repeats: int) -> None:
 
     def with_cache(fn: Callable[[], Any]) -> Callable[[], Any]:
         def run() -> Any:
-            with patched(taps, "Runner", cached_runner), patched(taps, "float_taps", cached_float_taps), \
-                    patched(taps, "quant_taps", cached_quant_taps):
+            with (
+                patched(taps, "Runner", cached_runner),
+                patched(taps, "float_taps", cached_float_taps),
+                patched(taps, "quant_taps", cached_quant_taps),
+            ):
                 return fn()
 
         return run
@@ -260,8 +262,10 @@ def report_what_if(ctx: Context, repeats: int) -> None:
     warm, fresh = min(times["2x predict, warm"]), min(times["2x predict, fresh"])
     print(f"\nwhat-if, {len(x):,} samples, best of {repeats}, alternating (slowest run in brackets)")
     for name, ts in times.items():
-        print(f"  {name:<40} {min(ts):7.3f} s ({max(ts):6.3f} s)   {min(ts) / fresh:5.2f}x fresh   "
-              f"{min(ts) / warm:5.2f}x warm 2x predict")
+        print(
+            f"  {name:<40} {min(ts):7.3f} s ({max(ts):6.3f} s)   {min(ts) / fresh:5.2f}x fresh   "
+            f"{min(ts) / warm:5.2f}x warm 2x predict"
+        )
 
 
 def report_blas(ctx: Context, calls: int) -> None:
@@ -274,7 +278,7 @@ def report_blas(ctx: Context, calls: int) -> None:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from qextract import report
-    from qextract.report import error_report
+    from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin
     x = synthetic_images(ctx.sizes.report_samples)
@@ -283,8 +287,10 @@ def report_blas(ctx: Context, calls: int) -> None:
     stages = Stages()
     stages.wrap(report.ErrorStats, "update", "stats")
     error_report(model, x, twin, quiet=True)
-    print(f"\nerror_report, {len(x):,} samples, called {calls} times each way, alternating; seconds per call "
-          "(total / of which ErrorStats.update)")
+    print(
+        f"\nerror_report, {len(x):,} samples, called {calls} times each way, alternating; seconds per call "
+        "(total / of which ErrorStats.update)"
+    )
     rows: dict[str, list[tuple[float, float]]] = {f"BLAS {threads} threads (default)": [], "BLAS 1 thread": []}
     try:
         for _ in range(calls):
@@ -324,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.splitlines()[0])
     parser.add_argument("target", choices=("extraction", "report", "blas"))
-    parser.add_argument("--what-if", action="store_true", help="report: also time the proposed fixes (patched in, this process only)")
+    parser.add_argument(
+        "--what-if", action="store_true", help="report: also time the proposed fixes (patched in, this process only)"
+    )
     parser.add_argument("--cprofile", action="store_true", help="print cProfile's listing instead of the stage table")
     parser.add_argument("--quick", action="store_true", help="tiny sizes")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (blas: calls each way; default 3, blas 8)")
@@ -343,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         extraction_stages(ctx, args.repeats, cold=True)
     else:
         if args.cprofile:
-            from qextract.report import error_report
+            from qextract.analysis.report import error_report
 
             x = synthetic_images(ctx.sizes.report_samples)
             _cprofile(lambda: error_report(ctx.cnn, x, ctx.cnn_twin, quiet=True))

@@ -34,8 +34,8 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-from benchmarks._harness import Row, as_json, machine_info, render_machine, render_markdown, render_text  # noqa: E402
-from benchmarks._models import Context, Sizes  # noqa: E402
+from benchmarks._harness import Row, as_json, machine_info, render_machine, render_markdown, render_text
+from benchmarks._models import Context, Sizes
 
 NAMES = ("startup", "extraction", "export", "report", "memory")
 
@@ -104,8 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0].replace("\n", " ")
     )
     parser.add_argument("--quick", action="store_true", help="tiny models and data: checks that everything runs")
-    parser.add_argument("--only", action="append", metavar="NAME", help=f"run only these ({', '.join(NAMES)}); repeatable or comma-separated")
-    parser.add_argument("--repeats", type=int, metavar="N", help="timed repetitions per contender, best kept (default 3; 1 with --quick)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only these ({', '.join(NAMES)}); repeatable or comma-separated",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="timed repetitions per contender, best kept (default 3; 1 with --quick)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", metavar="FILE", help="also write machine info, rows and every timing to FILE")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -125,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["load_average_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     info["total_seconds"] = round(time.perf_counter() - started, 1)
     print((render_markdown if args.markdown else render_text)(rows))
-    print(f"\n{len(rows)} rows in {info['total_seconds']} s; load average after: {info['load_average_after']}"
-          f"{' (quick sizes: not a measurement)' if args.quick else ''}")
+    print(
+        f"\n{len(rows)} rows in {info['total_seconds']} s; load average after: {info['load_average_after']}"
+        f"{' (quick sizes: not a measurement)' if args.quick else ''}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(as_json(info, rows), indent=1, default=str) + "\n")
     missed = [r.benchmark for r in rows if r.met is False]

@@ -14,44 +14,44 @@ try:
 except _NotInstalled:  # pragma: no cover - a source tree that was never installed
     __version__ = "0+unknown"
 
+from .analysis.report import error_report, weight_report
+from .analysis.twin import float_model
 from .errors import QExtractError, QExtractWarning
-from .export import ExportResult, export
-from .extract import extract
-from .fcn import fully_convolutional
+from .exporting.exporter import ExportResult, export
 from .importing import LoadReport, load_weights
+from .importing.fcn import fully_convolutional
 from .layouts import ExportedTensor, Layout
-from .model import load_model
-from .report import error_report, weight_report
-from .twin import float_model
-from .verify import verify
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
+from .reading.extraction import extract
+from .reading.loading import load_model
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor
+from .verification.verifier import verify
 
 __all__ = [
-    "load_model",
-    "extract",
-    "export",
-    "verify",
-    "load_weights",
-    "fully_convolutional",
-    "float_model",
-    "error_report",
-    "weight_report",
+    "ActivationRecord",
+    "Binary",
     "ExportResult",
-    "LoadReport",
-    "Layout",
     "ExportedTensor",
+    "Extraction",
+    "FixedPoint",
+    "Float",
+    "LayerRecord",
+    "Layout",
+    "LoadReport",
+    "LookupTable",
+    "NumberFormat",
+    "PowerOfTwo",
     "QExtractError",
     "QExtractWarning",
-    "NumberFormat",
-    "FixedPoint",
-    "PowerOfTwo",
-    "Binary",
-    "Ternary",
-    "LookupTable",
-    "Float",
     "QuantizedTensor",
-    "LayerRecord",
-    "ActivationRecord",
-    "Extraction",
+    "Ternary",
+    "error_report",
+    "export",
+    "extract",
+    "float_model",
+    "fully_convolutional",
+    "load_model",
+    "load_weights",
+    "verify",
+    "weight_report",
 ]

@@ -77,7 +77,9 @@ def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Mapping[str, P
     for i, a in enumerate(flags):
         for b in flags[i + 1 :]:
             if same_file(given[a], given[b]):
-                raise ExportError(f"{a} and {b} are the same file ({given[a]}); each output needs its own. Fix: give {b} another path.")
+                raise ExportError(
+                    f"{a} and {b} are the same file ({given[a]}); each output needs its own. Fix: give {b} another path."
+                )
 
 
 def held_inputs(folder: PathLike, inputs: Iterable[PathLike]) -> list[Path]:
@@ -103,7 +105,9 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
     parent = _parent(target)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp, fd = _create(lambda p: os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), parent, target.name, ".tmp")
+        tmp, fd = _create(
+            lambda p: os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), parent, target.name, ".tmp"
+        )
     except OSError as e:
         raise ExportError(f"{target}: cannot write in {parent} ({e.strerror}). Fix: choose a writable path.") from None
     os.close(fd)
@@ -153,7 +157,9 @@ def check_folder_target(path: PathLike, *, force: bool, protect: Iterable[PathLi
             "input, even with --force. Fix: choose another --out."
         )
     if target.is_dir() and any(target.iterdir()) and not force:
-        raise ExportError(f"{path}: folder exists and is not empty. Fix: choose another --out, or pass --force to replace it.")
+        raise ExportError(
+            f"{path}: folder exists and is not empty. Fix: choose another --out, or pass --force to replace it."
+        )
     return target
 
 

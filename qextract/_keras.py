@@ -13,13 +13,13 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 from typing import Any
 
 from .errors import KerasEnvironmentError, UsageError
 
-__all__ = ["KerasEnvironmentError", "tf", "qkeras", "custom_objects", "start_quietly", "keras_in_use"]
+__all__ = ["KerasEnvironmentError", "custom_objects", "keras_in_use", "qkeras", "start_quietly", "tf"]
 
 
 def _arrange_legacy_keras() -> None:
@@ -48,7 +48,7 @@ def keras_in_use(tensorflow: ModuleType) -> str:
     return tensorflow.keras.layers.Layer.__module__.split(".")[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def tf() -> ModuleType:
     """TensorFlow, imported on first use, checked to run legacy Keras (tf-keras)."""
     import tensorflow
@@ -64,7 +64,7 @@ def tf() -> ModuleType:
     return tensorflow
 
 
-@lru_cache(maxsize=None)
+@cache
 def qkeras() -> ModuleType:
     """The qkeras package, imported after TensorFlow has been checked."""
     tensorflow = tf()
@@ -112,7 +112,7 @@ def _restore_removed_tf_aliases(tensorflow: ModuleType) -> None:
         nest.is_sequence = nest.is_nested
 
 
-@lru_cache(maxsize=None)
+@cache
 def custom_objects() -> dict[str, Any]:
     """Every QKeras layer, quantizer and helper, for deserialising models."""
     from qkeras.utils import _add_supported_quantized_objects

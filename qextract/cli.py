@@ -30,7 +30,9 @@ MAX_SAMPLES = 10_000
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file: .h5, .keras, a SavedModel folder, or an architecture .json (with --weights)")
+    p.add_argument(
+        "model", help="model file: .h5, .keras, a SavedModel folder, or an architecture .json (with --weights)"
+    )
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="only these layers (default: all)")
     _add_trust_arg(p)
@@ -58,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     # The same two options after the command name too (``qextract export ... --quiet``).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no warnings or progress output")
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no warnings or progress output"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", parents=[common], help="one row per tensor: quantizer, format, codes used, exactness")
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
     p.set_defaults(handler=_inspect)
 
-    from .export import MAX_WORD_BITS, WORD_FORMATS
+    from .exporting.exporter import MAX_WORD_BITS, WORD_FORMATS
     from .writers import FORMATS
 
     p = sub.add_parser("export", parents=[common], help="write tensors in a layout and formats, with manifest.json")
@@ -92,39 +96,69 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"pack several codes into each N-bit memory word, N from 1 to {MAX_WORD_BITS} ({', '.join(WORD_FORMATS)} only)",
     )
-    p.add_argument("--dense-as-conv", action="store_true", help="write a Dense layer fed by Flatten in convolution form (H,W,C,O)")
     p.add_argument(
-        "--force", action="store_true", help="replace a previous export in --out (never a folder holding anything else or the model)"
+        "--dense-as-conv", action="store_true", help="write a Dense layer fed by Flatten in convolution form (H,W,C,O)"
     )
-    p.add_argument("--verify", action="store_true", help="then recompute every layer from the written files and compare")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a previous export in --out (never a folder holding anything else or the model)",
+    )
+    p.add_argument(
+        "--verify", action="store_true", help="then recompute every layer from the written files and compare"
+    )
     p.set_defaults(handler=_export)
 
-    p = sub.add_parser("verify", parents=[common], help="recompute layers from an export and compare with the Keras layers")
+    p = sub.add_parser(
+        "verify", parents=[common], help="recompute layers from an export and compare with the Keras layers"
+    )
     p.add_argument("export_dir", metavar="DIR", help="folder written by 'qextract export'")
     p.add_argument("--model", required=True, help="the model the export came from")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument(
-        "--samples", type=_samples, default=4, metavar="N", help=f"input samples per layer, 1 to {MAX_SAMPLES} (default 4)"
+        "--samples",
+        type=_samples,
+        default=4,
+        metavar="N",
+        help=f"input samples per layer, 1 to {MAX_SAMPLES} (default 4)",
     )
     _add_trust_arg(p)
     p.set_defaults(handler=_verify)
 
-    p = sub.add_parser("report", parents=[common], help="float vs quantized error per layer output (and per weight tensor), as CSV")
+    p = sub.add_parser(
+        "report", parents=[common], help="float vs quantized error per layer output (and per weight tensor), as CSV"
+    )
     _add_model_args(p)
-    p.add_argument("--data", required=True, help="calibration inputs: .npy, .npz (one array), or 'digits' (scikit-learn's digits)")
+    p.add_argument(
+        "--data", required=True, help="calibration inputs: .npy, .npz (one array), or 'digits' (scikit-learn's digits)"
+    )
     p.add_argument("--csv", required=True, metavar="FILE", help="layer error table")
     p.add_argument("--weights-csv", metavar="FILE", help="also write the weight table")
-    p.add_argument("--mode", choices=("propagated", "isolated"), default="propagated", help="accumulated error, or each layer's own error")
+    p.add_argument(
+        "--mode",
+        choices=("propagated", "isolated"),
+        default="propagated",
+        help="accumulated error, or each layer's own error",
+    )
     p.add_argument("--plot", metavar="PNG", help="also draw per-layer SNR and relative error")
     p.add_argument("--batch-size", type=_positive, default=256, metavar="N")
-    p.add_argument("--float-model", metavar="FILE", help="your own float model (matched by layer name) instead of the float twin")
+    p.add_argument(
+        "--float-model", metavar="FILE", help="your own float model (matched by layer name) instead of the float twin"
+    )
     p.set_defaults(handler=_report)
 
     # --- issue 14: weights into a model, and fully convolutional models ---
-    p = sub.add_parser("import", parents=[common], help="load weights from an export, .tflite or state dict into a copy of MODEL")
+    p = sub.add_parser(
+        "import", parents=[common], help="load weights from an export, .tflite or state dict into a copy of MODEL"
+    )
     p.add_argument("model", help="the model to receive the weights (the file itself is never modified)")
-    p.add_argument("source", help="a qextract export folder, a .tflite file, an .npz (PyTorch state dict or Keras names) or a .pt file")
-    p.add_argument("--out", required=True, metavar="NEW.h5", help="the model with the new weights (.h5; never MODEL or SOURCE)")
+    p.add_argument(
+        "source",
+        help="a qextract export folder, a .tflite file, an .npz (PyTorch state dict or Keras names) or a .pt file",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="NEW.h5", help="the model with the new weights (.h5; never MODEL or SOURCE)"
+    )
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument(
         "--layout",
@@ -132,18 +166,44 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="layout of an .npz or .pt: oihw (pytorch, onnx, caffe), ohwi (tflite), hwio (keras), or e.g. OIHW->HWIO",
     )
-    p.add_argument("--map", nargs="+", default=[], metavar="LAYER=MODULE", help="pair a Keras layer with a PyTorch module (LAYER=DW,PW for a separable layer)")
-    p.add_argument("--flatten-order", choices=("chw", "hwc"), help="input order of a Dense-after-Flatten kernel in the source (default: chw for oihw, else hwc)")
-    p.add_argument("--source-padding", choices=("symmetric", "tf"), help="how the source padded its convolutions (default: symmetric for a PyTorch state dict, else tf)")
-    p.add_argument("--pad", nargs="+", default=[], metavar="LAYER=T,B,L,R", help="the source's explicit padding of named layers")
-    p.add_argument("--pad-explicitly", action="store_true", help="insert ZeroPadding2D + padding='valid' where the source pads otherwise than Keras")
-    p.add_argument("--no-strict", action="store_true", help="keep the weights the source lacks and leave out source tensors the model has no place for")
+    p.add_argument(
+        "--map",
+        nargs="+",
+        default=[],
+        metavar="LAYER=MODULE",
+        help="pair a Keras layer with a PyTorch module (LAYER=DW,PW for a separable layer)",
+    )
+    p.add_argument(
+        "--flatten-order",
+        choices=("chw", "hwc"),
+        help="input order of a Dense-after-Flatten kernel in the source (default: chw for oihw, else hwc)",
+    )
+    p.add_argument(
+        "--source-padding",
+        choices=("symmetric", "tf"),
+        help="how the source padded its convolutions (default: symmetric for a PyTorch state dict, else tf)",
+    )
+    p.add_argument(
+        "--pad", nargs="+", default=[], metavar="LAYER=T,B,L,R", help="the source's explicit padding of named layers"
+    )
+    p.add_argument(
+        "--pad-explicitly",
+        action="store_true",
+        help="insert ZeroPadding2D + padding='valid' where the source pads otherwise than Keras",
+    )
+    p.add_argument(
+        "--no-strict",
+        action="store_true",
+        help="keep the weights the source lacks and leave out source tensors the model has no place for",
+    )
     p.add_argument("--csv", metavar="FILE", help="also write the report (one row per tensor) as CSV")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (never MODEL or SOURCE)")
     _add_trust_arg(p)
     p.set_defaults(handler=_import, layers=None)
 
-    p = sub.add_parser("fcn", parents=[common], help="a fully convolutional copy of MODEL: its Flatten -> Dense head as convolutions")
+    p = sub.add_parser(
+        "fcn", parents=[common], help="a fully convolutional copy of MODEL: its Flatten -> Dense head as convolutions"
+    )
     p.add_argument("model", help="a CNN with a Flatten -> Dense head (the file itself is never modified)")
     p.add_argument("--out", required=True, metavar="NEW.h5", help="the new model (.h5; never MODEL)")
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
@@ -166,7 +226,9 @@ def _positive(text: str) -> int:
 def _samples(text: str) -> int:
     value = _positive(text)
     if value > MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES} (each layer is recomputed on all of them at once), not {value}")
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_SAMPLES} (each layer is recomputed on all of them at once), not {value}"
+        )
     return value
 
 
@@ -201,9 +263,9 @@ def _format_list(text: str) -> list[str]:
     return check_names([n.strip() for n in text.split(",") if n.strip()], argparse.ArgumentTypeError, typed=True)
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202
+def _load(args: argparse.Namespace):
     from ._keras import start_quietly
-    from .model import load_model
+    from .reading.loading import load_model
 
     if not args.debug:
         start_quietly()
@@ -224,7 +286,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
 
 def _inspect(args: argparse.Namespace) -> int:
     from ._atomic import check_outputs
-    from .summary import inspect_table
+    from .reading.summary import inspect_table
 
     check_outputs({"--csv": args.csv}, _inputs(args))
     ex = _extract(_load(args), args.layers)
@@ -236,13 +298,15 @@ def _inspect(args: argparse.Namespace) -> int:
             table.to_csv(tmp, index=False)
     import pandas as pd
 
-    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250, "display.max_colwidth", 48):
+    with pd.option_context(
+        "display.max_rows", None, "display.max_columns", None, "display.width", 250, "display.max_colwidth", 48
+    ):
         print(table.to_string(index=False))
     return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import WORD_FORMATS, check_output, export
+    from .exporting.exporter import WORD_FORMATS, check_output, export
 
     if args.word_bits is not None and not set(args.format) & set(WORD_FORMATS):
         raise UsageError(
@@ -264,7 +328,9 @@ def _export(args: argparse.Namespace) -> int:
         protect=protect,
     )
     n = len(result.manifest.tensors)
-    print(f"exported {n} tensors in layout {args.layout} as {', '.join(args.format)}: {len(result.files)} files in {result.out_dir}")
+    print(
+        f"exported {n} tensors in layout {args.layout} as {', '.join(args.format)}: {len(result.files)} files in {result.out_dir}"
+    )
     if args.verify:
         return _print_verification(result.out_dir, model, 4)
     return EXIT_OK
@@ -272,8 +338,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from ._atomic import atomic_file, check_outputs
-    from .model import load_model
-    from .report import error_report, weight_report
+    from .analysis.report import error_report, weight_report
+    from .reading.loading import load_model
 
     check_outputs({"--csv": args.csv, "--weights-csv": args.weights_csv, "--plot": args.plot}, _inputs(args))
     model = _load(args)
@@ -287,7 +353,7 @@ def _report(args: argparse.Namespace) -> int:
         with atomic_file(path) as tmp:
             frame.to_csv(tmp, index=False)
     if args.plot:
-        from .plot import plot_report
+        from .analysis.plot import plot_report
 
         plot_report(table, args.plot, title=f"{model.name}: {args.mode} error")
     shown = table[["layer", "stage", "class", "rmse", "rel_l2_err", "snr_db", "cosine", "frac_saturated"]]
@@ -296,8 +362,8 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _extract(model, layers):  # noqa: ANN001, ANN202
-    from .extract import extract
+def _extract(model, layers):
+    from .reading.extraction import extract
 
     return extract(model, layers=layers)
 
@@ -305,15 +371,15 @@ def _extract(model, layers):  # noqa: ANN001, ANN202
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .verify import _read_manifest
+    from .verification.verifier import _read_manifest
 
     _read_manifest(Path(args.export_dir))  # not an export: say so before the slow model load
     args.layers = None
     return _print_verification(args.export_dir, _load(args), args.samples)
 
 
-def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN001
-    from .verify import verify
+def _print_verification(out_dir: str, model, samples: int) -> int:
+    from .verification.verifier import verify
 
     table = verify(out_dir, model, samples=samples)
     shown = table.assign(passed=table["passed"].map({True: "pass", False: "FAIL", None: "skipped"}))
@@ -324,11 +390,16 @@ def _print_verification(out_dir: str, model, samples: int) -> int:  # noqa: ANN0
         return 9
     formats = ", ".join(table.attrs.get("formats_checked", []))
     selected = table.attrs.get("selected_layers")
-    scope = "" if selected is None else (  # say so: the model's other layers are in no file, so nothing proves them
-        f" (the export holds only the layers it was restricted to: {', '.join(selected)})"
+    scope = (
+        ""
+        if selected is None
+        # say so: the model's other layers are in no file, so nothing proves them
+        else (f" (the export holds only the layers it was restricted to: {', '.join(selected)})")
     )
-    print(f"verified {int((table['passed'] == True).sum())} layers{scope}: outputs recomputed from the files match; "  # noqa: E712
-          f"every file ({formats}) holds the same codes")
+    print(
+        f"verified {int((table['passed'] == True).sum())} layers{scope}: outputs recomputed from the files match; "  # noqa: E712
+        f"every file ({formats}) holds the same codes"
+    )
     return EXIT_OK
 
 
@@ -341,7 +412,9 @@ def _import(args: argparse.Namespace) -> int:
         try:
             pads[layer] = tuple(int(v) for v in text.split(","))
         except ValueError:
-            raise UsageError(f"--pad {layer}={text}: give integers, e.g. {layer}=0,1,0,1 (top, bottom, left, right)") from None
+            raise UsageError(
+                f"--pad {layer}={text}: give integers, e.g. {layer}=0,1,0,1 (top, bottom, left, right)"
+            ) from None
     if pads and args.source_padding:
         raise UsageError("give --source-padding or --pad, not both")
     _check_model_output(args, {"--out": args.out, "--csv": args.csv}, {"weights source": args.source})
@@ -365,7 +438,9 @@ def _import(args: argparse.Namespace) -> int:
             table.to_csv(tmp, index=False)
     import pandas as pd
 
-    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
+    with pd.option_context(
+        "display.max_rows", None, "display.max_columns", None, "display.width", 250, "display.max_colwidth", 60
+    ):
         print(table.drop(columns=["layer_class"]).to_string(index=False))
         if report.paddings:
             print(report.padding_table().to_string(index=False))
@@ -374,7 +449,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _fcn(args: argparse.Namespace) -> int:
-    from .fcn import fully_convolutional
+    from .importing.fcn import fully_convolutional
 
     _check_model_output(args, {"--out": args.out}, {})
     model = fully_convolutional(_load(args))
@@ -433,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .errors import QExtractWarning
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"qextract: warning: {message}", file=sys.stderr)
 
     previous = _on_sigterm(_terminate)
@@ -457,7 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError as e:
         if args.debug:
             raise
-        print(f"qextract: error: out of memory ({str(e)[:200]}). Fix: fewer --samples, a smaller --batch-size or less data", file=sys.stderr)
+        print(
+            f"qextract: error: out of memory ({str(e)[:200]}). Fix: fewer --samples, a smaller --batch-size or less data",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("qextract: interrupted; no output was left behind", file=sys.stderr)
@@ -465,11 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         print("qextract: terminated; no output was left behind", file=sys.stderr)
         return EXIT_TERMINATED
-    except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback, unless --debug
+    except Exception as e:
         if args.debug:
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"qextract: internal error: {type(e).__name__}: {first} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"qextract: internal error: {type(e).__name__}: {first} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     finally:
         if previous is not None:

@@ -4,7 +4,7 @@ A kind groups layer classes that hold the same tensors in the same native
 layout and compute the same function: ``QConv2D``, ``QConv2DBatchnorm`` and
 a plain ``Conv2D`` are all :attr:`Kind.CONV2D`. Each layer entry of
 :mod:`qextract.layers` names its kind; :mod:`qextract.layouts` has a layout
-rule and :mod:`qextract.recompute` a route for every kind (tests fail
+rule and :mod:`qextract.verification.recomputation` a route for every kind (tests fail
 otherwise).
 
 A kind is a ``str`` as well, equal to its value, so manifests and tables

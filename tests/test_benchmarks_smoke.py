@@ -35,10 +35,19 @@ def test_quick_run_fills_every_row(monkeypatch):
 
     names = [r.benchmark for r in rows]
     assert len(rows) == 11, names
-    for prefix in ("qextract --help", "TensorFlow imported", "extract vs model_save", "extract, first call",
-                   "extract vs model.get_weights",
-                   "export header+mem", "error_report vs 2x predict, fresh", "error_report vs 2x predict, warm",
-                   "error_report vs one sub-model", "error_report peak RSS", "error_report Python peak"):
+    for prefix in (
+        "qextract --help",
+        "TensorFlow imported",
+        "extract vs model_save",
+        "extract, first call",
+        "extract vs model.get_weights",
+        "export header+mem",
+        "error_report vs 2x predict, fresh",
+        "error_report vs 2x predict, warm",
+        "error_report vs one sub-model",
+        "error_report peak RSS",
+        "error_report Python peak",
+    ):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for r in rows:
         assert r.ours is not None, r
@@ -68,7 +77,12 @@ def test_unknown_benchmark_name_is_refused():
 
 
 def test_runs_as_a_script():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT / "benchmarks")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT / "benchmarks",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--quick" in proc.stdout and "--only" in proc.stdout

@@ -31,7 +31,17 @@ def test_inspect_prints_a_row_per_tensor(capsys, tmp_path):
     ex = qextract.extract(qextract.load_model(H5))
     n_tensors = sum(len(r) for r in ex)
     assert (table["tensor"].str.startswith("(") == False).sum() == n_tensors  # noqa: E712
-    assert set(table.columns) >= {"layer", "class", "tensor", "shape", "quantizer", "bits", "format", "codes_used", "exact"}
+    assert set(table.columns) >= {
+        "layer",
+        "class",
+        "tensor",
+        "shape",
+        "quantizer",
+        "bits",
+        "format",
+        "codes_used",
+        "exact",
+    }
     row = table[(table.layer == "conv1") & (table.tensor == "kernel")].iloc[0]
     assert row["shape"] == "3x3x1x8" and row["exact"] == "exact" and row["bits"] == 8
     assert "auto_po2" in row["quantizer"]
@@ -46,10 +56,13 @@ def test_inspect_layers_filter_and_unknown_layer(capsys):
     assert "no layer named 'nope'" in err and "fc5" in err
 
 
-@pytest.mark.parametrize("args,code,message", [
-    (["inspect", "/nonexistent/model.h5"], 3, "no such model file"),
-    (["inspect", str(H5.parent / "digits_qcnn.json")], 3, "has no weights"),
-])
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["inspect", "/nonexistent/model.h5"], 3, "no such model file"),
+        (["inspect", str(H5.parent / "digits_qcnn.json")], 3, "has no weights"),
+    ],
+)
 def test_errors_are_one_line_with_exit_code(capsys, args, code, message):
     assert main(args) == code
     err = capsys.readouterr().err
@@ -63,7 +76,22 @@ def test_usage_error_exits_2():
 
 def test_report_writes_both_csvs_and_the_plot(capsys, tmp_path):
     layers, weights, png = tmp_path / "layers.csv", tmp_path / "weights.csv", tmp_path / "report.png"
-    args = ["report", str(H5), "--data", "digits", "--csv", str(layers), "--weights-csv", str(weights), "--plot", str(png), "--mode", "isolated", "--batch-size", "500"]
+    args = [
+        "report",
+        str(H5),
+        "--data",
+        "digits",
+        "--csv",
+        str(layers),
+        "--weights-csv",
+        str(weights),
+        "--plot",
+        str(png),
+        "--mode",
+        "isolated",
+        "--batch-size",
+        "500",
+    ]
     assert main(args) == 0
     table = pd.read_csv(layers)
     model = qextract.load_model(H5)

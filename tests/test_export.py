@@ -13,12 +13,12 @@ import zoo
 
 import qextract
 from qextract.errors import ExportError, VerificationError
-from qextract.export import export
+from qextract.exporting.exporter import export
 from qextract.layers import LAYERS
 from qextract.layouts import LAYOUTS
-from qextract.manifest import validate
+from qextract.manifest.building import validate
 from qextract.padding import same_pad
-from qextract.verify import VERIFIED_KINDS, verify
+from qextract.verification.verifier import VERIFIED_KINDS, verify
 from qextract.writers import FORMATS
 
 H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
@@ -41,7 +41,9 @@ def test_example_exports_and_verifies_in_every_layout(tmp_path, digits, layout):
     assert table.attrs["formats_checked"] == list(FORMATS)  # every file read back and cross-checked
     fc5 = next(layer for layer in manifest["layers"] if layer["name"] == "fc5")
     assert fc5["flatten_shape"] == [2, 2, 16]
-    assert fc5["tensors"][0]["shape"] == {"hwio": [2, 2, 16, 10], "ohwi": [10, 2, 2, 16], "oihw": [10, 16, 2, 2]}[layout]
+    assert (
+        fc5["tensors"][0]["shape"] == {"hwio": [2, 2, 16, 10], "ohwi": [10, 2, 2, 16], "oihw": [10, 16, 2, 2]}[layout]
+    )
     for f in manifest["files"]:
         assert (result.out_dir / f["path"]).stat().st_size == f["bytes"]
 
@@ -66,14 +68,17 @@ def test_verify_fails_for_another_model_and_for_changed_files(tmp_path):
         verify(out, model)
 
 
-@pytest.mark.parametrize("size,kernel,stride,expected", [
-    (8, 3, 2, (0, 1)),  # TF puts the odd pixel at the end
-    (7, 3, 2, (1, 1)),
-    (8, 4, 2, (1, 1)),
-    (6, 2, 1, (0, 1)),
-    (5, 5, 1, (2, 2)),
-    (9, 1, 3, (0, 0)),
-])
+@pytest.mark.parametrize(
+    "size,kernel,stride,expected",
+    [
+        (8, 3, 2, (0, 1)),  # TF puts the odd pixel at the end
+        (7, 3, 2, (1, 1)),
+        (8, 4, 2, (1, 1)),
+        (6, 2, 1, (0, 1)),
+        (5, 5, 1, (2, 2)),
+        (9, 1, 3, (0, 0)),
+    ],
+)
 def test_same_padding_numbers_derived_by_hand(size, kernel, stride, expected):
     assert same_pad(size, kernel, stride) == expected
 

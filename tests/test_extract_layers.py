@@ -103,7 +103,9 @@ def test_folded_layers_export_the_folded_values():
     bn = layer.batchnorm
     inv = np.asarray(bn.gamma, np.float64) / np.sqrt(np.asarray(bn.moving_variance, np.float64) + bn.epsilon)
     np.testing.assert_allclose(record["kernel"].raw, k * inv, rtol=1e-6)
-    np.testing.assert_allclose(record["bias"].raw, inv * (b - np.asarray(bn.moving_mean)) + np.asarray(bn.beta), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        record["bias"].raw, inv * (b - np.asarray(bn.moving_mean)) + np.asarray(bn.beta), rtol=1e-5, atol=1e-6
+    )
     assert record["kernel"].per_channel and record["kernel"].scale_axis == 3
 
 

@@ -82,10 +82,16 @@ def test_qdense_becomes_qconv2d_with_the_same_quantizers_and_values(converted):
         for tensor in old[name]:
             converted_tensor = new[name][tensor.name]
             assert converted_tensor.quantizer_str == tensor.quantizer_str
-            values = converted_tensor.values if tensor.name == "bias" else converted_tensor.values.reshape(tensor.values.shape)
+            values = (
+                converted_tensor.values
+                if tensor.name == "bias"
+                else converted_tensor.values.reshape(tensor.values.shape)
+            )
             np.testing.assert_array_equal(values, tensor.values)
             np.testing.assert_array_equal(converted_tensor.scale, tensor.scale)  # per-channel: along the output axis
-            assert converted_tensor.scale_axis == (None if tensor.scale_axis is None else len(converted_tensor.values.shape) - 1)
+            assert converted_tensor.scale_axis == (
+                None if tensor.scale_axis is None else len(converted_tensor.values.shape) - 1
+            )
         assert new[name]["kernel"].values.shape == shape
     assert new["fc1"]["kernel"].per_channel  # the auto_po2 scale is per output channel, as in the Dense
 
@@ -101,7 +107,9 @@ def test_no_keras_serialization_chatter():
 
 def test_plain_keras_sequential_model():
     keras.utils.set_random_seed(0)
-    model = _randomize(keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(3, 3, name="c"), L.Flatten(), L.Dense(4, name="d")]), 1)
+    model = _randomize(
+        keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(3, 3, name="c"), L.Flatten(), L.Dense(4, name="d")]), 1
+    )
     fcn = qextract.fully_convolutional(model)
     assert type(fcn.get_layer("d")).__name__ == "Conv2D"
     x = np.random.default_rng(3).standard_normal((2, 9, 7, 1)).astype(np.float32)
@@ -122,9 +130,15 @@ def _model(*layers, shape=(6, 6, 2)):
     "build,message",
     [
         (lambda: _model(L.Conv2D(2, 3), L.GlobalAveragePooling2D(), L.Dense(3)), "exactly one Flatten .* found none"),
-        (lambda: _model(L.Dense(4, name="mid"), L.Flatten(), L.Dense(3)), "Dense layer\\(s\\) 'mid' are not in the Flatten -> Dense head"),
+        (
+            lambda: _model(L.Dense(4, name="mid"), L.Flatten(), L.Dense(3)),
+            "Dense layer\\(s\\) 'mid' are not in the Flatten -> Dense head",
+        ),
         (lambda: _model(L.Flatten(), L.Reshape((72, 1), name="r"), L.Flatten(), L.Dense(3)), "exactly one Flatten"),
-        (lambda: _model(L.Flatten(), L.BatchNormalization(name="bn0"), L.Dense(3)), "layer 'bn0' \\(BatchNormalization\\) between Flatten and the first Dense"),
+        (
+            lambda: _model(L.Flatten(), L.BatchNormalization(name="bn0"), L.Dense(3)),
+            "layer 'bn0' \\(BatchNormalization\\) between Flatten and the first Dense",
+        ),
         (lambda: _model(L.Flatten(), L.Dense(3), L.Reshape((3, 1), name="r")), "layer 'r' \\(Reshape\\) after Flatten"),
         (lambda: _model(L.Flatten(name="f"), L.Dropout(0.1)), "layer 'f' \\(Flatten\\) feeds no Dense"),
         (lambda: _model(L.Flatten(name="f"), L.Dense(3), shape=(5, 4)), "flattens a tensor of shape \\(5, 4\\)"),

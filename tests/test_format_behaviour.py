@@ -26,7 +26,7 @@ import qextract
 from qextract import manifest, numformat
 from qextract.errors import ExportError, UsageError
 from qextract.layouts import ExportedTensor, Layout
-from qextract.manifest import tensor_entry
+from qextract.manifest.building import tensor_entry
 from qextract.numformat import KINDS, Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from qextract.writers import FORMATS, OutputFormat, check_names, entries, write_all
 from qextract.writers.memory import MemoryFile
@@ -51,7 +51,10 @@ SAMPLES: dict[str, list[NumberFormat]] = {
     ],
     "binary": [Binary(), Binary(use_01=True)],
     "ternary": [Ternary()],
-    "lut": [LookupTable(bits=3, table=(-1.0, -0.5, -0.125, 0.0, 0.1, 0.375, 0.75, 3.0)), LookupTable(bits=1, table=(0.5,))],
+    "lut": [
+        LookupTable(bits=3, table=(-1.0, -0.5, -0.125, 0.0, 0.1, 0.375, 0.75, 3.0)),
+        LookupTable(bits=1, table=(0.5,)),
+    ],
     "float": [Float()],
 }
 ALL = [f for fmts in SAMPLES.values() for f in fmts]
@@ -124,7 +127,10 @@ def test_storage_words_round_trip_random_codes(fmt):
         codes, signs = random_codes(fmt, rng, 200)
         words = fmt.to_storage(codes, signs)
         assert words.dtype == np.uint64 and fmt.storage_bits == reference_width(fmt)
-        expected = [reference_word(fmt, c, None if signs is None else int(s)) for c, s in zip(codes.tolist(), signs if signs is not None else codes)]
+        expected = [
+            reference_word(fmt, c, None if signs is None else int(s))
+            for c, s in zip(codes.tolist(), signs if signs is not None else codes)
+        ]
         assert words.tolist() == expected
         back, back_signs = fmt.from_storage(words)
         assert back.dtype == fmt.code_dtype and back.tobytes() == codes.astype(fmt.code_dtype).tobytes()
@@ -205,7 +211,11 @@ def test_no_module_tests_a_number_formats_kind():
     root = Path(qextract.__file__).parent
     files = [*root.glob("writers/*.py"), root / "tensor.py", root / "manifest.py", root / "export.py"]
     offenders = [f"{p.name}: {m[0]}" for p in files for m in re.finditer(r"(?:format|fmt)\.kind\b.*", p.read_text())]
-    offenders += [f"{p.name}: {m[0]}" for p in files for m in re.finditer(r"isinstance\([^)]*(?:PowerOfTwo|LookupTable|Binary)", p.read_text())]
+    offenders += [
+        f"{p.name}: {m[0]}"
+        for p in files
+        for m in re.finditer(r"isinstance\([^)]*(?:PowerOfTwo|LookupTable|Binary)", p.read_text())
+    ]
     assert offenders == []
 
 
@@ -239,7 +249,9 @@ def tensor(fmt: NumberFormat, layer: str, name: str, shape: tuple[int, ...], see
 
 def test_every_output_format_has_a_case_and_one_table_derives_the_rest():
     assert list(OUTPUTS) == list(FORMATS), "add a case for every output format (and keep FORMATS' order)"
-    export_module = importlib.import_module("qextract.export")  # the module (qextract.export is the function)
+    export_module = importlib.import_module(
+        "qextract.exporting.exporter"
+    )  # the module (qextract.export is the function)
 
     assert export_module.PER_TENSOR_FORMATS == {n for n, c in OUTPUTS.items() if c["per_tensor"]}
     assert export_module.WORD_FORMATS == tuple(n for n, c in OUTPUTS.items() if c["words"])
@@ -300,7 +312,9 @@ def test_format_names_are_validated_in_one_place(tmp_path):
         qextract.export(None, tmp_path / "x", formats=["vhdl"])  # refused before the source is looked at
     from qextract.cli import _format_list
 
-    with pytest.raises(argparse.ArgumentTypeError, match=rf"^unknown format\(s\) bogus; choose from {','.join(FORMATS)}$"):
+    with pytest.raises(
+        argparse.ArgumentTypeError, match=rf"^unknown format\(s\) bogus; choose from {','.join(FORMATS)}$"
+    ):
         _format_list("npz,bogus")
     assert _format_list(" mem , npz ") == ["mem", "npz"]
     assert list(tmp_path.iterdir()) == []
@@ -309,7 +323,9 @@ def test_format_names_are_validated_in_one_place(tmp_path):
 def _enums(node: object) -> list[list[object]]:
     """Every ``enum`` list in a JSON Schema."""
     if isinstance(node, dict):
-        return ([node["enum"]] if isinstance(node.get("enum"), list) else []) + [e for v in node.values() for e in _enums(v)]
+        return ([node["enum"]] if isinstance(node.get("enum"), list) else []) + [
+            e for v in node.values() for e in _enums(v)
+        ]
     return [e for v in node for e in _enums(v)] if isinstance(node, list) else []
 
 
@@ -318,22 +334,38 @@ def test_the_manifest_schema_names_every_output_format_and_number_format_kind():
     enums = _enums(manifest.schema())
     formats = [e for e in enums if "npz" in e]
     kinds = [e for e in enums if "po2" in e]
-    assert formats and all(sorted(e) == sorted(FORMATS) for e in formats), "list the output format in manifest.schema.json"
-    assert kinds and all(sorted(e) == sorted(KINDS) for e in kinds), "list the number format kind in manifest.schema.json"
+    assert formats and all(sorted(e) == sorted(FORMATS) for e in formats), (
+        "list the output format in manifest/schema.json"
+    )
+    assert kinds and all(sorted(e) == sorted(KINDS) for e in kinds), (
+        "list the number format kind in manifest/schema.json"
+    )
 
 
 # --- doctests of the NumPy-only modules ---------------------------------------------------
 
-NUMPY_ONLY = ["qextract.numformat", "qextract.layouts", "qextract.padding", "qextract.tensor", "qextract.manifest"]
+NUMPY_ONLY = [
+    "qextract.numformat",
+    "qextract.layouts",
+    "qextract.padding",
+    "qextract.tensor",
+    "qextract.manifest.building",
+]
 NUMPY_ONLY += sorted(
     {"qextract.numformat", "qextract.writers"}
-    | {f"{pkg}.{m.name}" for pkg in ("qextract.numformat", "qextract.writers") for m in pkgutil.iter_modules(importlib.import_module(pkg).__path__)}
+    | {
+        f"{pkg}.{m.name}"
+        for pkg in ("qextract.numformat", "qextract.writers")
+        for m in pkgutil.iter_modules(importlib.import_module(pkg).__path__)
+    }
 )
 
 
 @pytest.mark.parametrize("module", sorted(set(NUMPY_ONLY)))
 def test_doctests_of_numpy_only_modules(module):
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    )
     assert result.failed == 0, f"{result.failed} doctest(s) of {module} failed"
     if module in ("qextract.numformat", "qextract.numformat.formats", "qextract.writers", "qextract.layouts"):
         assert result.attempted > 0

@@ -38,7 +38,9 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     keras = zoo.keras
     inp = keras.Input((6,))
-    plain = keras.Model(inp, keras.layers.Dense(3, name="fc")(keras.layers.Dense(4, activation="relu", name="hidden")(inp)))
+    plain = keras.Model(
+        inp, keras.layers.Dense(3, name="fc")(keras.layers.Dense(4, activation="relu", name="hidden")(inp))
+    )
     plain.save(d / "plain.h5")
     nan = qextract.load_model(H5)
     w = nan.get_layer("conv1").get_weights()
@@ -71,15 +73,47 @@ CASES = {
     "folder as weights": (lambda d: ["inspect", JSON, "--weights", d], 3, "is a folder; --weights expects"),
     "truncated h5": (lambda d: ["inspect", d / "truncated.h5"], 3, "not a readable HDF5 file"),
     "random bytes h5": (lambda d: ["inspect", d / "random.h5"], 3, "not a readable HDF5 file"),
-    "json that is not a model": (lambda d: ["inspect", d / "notmodel.json", "--weights", WEIGHTS], 3, "notmodel.json: cannot read model"),
-    "architecture and weights differ": (lambda d: ["inspect", JSON, "--weights", d / "other_weights.h5"], 3, "weights do not fit model"),
-    "unknown custom layer": (lambda d: ["inspect", d / "custom.json", "--weights", WEIGHTS], 3, "unknown layer or object class 'MyCustomDense'"),
-    "NaN weights": (lambda d: ["inspect", d / "nan.h5"], 5, "layer 'conv1' (QConv2D), tensor 'kernel' (3, 3, 1, 8): 1 raw weight(s) are NaN or Inf"),
-    "layout a kind cannot take": (lambda d: ["export", d / "conv3d.h5", "--out", d / "x3", "--layout", "oihw"], 6, "qextract has no oihw layout rule for Conv3D"),
-    "output folder not writable": (lambda d: ["export", H5, "--out", "/sys/qextract-test/out"], 8, "cannot write in /sys/qextract-test"),
+    "json that is not a model": (
+        lambda d: ["inspect", d / "notmodel.json", "--weights", WEIGHTS],
+        3,
+        "notmodel.json: cannot read model",
+    ),
+    "architecture and weights differ": (
+        lambda d: ["inspect", JSON, "--weights", d / "other_weights.h5"],
+        3,
+        "weights do not fit model",
+    ),
+    "unknown custom layer": (
+        lambda d: ["inspect", d / "custom.json", "--weights", WEIGHTS],
+        3,
+        "unknown layer or object class 'MyCustomDense'",
+    ),
+    "NaN weights": (
+        lambda d: ["inspect", d / "nan.h5"],
+        5,
+        "layer 'conv1' (QConv2D), tensor 'kernel' (3, 3, 1, 8): 1 raw weight(s) are NaN or Inf",
+    ),
+    "layout a kind cannot take": (
+        lambda d: ["export", d / "conv3d.h5", "--out", d / "x3", "--layout", "oihw"],
+        6,
+        "qextract has no oihw layout rule for Conv3D",
+    ),
+    "output folder not writable": (
+        lambda d: ["export", H5, "--out", "/sys/qextract-test/out"],
+        8,
+        "cannot write in /sys/qextract-test",
+    ),
     "output under a file": (lambda d: ["export", H5, "--out", H5 / "out"], 8, "digits_qcnn.h5"),
-    "data of the wrong shape": (lambda d: ["report", H5, "--data", d / "wrong_shape.npy", "--csv", d / "r.csv"], 7, "(N, 8, 8, 1)"),
-    "data of the wrong dtype": (lambda d: ["report", H5, "--data", d / "strings.npy", "--csv", d / "r.csv"], 7, "strings.npy"),
+    "data of the wrong shape": (
+        lambda d: ["report", H5, "--data", d / "wrong_shape.npy", "--csv", d / "r.csv"],
+        7,
+        "(N, 8, 8, 1)",
+    ),
+    "data of the wrong dtype": (
+        lambda d: ["report", H5, "--data", d / "strings.npy", "--csv", d / "r.csv"],
+        7,
+        "strings.npy",
+    ),
     "data with NaN": (lambda d: ["report", H5, "--data", d / "nan.npy", "--csv", d / "r.csv"], 7, "NaN"),
     "missing data file": (lambda d: ["report", H5, "--data", d / "none.npy", "--csv", d / "r.csv"], 7, "none.npy"),
     "unknown format": (lambda d: ["export", H5, "--out", d / "f", "--format", "npz,bogus"], 2, None),
@@ -164,13 +198,42 @@ def test_no_command_changes_the_model_file(capsys, tmp_path):
     shutil.copy(H5, model)
     before = _sha(model)
     assert run(capsys, "inspect", model)[0] == 0
-    assert run(capsys, "export", model, "--out", tmp_path / "e", "--format", "npz,header,mem,coe,mif,csv", "--dense-as-conv")[0] == 0
+    assert (
+        run(
+            capsys,
+            "export",
+            model,
+            "--out",
+            tmp_path / "e",
+            "--format",
+            "npz,header,mem,coe,mif,csv",
+            "--dense-as-conv",
+        )[0]
+        == 0
+    )
     assert run(capsys, "verify", tmp_path / "e", "--model", model)[0] == 0
-    assert run(capsys, "report", model, "--data", "digits", "--csv", tmp_path / "r.csv", "--weights-csv", tmp_path / "w.csv")[0] == 0
+    assert (
+        run(
+            capsys,
+            "report",
+            model,
+            "--data",
+            "digits",
+            "--csv",
+            tmp_path / "r.csv",
+            "--weights-csv",
+            tmp_path / "w.csv",
+        )[0]
+        == 0
+    )
     assert _sha(model) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "m.h5", "r.csv", "w.csv"]
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "qextract.cli", "--debug", "inspect", str(tmp_path / "none.h5")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "qextract.cli", "--debug", "inspect", str(tmp_path / "none.h5")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "Traceback" in r.stderr

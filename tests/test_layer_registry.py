@@ -19,10 +19,10 @@ import zoo
 
 from qextract import extract, layouts, recompute, taps
 from qextract._keras import qkeras, tf
-from qextract.export import export
+from qextract.exporting.exporter import export
 from qextract.kinds import Kind, find_kind
 from qextract.layers import KERAS_LAYERS, LAYERS, LayerSpec, class_spec, spec_for
-from qextract.verify import _NATIVE, VERIFIED_KINDS, verify
+from qextract.verification.verifier import _NATIVE, VERIFIED_KINDS, verify
 
 tf()
 Q = qkeras()
@@ -94,7 +94,9 @@ def test_every_entry_names_a_kind_and_every_kind_is_some_entrys():
 
 
 def test_every_kind_has_a_layout_rule_and_a_recompute_route():
-    assert set(layouts.rules.KINDS) == set(Kind), "add the kind to qextract.layouts.rules.KINDS ({} if no layout applies)"
+    assert set(layouts.rules.KINDS) == set(Kind), (
+        "add the kind to qextract.layouts.rules.KINDS ({} if no layout applies)"
+    )
     assert set(recompute.ROUTES) == set(Kind), "add the kind to qextract.recompute.ROUTES"
     assert set(VERIFIED_KINDS) == set(recompute.FEEDFORWARD) | set(recompute.RECURRENT)
 
@@ -106,7 +108,9 @@ def test_every_kind_with_tensors_to_lay_out_is_recomputed_in_numpy_and_read_back
             assert kind in VERIFIED_KINDS, f"{kind} has layout rules but no NumPy recomputation"
         for tensor, rules in tensors.items():
             natives = [layouts.rules.NATIVE[r] for r in rules]
-            moved = any(rule.pattern(r) != layouts.rules.NATIVE[r] for r in rules for rule in layouts.rules.LAYOUT_RULES)
+            moved = any(
+                rule.pattern(r) != layouts.rules.NATIVE[r] for r in rules for rule in layouts.rules.LAYOUT_RULES
+            )
             if moved and not any(len(native.split()) == 1 for native in natives):
                 assert (kind, tensor) in _NATIVE, f"verify cannot read {kind} '{tensor}' back"
 
@@ -141,7 +145,9 @@ def test_fuses_activation_says_whether_the_layer_applies_its_activation(entry):
     spec = _entries()[entry]
     assert class_spec(layer) is spec
     applied = _applies_activation(layer, shape)
-    assert spec.fuses_activation == bool(applied), f"{entry}: the layer {'applies' if applied else 'ignores'} its activation"
+    assert spec.fuses_activation == bool(applied), (
+        f"{entry}: the layer {'applies' if applied else 'ignores'} its activation"
+    )
 
 
 @pytest.mark.parametrize("entry", sorted(KERAS_LAYERS))

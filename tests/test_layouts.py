@@ -106,7 +106,23 @@ CASES = [
     ("conv2d", "extra", "identity", "abc", ("XXX", "XXX", "XXX")),  # unknown tensor of a known kind
 ]
 CASE_IDS = [f"{kind}-{name}" for kind, name, *_ in CASES]
-SIZES = {"I": 3, "O": 4, "K": 3, "H": 2, "W": 3, "C": 3, "M": 2, "G": 8, "U": 2, "B": 2, "N": 5, "1": 1, "a": 2, "b": 3, "c": 2}
+SIZES = {
+    "I": 3,
+    "O": 4,
+    "K": 3,
+    "H": 2,
+    "W": 3,
+    "C": 3,
+    "M": 2,
+    "G": 8,
+    "U": 2,
+    "B": 2,
+    "N": 5,
+    "1": 1,
+    "a": 2,
+    "b": 3,
+    "c": 2,
+}
 
 
 def native_shape(letters: str, sizes: dict[str, int] = SIZES) -> tuple[int, ...]:
@@ -280,7 +296,9 @@ def test_flatten_oihw_is_the_reference_formula():
     assert axes("dense", "kernel", "hwio", flatten_shape=(2, 3, 4)) == "HWIO"
     assert axes("dense", "kernel", "ohwi", flatten_shape=(2, 3, 4)) == "OHWI"
     # the bias of a flattened dense layer is not touched
-    np.testing.assert_array_equal(to_layout("dense", "bias", np.arange(5), "oihw", flatten_shape=(2, 3, 4)), np.arange(5))
+    np.testing.assert_array_equal(
+        to_layout("dense", "bias", np.arange(5), "oihw", flatten_shape=(2, 3, 4)), np.arange(5)
+    )
 
 
 def test_reference_table_formulas():
@@ -383,7 +401,9 @@ def make_tensor(fmt, shape, scale_axis_native, rng, name="kernel") -> QuantizedT
         scale = np.asarray(scale, np.float32)
         bscale = scale
     else:
-        scale = (2.0 ** rng.integers(-6, 2, shape[scale_axis_native]) * rng.choice([1.0, 0.75, 1.25])).astype(np.float32)
+        scale = (2.0 ** rng.integers(-6, 2, shape[scale_axis_native]) * rng.choice([1.0, 0.75, 1.25])).astype(
+            np.float32
+        )
         along = [1] * len(shape)
         along[scale_axis_native] = -1
         bscale = scale.reshape(along)
@@ -427,7 +447,12 @@ def test_lay_out_moves_everything_and_decodes_exactly(kind, name, rule, letters,
             np.testing.assert_array_equal(et.signs, oracle(rule, layout, qt.signs))
         assert et.decode().tobytes() == et.values.tobytes()  # bit for bit
         assert from_layout(kind, name, et.values, layout, shape).tobytes() == qt.values.tobytes()
-        assert (et.key, et.shape, et.size, et.quantized) == (f"layer1/{name}", et.values.shape, qt.values.size, fmt.quantized)
+        assert (et.key, et.shape, et.size, et.quantized) == (
+            f"layer1/{name}",
+            et.values.shape,
+            qt.values.size,
+            fmt.quantized,
+        )
 
 
 def test_lay_out_error_names_the_layer():

@@ -211,7 +211,9 @@ def test_tflite_conversion_loads_back_exactly(tflite_file, prefix):
 def test_tflite_layer_without_a_matching_op_names_the_candidates(tflite_file):
     _, path = tflite_file
     inp = keras.Input((9, 9, 3))
-    model = keras.Model(inp, L.Dense(5, name="fc")(L.Flatten()(L.Conv2D(4, 3, strides=2, padding="same", name="conv")(inp))))
+    model = keras.Model(
+        inp, L.Dense(5, name="fc")(L.Flatten()(L.Conv2D(4, 3, strides=2, padding="same", name="conv")(inp)))
+    )
     message = r"nothing for 2 tensor\(s\) of the model: fc/kernel, fc/bias.*layer 'fc' \(Dense\) \(kernel\): no FULLY_CONNECTED op with weights \(5, 100\); the file's FULLY_CONNECTED ops: op \d+ FULLY_CONNECTED 'model\w*/fc/MatMul' \(7, 256\)"
     with pytest.raises(LayoutError, match=message):
         qextract.load_weights(model, path)
@@ -232,7 +234,9 @@ def test_tflite_int8_weights_are_dequantized(tmp_path):
     row = report.table().set_index("tensor").loc["kernel"]
     assert "int8 dequantized (per-channel axis 0)" in row["values"]
     interpreter = tf().lite.Interpreter(model_path=str(path))
-    scales = next(d for d in interpreter.get_tensor_details() if d["dtype"] == np.int8)["quantization_parameters"]["scales"]
+    scales = next(d for d in interpreter.get_tensor_details() if d["dtype"] == np.int8)["quantization_parameters"][
+        "scales"
+    ]
     error = np.abs(b.get_layer("fc").get_weights()[0] - a.get_layer("fc").get_weights()[0])
     assert np.all(error <= scales[None, :] / 2 * (1 + 1e-6)) and error.max() > 0
 
@@ -385,7 +389,14 @@ def test_reverse_arrow_layout_and_explicit_mapping(tmp_path, torch_state):
     np.savez(path, **shuffled)
     with pytest.raises(LayoutError, match="mapping="):
         qextract.load_weights(keras_port(), path, layout="oihw")
-    mapping = {"conv1": "features.0", "dw": "features.2", "bn": "features.3", "conv2": "features.5", "fc1": "classifier.0", "fc2": "classifier.2"}
+    mapping = {
+        "conv1": "features.0",
+        "dw": "features.2",
+        "bn": "features.3",
+        "conv2": "features.5",
+        "fc1": "classifier.0",
+        "fc2": "classifier.2",
+    }
     model = keras_port()
     qextract.load_weights(model, path, layout="OIHW->HWIO", mapping=mapping)
     np.testing.assert_allclose(_keras_out(model, x), torch_forward(sd, x), rtol=1e-4, atol=1e-4)
@@ -415,7 +426,11 @@ def test_pad_explicitly_builds_a_new_padded_model(torch_state):
     assert new is not model and [layer.name for layer in model.layers] == names
     assert all(_same_bytes(a, b) for a, b in zip(before, model.get_weights()))  # the user's model is untouched
     pad = new.get_layer("conv2_pad")
-    assert type(pad).__name__ == "ZeroPadding2D" and pad.padding == ((1, 1), (1, 1)) and new.get_layer("conv2").padding == "valid"
+    assert (
+        type(pad).__name__ == "ZeroPadding2D"
+        and pad.padding == ((1, 1), (1, 1))
+        and new.get_layer("conv2").padding == "valid"
+    )
     np.testing.assert_allclose(_keras_out(new, x), torch_forward(sd, x), rtol=1e-4, atol=1e-4)
     assert report.padding_table().set_index("layer").loc["conv2", "status"] == "padded explicitly"
 
@@ -436,7 +451,9 @@ def test_padding_cases(tmp_path, shape, kernel, strides, source_padding, ok):
     inp = keras.Input(shape)
     model = keras.Model(inp, L.Conv2D(3, kernel, strides=strides, padding="same", name="c")(inp))
     path = tmp_path / "c.npz"
-    np.savez(path, **{"c.weight": np.ones((3, shape[-1], kernel, kernel), np.float32), "c.bias": np.zeros(3, np.float32)})
+    np.savez(
+        path, **{"c.weight": np.ones((3, shape[-1], kernel, kernel), np.float32), "c.bias": np.zeros(3, np.float32)}
+    )
     if ok:
         qextract.load_weights(model, path, layout="oihw", source_padding=source_padding)
     else:
@@ -510,7 +527,12 @@ def test_keras_named_npz_in_ohwi(tmp_path):
     a, b = _flatten_model(0), _flatten_model(1)
     kernel, bias = a.get_layer("conv").get_weights()
     fc_kernel, fc_bias = a.get_layer("fc").get_weights()
-    arrays = {"conv/kernel": kernel.transpose(3, 0, 1, 2), "conv/bias": bias, "fc/kernel": fc_kernel.T, "fc/bias": fc_bias}
+    arrays = {
+        "conv/kernel": kernel.transpose(3, 0, 1, 2),
+        "conv/bias": bias,
+        "fc/kernel": fc_kernel.T,
+        "fc/bias": fc_bias,
+    }
     np.savez(tmp_path / "k.npz", **arrays)
     report = qextract.load_weights(b, tmp_path / "k.npz", layout="tflite")
     assert all(_same_bytes(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
@@ -527,7 +549,10 @@ def test_strict_names_missing_and_extra_tensors(tmp_path, torch_state):
     np.savez(tmp_path / "b.npz", **broken)
     model = keras_port()
     before = model.get_weights()
-    with pytest.raises(LayoutError, match=r"nothing for 1 tensor\(s\) of the model: fc2/bias.*no place for 1 source tensor\(s\): classifier.9.weight"):
+    with pytest.raises(
+        LayoutError,
+        match=r"nothing for 1 tensor\(s\) of the model: fc2/bias.*no place for 1 source tensor\(s\): classifier.9.weight",
+    ):
         qextract.load_weights(model, tmp_path / "b.npz", layout="oihw")
     assert all(_same_bytes(a, b) for a, b in zip(before, model.get_weights()))
     report = qextract.load_weights(model, tmp_path / "b.npz", layout="oihw", strict=False)
@@ -543,7 +568,9 @@ def test_all_or_nothing_on_a_shape_error(tmp_path, torch_state):
     np.savez(tmp_path / "bad.npz", **bad)
     model = keras_port()
     before = model.get_weights()
-    with pytest.raises(LayoutError, match=r"layer 'fc2' \(Dense\), tensor 'kernel' from classifier.2.weight.*\(4, 11\)"):
+    with pytest.raises(
+        LayoutError, match=r"layer 'fc2' \(Dense\), tensor 'kernel' from classifier.2.weight.*\(4, 11\)"
+    ):
         qextract.load_weights(model, tmp_path / "bad.npz", layout="oihw")
     assert all(_same_bytes(a, b) for a, b in zip(before, model.get_weights()))
 
@@ -573,7 +600,9 @@ def test_bad_sources(tmp_path, torch_state):
     with pytest.raises(UsageError, match="unknown kind of weights source"):
         qextract.load_weights(model, tmp_path / "w.bin")
     np.savez(tmp_path / "nan.npz", **dict(sd, **{"features.0.bias": np.full(6, np.nan, np.float32)}))
-    with pytest.raises(ExactnessError, match=r"layer 'conv1' \(Conv2D\), tensor 'bias' from features.0.bias: 6 value\(s\) are NaN"):
+    with pytest.raises(
+        ExactnessError, match=r"layer 'conv1' \(Conv2D\), tensor 'bias' from features.0.bias: 6 value\(s\) are NaN"
+    ):
         qextract.load_weights(model, tmp_path / "nan.npz", layout="oihw")
     with pytest.raises(UsageError, match="mapping names layer 'nope'"):
         qextract.load_weights(model, path, layout="oihw", mapping={"nope": "features.0"})

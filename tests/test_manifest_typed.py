@@ -22,11 +22,11 @@ from test_layouts import CASE_IDS, CASES, ORACLES, native_shape, oracle, sample
 
 from qextract._keras import qkeras, tf
 from qextract.errors import LayoutError, VerificationError
-from qextract.export import ExportResult, export
+from qextract.exporting.exporter import ExportResult, export
 from qextract.layouts import LAYOUTS, Layout, LayoutPlan, clear_cache, from_layout, to_layout
 from qextract.layouts.rules import KINDS, LAYOUT_RULES, NATIVE
-from qextract.manifest import Geometry, LayerEntry, Manifest, ScaleEntry, TensorEntry, schema
-from qextract.verify import load_export, read_codes, verify
+from qextract.manifest.building import Geometry, LayerEntry, Manifest, ScaleEntry, TensorEntry, schema
+from qextract.verification.verifier import load_export, read_codes, verify
 from qextract.writers import entries
 
 # --- layout plans ------------------------------------------------------------------------------
@@ -62,13 +62,18 @@ def test_plan_apply_and_invert_against_the_index_oracle(kind, name, rule, letter
         assert new_axis == plan.scale_axis(axis)
         target = [1] * out.ndim
         target[new_axis] = -1
-        np.testing.assert_array_equal(oracle(rule, layout, np.broadcast_to(scale.reshape(along), x.shape)),
-                                      np.broadcast_to(moved.reshape(target), out.shape))
+        np.testing.assert_array_equal(
+            oracle(rule, layout, np.broadcast_to(scale.reshape(along), x.shape)),
+            np.broadcast_to(moved.reshape(target), out.shape),
+        )
 
 
 def test_a_plan_refuses_arrays_of_another_shape():
     plan = LayoutPlan.of("conv2d", "kernel", "ohwi", (2, 3, 3, 4))
-    with pytest.raises(LayoutError, match=r"conv2d tensor 'kernel' has shape \(2, 3, 4, 3\); this plan lays out native shape \(2, 3, 3, 4\)"):
+    with pytest.raises(
+        LayoutError,
+        match=r"conv2d tensor 'kernel' has shape \(2, 3, 4, 3\); this plan lays out native shape \(2, 3, 3, 4\)",
+    ):
         plan.apply(np.zeros((2, 3, 4, 3)))
     with pytest.raises(LayoutError, match=r"in layout ohwi has shape \(4, 3, 3, 2\); expected \(4, 2, 3, 3\) \(OHWI\)"):
         plan.invert(np.zeros((4, 3, 3, 2)))
@@ -92,7 +97,10 @@ def test_the_wrappers_are_the_plan():
     plan = LayoutPlan.of("depthwise_conv2d", "depthwise_kernel", "ohwi", x.shape)
     out = to_layout("depthwise_conv2d", "depthwise_kernel", x, "ohwi")
     assert out.tobytes() == plan.apply(x).tobytes() == x.reshape(1, 3, 3, 8).tobytes()
-    assert from_layout("depthwise_conv2d", "depthwise_kernel", out, "ohwi", x.shape).tobytes() == plan.invert(out).tobytes()
+    assert (
+        from_layout("depthwise_conv2d", "depthwise_kernel", out, "ohwi", x.shape).tobytes()
+        == plan.invert(out).tobytes()
+    )
 
 
 # --- the layout table: every entry has a test case --------------------------------------------------
@@ -105,7 +113,9 @@ def test_every_layout_and_rule_has_an_oracle_and_every_kind_a_case():
     assert LAYOUTS == tuple(rule.name for rule in LAYOUT_RULES) and LAYOUTS[0] == "hwio"
     for layout in LAYOUT_RULES[1:]:
         for rule in layout.moves:
-            assert (_ORACLE_NAMES.get(rule, rule), layout.name) in ORACLES, f"no oracle for rule {rule} in layout {layout.name}"
+            assert (_ORACLE_NAMES.get(rule, rule), layout.name) in ORACLES, (
+                f"no oracle for rule {rule} in layout {layout.name}"
+            )
     assert {layout for _, layout in ORACLES} <= set(LAYOUTS)
     cased = {(kind, name.rsplit("/", 1)[-1], len(letters)) for kind, name, _, letters, _ in CASES}
     for kind, tensors in KINDS.items():
@@ -134,8 +144,15 @@ K = tf().keras
 @pytest.fixture(scope="module")
 def small():
     inp = K.Input((5, 5, 2))
-    x = Q.QConv2D(3, 3, padding="same", strides=2, kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')",
-                  bias_quantizer="quantized_bits(8,2)", name="c")(inp)
+    x = Q.QConv2D(
+        3,
+        3,
+        padding="same",
+        strides=2,
+        kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')",
+        bias_quantizer="quantized_bits(8,2)",
+        name="c",
+    )(inp)
     x = Q.QBatchNormalization(name="bn")(x)
     x = K.layers.Flatten()(x)
     x = Q.QDense(4, kernel_quantizer="quantized_bits(4,0,1)", activation="quantized_relu(4)", name="d")(x)
@@ -151,16 +168,24 @@ def test_export_returns_the_typed_manifest_it_wrote(exported):
     m = exported.manifest
     written = json.loads(exported.manifest_path.read_text())
     assert isinstance(m, Manifest) and m.to_json() == written and Manifest.from_json(written) == m
-    assert repr(exported).endswith(f"{len(m.tensors)} tensors, layout oihw, formats npz,mem, {len(exported.files)} files)")
+    assert repr(exported).endswith(
+        f"{len(m.tensors)} tensors, layout oihw, formats npz,mem, {len(exported.files)} files)"
+    )
     assert [layer.name for layer in m.layers if layer.tensors] == ["c", "bn", "d"] and m.layout == Layout("oihw")
     assert m.selected_layers is None and [t.key for t in m.tensors][:2] == ["c/kernel", "c/bias"]
     for f in m.files:  # the file records are the files
         data = (exported.out_dir / f.path).read_bytes()
         assert (f.sha256, f.bytes) == (hashlib.sha256(data).hexdigest(), len(data))
     c, d = (next(layer for layer in m.layers if layer.name == name) for name in ("c", "d"))
-    assert isinstance(c.geometry, Geometry) and c.geometry.input_shape == (None, 5, 5, 2) and c.geometry.strides == (2, 2)
+    assert (
+        isinstance(c.geometry, Geometry) and c.geometry.input_shape == (None, 5, 5, 2) and c.geometry.strides == (2, 2)
+    )
     assert c.geometry.explicit_padding == {"top": 1, "bottom": 1, "left": 1, "right": 1}  # TF "same", 5 -> 3 with k3 s2
-    assert d.flatten_shape == (3, 3, 3) and d.flatten_order == "CHW" and d.activations[0].quantizer.startswith("quantized_relu(4")
+    assert (
+        d.flatten_shape == (3, 3, 3)
+        and d.flatten_order == "CHW"
+        and d.activations[0].quantizer.startswith("quantized_relu(4")
+    )
     with np.load(exported.out_dir / "weights.npz") as z:
         for t in m.tensors:
             assert isinstance(t, TensorEntry) and t.shape == z[t.key].shape
@@ -203,9 +228,15 @@ def _layer(doc: dict, name: str) -> dict:
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (lambda m: _layer(m, "bn")["geometry"].__setitem__("epsilon", "small"), r"field \$\.layers\[2\]\.geometry\.epsilon: 'small' is not of type 'number'"),
+        (
+            lambda m: _layer(m, "bn")["geometry"].__setitem__("epsilon", "small"),
+            r"field \$\.layers\[2\]\.geometry\.epsilon: 'small' is not of type 'number'",
+        ),
         (lambda m: m.pop("files"), r"field \$: 'files' is a required property"),
-        (lambda m: _layer(m, "c")["tensors"][0]["scale"].__setitem__("axis", -1), r"field \$\.layers\[1\]\.tensors\[0\]\.scale\.axis: -1 is less than the minimum of 0"),
+        (
+            lambda m: _layer(m, "c")["tensors"][0]["scale"].__setitem__("axis", -1),
+            r"field \$\.layers\[1\]\.tensors\[0\]\.scale\.axis: -1 is less than the minimum of 0",
+        ),
     ],
 )
 def test_from_json_checks_the_schema_first(exported, edit, message):
@@ -242,14 +273,22 @@ def _edited(exported: ExportResult, tmp_path: Path, edit) -> Path:
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (lambda m: _layer(m, "c")["geometry"].__setitem__("input_shape", [None]),
-         r"manifest\.json: layer 'c' geometry\.input_shape is \[None\]; expected \[null, size, \.\.\.\]"),
-        (lambda m: _layer(m, "bn")["geometry"].pop("epsilon"),
-         r"manifest\.json: layer 'bn' \(batchnorm\) cannot be recomputed from its manifest entry \(KeyError: 'epsilon'\)"),
-        (lambda m: _layer(m, "c")["tensors"][0].__setitem__("code_dtype", "int16"),
-         r"tensor 'c/kernel': codes read are int8\[3, 2, 3, 3\], the manifest says int16\[3, 2, 3, 3\]"),
-        (lambda m: [t.pop("scale") for t in _layer(m, "c")["tensors"]],
-         r"manifest\.json: tensor 'c/kernel' is quantized but has no code_dtype or scale"),
+        (
+            lambda m: _layer(m, "c")["geometry"].__setitem__("input_shape", [None]),
+            r"manifest\.json: layer 'c' geometry\.input_shape is \[None\]; expected \[null, size, \.\.\.\]",
+        ),
+        (
+            lambda m: _layer(m, "bn")["geometry"].pop("epsilon"),
+            r"manifest\.json: layer 'bn' \(batchnorm\) cannot be recomputed from its manifest entry \(KeyError: 'epsilon'\)",
+        ),
+        (
+            lambda m: _layer(m, "c")["tensors"][0].__setitem__("code_dtype", "int16"),
+            r"tensor 'c/kernel': codes read are int8\[3, 2, 3, 3\], the manifest says int16\[3, 2, 3, 3\]",
+        ),
+        (
+            lambda m: [t.pop("scale") for t in _layer(m, "c")["tensors"]],
+            r"manifest\.json: tensor 'c/kernel' is quantized but has no code_dtype or scale",
+        ),
     ],
     ids=["input_shape too short", "epsilon missing", "code_dtype of another width", "scale missing"],
 )

@@ -70,12 +70,22 @@ def test_extraction_changes_nothing(tmp_path, reference):
     x = reference[1]
     before = values(model)
     pred = model.predict(x, verbose=0)
-    scales = {id(q): getattr(q, "scale", None) for layer in model.layers for q in getattr(layer, "quantizers", []) if q is not None}
+    scales = {
+        id(q): getattr(q, "scale", None)
+        for layer in model.layers
+        for q in getattr(layer, "quantizers", [])
+        if q is not None
+    }
     qextract.extract(model)
     for a, b in zip(before, values(model)):
         assert a.tobytes() == b.tobytes()
     np.testing.assert_array_equal(model.predict(x, verbose=0), pred)
-    after = {id(q): getattr(q, "scale", None) for layer in model.layers for q in getattr(layer, "quantizers", []) if q is not None}
+    after = {
+        id(q): getattr(q, "scale", None)
+        for layer in model.layers
+        for q in getattr(layer, "quantizers", [])
+        if q is not None
+    }
     assert all(after[k] is v for k, v in scales.items())
     assert digest(path) == before_file
 
@@ -136,7 +146,12 @@ def test_unknown_layer_class_is_named(tmp_path):
 
 def test_keras3_already_imported_is_a_clear_error():
     code = "import tensorflow, qextract\nfrom qextract._keras import tf\ntf()"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": "/usr/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert r.returncode != 0
     assert "Keras 3" in r.stderr and "import qextract before tensorflow, qkeras and tf_keras" in r.stderr
 

@@ -25,6 +25,7 @@ import pytest
 
 from qextract import QExtractWarning
 from qextract._keras import qkeras, tf
+from qextract.analysis.twin import activation_label
 from qextract.errors import UnsupportedError
 from qextract.quantizers import (
     QUANTIZERS,
@@ -41,7 +42,6 @@ from qextract.quantizers import (
 )
 from qextract.quantizers.rounding import shift_codes
 from qextract.tensor import along
-from qextract.twin import activation_label
 
 tf()
 Qz = qkeras().quantizers
@@ -82,7 +82,7 @@ class Case:
 
 def make(spec: str):
     """The QKeras quantizer a spec names (QKeras's own classes only: the cases test those)."""
-    return eval(spec, {"np": np, **{k: getattr(Qz, k) for k in QUANTIZERS if hasattr(Qz, k)}})  # noqa: S307 - test table
+    return eval(spec, {"np": np, **{k: getattr(Qz, k) for k in QUANTIZERS if hasattr(Qz, k)}})
 
 
 def run(q, x: np.ndarray) -> np.ndarray:
@@ -380,7 +380,7 @@ def test_register_refuses_a_second_entry_and_a_nameless_one():
 
 
 def test_unknown_quantizer_class_names_the_registry():
-    class my_quantizer(Qz.quantized_bits):  # noqa: N801 - named like QKeras's
+    class my_quantizer(Qz.quantized_bits):
         pass
 
     with pytest.raises(UnsupportedError, match="my_quantizer.*not supported.*register"):
@@ -424,7 +424,7 @@ def test_entries_with_a_twin_are_those_with_twin_cases():
 
 @pytest.mark.parametrize("name, twin", by_name("twins"))
 def test_float_twin(name, twin):
-    from qextract.twin import float_activation
+    from qextract.analysis.twin import float_activation
 
     spec, label = twin
     assert activation_label(float_activation(make(spec))) == label
@@ -432,9 +432,11 @@ def test_float_twin(name, twin):
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if not c.twins])
 def test_an_entry_without_twin_says_so(name):
-    from qextract.twin import float_activation
+    from qextract.analysis.twin import float_activation
 
-    with pytest.raises(UnsupportedError, match=f"layer 'a': quantizer {name}.*has no float twin.*pass your own float model"):
+    with pytest.raises(
+        UnsupportedError, match=f"layer 'a': quantizer {name}.*has no float twin.*pass your own float model"
+    ):
         float_activation(make(CASES[name].specs[0]), "layer 'a': ")
 
 
@@ -554,7 +556,9 @@ def test_requantize_not_implemented_configurations(spec):
         entry_for(q).requantize(q, np.arange(4), 1.0)
 
 
-@pytest.mark.parametrize("spec", ["quantized_bits(8,0,alpha='auto_po2')", "binary(alpha='auto')", "ternary(alpha='auto_po2')"])
+@pytest.mark.parametrize(
+    "spec", ["quantized_bits(8,0,alpha='auto_po2')", "binary(alpha='auto')", "ternary(alpha='auto_po2')"]
+)
 def test_requantize_refuses_a_scale_from_the_data(spec):
     q = make(spec)
     with pytest.raises(UnsupportedError, match="scale from the data"):

@@ -13,9 +13,9 @@ from test_quantizer_registry import CASES
 from qextract import QExtractWarning
 from qextract._keras import qkeras, tf
 from qextract.errors import ExactnessError, UnsupportedError
-from qextract.extract import quantize_tensor
 from qextract.layers import TensorSource
 from qextract.quantizers import QUANTIZERS
+from qextract.reading.extraction import quantize_tensor
 
 tf()
 Qz = qkeras().quantizers
@@ -27,7 +27,7 @@ ALL = [s for v in EXAMPLES.values() for s in v]
 
 
 def make(spec: str):
-    return eval(spec, {"np": np, **{k: getattr(Qz, k) for k in QUANTIZERS}})  # noqa: S307 - test table
+    return eval(spec, {"np": np, **{k: getattr(Qz, k) for k in QUANTIZERS}})
 
 
 def weights(seed: int = 0, shape=(3, 3, 4, 8)) -> np.ndarray:
@@ -105,7 +105,9 @@ def test_po2_against_numpy():
     t = quantize("quantized_po2(5,1)", x)
     q = make("quantized_po2(5,1)")
     a = np.abs(x.astype(np.float64))
-    expected = np.where(a < 1e-7, q._min_exp, np.clip(np.rint(np.log2(np.maximum(np.minimum(a, 1.0), 1e-7))), q._min_exp, q._max_exp))
+    expected = np.where(
+        a < 1e-7, q._min_exp, np.clip(np.rint(np.log2(np.maximum(np.minimum(a, 1.0), 1e-7))), q._min_exp, q._max_exp)
+    )
     near_half = np.abs(np.log2(np.maximum(a, 1e-30)) % 1 - 0.5) < 1e-4
     sign = np.where(x < 0, -1, 1)
     zero = t.signs == 0  # a tiny weight whose STE sum x + (2**e - x) rounds to 0
@@ -125,7 +127,12 @@ def test_binary_and_ternary_against_numpy():
 
 def test_auto_scales_per_output_channel():
     x = weights(5)
-    for spec in ("quantized_bits(8,0,alpha='auto')", "quantized_bits(8,0,alpha='auto_po2')", "binary(alpha='auto_po2')", "ternary(alpha='auto')"):
+    for spec in (
+        "quantized_bits(8,0,alpha='auto')",
+        "quantized_bits(8,0,alpha='auto_po2')",
+        "binary(alpha='auto_po2')",
+        "ternary(alpha='auto')",
+    ):
         t = quantize(spec, x)
         assert t.scale.shape == (8,) and t.scale_axis == 3
     po2 = quantize("quantized_bits(8,0,alpha='auto_po2')", x)
@@ -156,7 +163,7 @@ def test_nan_weights_are_an_error():
 
 
 def test_unknown_quantizer_class_is_an_error():
-    class my_quantizer(Qz.quantized_bits):  # noqa: N801 - named like QKeras's
+    class my_quantizer(Qz.quantized_bits):
         pass
 
     with pytest.raises(UnsupportedError, match="my_quantizer.*not supported"):
@@ -187,7 +194,7 @@ def test_property_random_quantized_bits(bits, integer, keep_negative, symmetric,
     x = (np.random.default_rng(seed).standard_normal((5, 6)) * spread).astype(np.float32)
     try:
         direct = np.asarray(q(tf().constant(x)), np.float32)
-    except Exception:  # noqa: BLE001 - QKeras itself cannot run it (e.g. integer < 0): we must say so
+    except Exception:
         with pytest.raises(UnsupportedError, match="QKeras's own"):
             quantize_tensor(TensorSource("kernel", x, q), "l", "QDense")
         return
@@ -243,7 +250,9 @@ def test_graph_execution_for_large_tensors_is_bit_identical_to_eager(spec, monke
     assert np.count_nonzero(direct != graph.values) == graph.ste_rounded
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(
     bits=st.integers(2, 12),
     integer=st.integers(0, 4),

@@ -21,11 +21,11 @@ import zoo
 from test_writers import NUMBER_FORMATS, code_width, exported
 
 from qextract.errors import VerificationError
-from qextract.export import export
+from qextract.exporting.exporter import export
 from qextract.layouts import ExportedTensor
-from qextract.manifest import tensor_entry
+from qextract.manifest.building import tensor_entry
 from qextract.numformat import FixedPoint, PowerOfTwo, Ternary
-from qextract.verify import load_export, verify
+from qextract.verification.verifier import load_export, verify
 from qextract.writers import FORMATS, Codes, entries
 from qextract.writers._entry import number_format
 
@@ -88,7 +88,12 @@ def test_colliding_names_read_their_own_tensor(tmp_path, writer):
     layers = ["conv-1", "conv_1", "Conv_1", "block 1/conv"]
     tensors = [exported(fmt, (2, 3), seed=i, layer=layer) for i, layer in enumerate(layers)]
     table = entries(manifest_of(tensors, 16))
-    assert [table[t.key].c_name for t in tensors] == ["conv_1_kernel", "conv_1_kernel_2", "Conv_1_kernel_3", "block_1_conv_kernel"]
+    assert [table[t.key].c_name for t in tensors] == [
+        "conv_1_kernel",
+        "conv_1_kernel_2",
+        "Conv_1_kernel_3",
+        "block_1_conv_kernel",
+    ]
     paths = FORMATS[writer].write(tensors, tmp_path, word_bits=16)
     for t, path in zip(tensors, files_of(writer, paths, tensors), strict=True):
         assert_holds(FORMATS[writer].read(path, table[t.key]), t)
@@ -127,20 +132,63 @@ TERNARY = exported(Ternary(), (2, 3), seed=7, layer="t")
 PACKED = exported(FixedPoint(bits=3, integer=0), (5,), seed=8, layer="p")  # 4 codes per 13-bit word, 1 in the last
 CORRUPTIONS = {
     # mem, 13-bit words of four 3-bit codes: the last word holds one code; set a bit of its empty tail
-    "mem-tail-bit": ("mem", PACKED, 13, lambda s: s[: s.rstrip().rfind("\n") + 1] + "0008\n", "bits outside the 3-bit codes"),
+    "mem-tail-bit": (
+        "mem",
+        PACKED,
+        13,
+        lambda s: s[: s.rstrip().rfind("\n") + 1] + "0008\n",
+        "bits outside the 3-bit codes",
+    ),
     # ternary 2-bit field 0b10 is -2: not a ternary code
-    "mem-out-of-range": ("mem", TERNARY, None, lambda s: first_data_line(s, "//", lambda _: "2"), r"code -2 at index 0 is outside format ternary"),
+    "mem-out-of-range": (
+        "mem",
+        TERNARY,
+        None,
+        lambda s: first_data_line(s, "//", lambda _: "2"),
+        r"code -2 at index 0 is outside format ternary",
+    ),
     "mem-short": ("mem", TERNARY, None, lambda s: s[: s.rstrip().rfind("\n") + 1], "5 memory words, expected 6"),
     "mem-not-hex": ("mem", TERNARY, None, lambda s: first_data_line(s, "//", lambda _: "g"), "'g' in a memory word"),
     "coe-end": ("coe", TERNARY, None, lambda s: s.rstrip()[:-1] + ",\n", "';' after the last word"),
     "mif-address": ("mif", TERNARY, None, lambda s: s.replace("\t0 : ", "\t1 : ", 1), "addresses 0 to 5"),
     "mif-width": ("mif", TERNARY, None, lambda s: s.replace("WIDTH=2;", "WIDTH=3;"), "expected WIDTH=2"),
-    "header-missing": ("header", TERNARY, None, lambda s: s.replace("t_kernel[", "t_kernel_x["), r"no array t_kernel\[\]"),
-    "header-type": ("header", TERNARY, None, lambda s: s.replace("int8_t t_kernel[", "int16_t t_kernel["), "is int16_t, expected int8_t"),
-    "header-count": ("header", TERNARY, None, lambda s: s.replace(" = {\n", " = {\n    1,\n", 1), "holds 7 numbers, expected 6"),
-    "header-words": ("header", PACKED, 13, lambda s: re.sub(r"(p_kernel_words\[[^{]*\{\n\s*0x[0-9a-f]*)([0-9a-f])", lambda m: m[1] + "%x" % (int(m[2], 16) ^ 1), s),
-                     r"p_kernel_words\[\] holds code"),  # fmt: skip
-    "csv-row-missing": ("csv", TERNARY, None, lambda s: "\n".join(s.split("\n")[:2] + s.split("\n")[3:]), "5 rows, expected 6"),
+    "header-missing": (
+        "header",
+        TERNARY,
+        None,
+        lambda s: s.replace("t_kernel[", "t_kernel_x["),
+        r"no array t_kernel\[\]",
+    ),
+    "header-type": (
+        "header",
+        TERNARY,
+        None,
+        lambda s: s.replace("int8_t t_kernel[", "int16_t t_kernel["),
+        "is int16_t, expected int8_t",
+    ),
+    "header-count": (
+        "header",
+        TERNARY,
+        None,
+        lambda s: s.replace(" = {\n", " = {\n    1,\n", 1),
+        "holds 7 numbers, expected 6",
+    ),
+    "header-words": (
+        "header",
+        PACKED,
+        13,
+        lambda s: re.sub(
+            r"(p_kernel_words\[[^{]*\{\n\s*0x[0-9a-f]*)([0-9a-f])", lambda m: m[1] + "%x" % (int(m[2], 16) ^ 1), s
+        ),
+        r"p_kernel_words\[\] holds code",
+    ),  # fmt: skip
+    "csv-row-missing": (
+        "csv",
+        TERNARY,
+        None,
+        lambda s: "\n".join(s.split("\n")[:2] + s.split("\n")[3:]),
+        "5 rows, expected 6",
+    ),
 }
 
 
@@ -220,7 +268,10 @@ TAMPER = {
     "mem": ("q.kernel.mem", lambda s: first_data_line(s, "//", flip_hex)),
     "coe": ("q.kernel.coe", lambda s: first_data_line(s, ";", lambda ln: flip_hex(ln[:-1]) + ln[-1])),
     "mif": ("q.kernel.mif", lambda s: re.sub(r"\t0+ : [0-9a-f]+", lambda m: flip_hex(m[0]), s, count=1)),
-    "header": ("weights.h", lambda s: re.sub(r"(q_kernel\[[^{]*\{\n\s*)(-?\d+)", lambda m: m[1] + str(int(m[2]) ^ 1), s)),
+    "header": (
+        "weights.h",
+        lambda s: re.sub(r"(q_kernel\[[^{]*\{\n\s*)(-?\d+)", lambda m: m[1] + str(int(m[2]) ^ 1), s),
+    ),
     "csv": ("weights.csv", lambda s: first_data_line(s, "layer,", flip_csv_code)),
 }
 
@@ -235,7 +286,9 @@ def test_one_changed_code_with_a_matching_sha256_is_caught_by_the_cross_check(tm
     path.write_text(tamper(text))
     assert path.read_text() != text
     rehash(out, path)
-    with pytest.raises(VerificationError, match=rf"{re.escape(str(path))}: q/kernel holds code -?\d+ at index 0 .* weights.npz holds"):
+    with pytest.raises(
+        VerificationError, match=rf"{re.escape(str(path))}: q/kernel holds code -?\d+ at index 0 .* weights.npz holds"
+    ):
         verify(out, model)
 
 
@@ -244,5 +297,8 @@ def test_a_changed_mem_file_is_caught_without_npz(tmp_path):
     path = out / "q.kernel.mem"
     path.write_text(first_data_line(path.read_text(), "//", flip_hex))
     rehash(out, path)
-    with pytest.raises(VerificationError, match=r"q\.kernel\.mem: q/kernel holds code .* at index 0 \(0, 0, 0, 0\), but weights\.h holds"):
+    with pytest.raises(
+        VerificationError,
+        match=r"q\.kernel\.mem: q/kernel holds code .* at index 0 \(0, 0, 0, 0\), but weights\.h holds",
+    ):
         verify(out, model)

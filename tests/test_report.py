@@ -17,10 +17,10 @@ import pytest
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow loads)
 from qextract._keras import qkeras, tf
-from qextract.data import batches, digits
+from qextract.analysis.data import batches, digits
+from qextract.analysis.report import ErrorStats, error_report, quantizer_bounds, weight_report
 from qextract.errors import DataError, QExtractError, UnsupportedError
 from qextract.numformat import FixedPoint, PowerOfTwo
-from qextract.report import ErrorStats, error_report, quantizer_bounds, weight_report
 from qextract.tensor import Extraction, LayerRecord, QuantizedTensor
 
 tf()
@@ -246,7 +246,7 @@ def test_one_forward_pass_per_model_per_batch(model, x, monkeypatch):
 
 
 def test_user_float_model_is_matched_by_name(model, x, propagated):
-    from qextract.twin import float_model
+    from qextract.analysis.twin import float_model
 
     twin = float_model(model)
     df = error_report(model, x, float_model=twin, batch_size=64, quiet=True)
@@ -256,7 +256,10 @@ def test_user_float_model_is_matched_by_name(model, x, propagated):
 
 def test_sequential_model_and_fused_float_activation_pre_rows():
     model = keras.Sequential(
-        [keras.Input((6,)), q.QDense(4, kernel_quantizer="quantized_bits(4,0,1)", activation="quantized_tanh(4)", name="d")]
+        [
+            keras.Input((6,)),
+            q.QDense(4, kernel_quantizer="quantized_bits(4,0,1)", activation="quantized_tanh(4)", name="d"),
+        ]
     )
     xs = np.random.default_rng(2).normal(size=(40, 6)).astype(np.float32)
     df = error_report(model, xs, quiet=True)
@@ -398,7 +401,9 @@ def test_quantizer_bounds_are_the_values_it_reaches(text):
         assert lo == pytest.approx(out.min(), abs=1e-7)
 
 
-@pytest.mark.parametrize("text", ["quantized_bits(4,0,1,alpha='auto_po2')", "quantized_po2(4)", "binary()", "ternary()"])
+@pytest.mark.parametrize(
+    "text", ["quantized_bits(4,0,1,alpha='auto_po2')", "quantized_po2(4)", "binary()", "ternary()"]
+)
 def test_quantizer_bounds_unknown_where_meaningless(text):
     assert quantizer_bounds(q.quantizers.get_quantizer(text)) is None
 
@@ -491,7 +496,7 @@ def test_weight_report_of_nothing_has_the_columns():
 
 
 def test_plot_writes_a_png(propagated, isolated, tmp_path):
-    from qextract.plot import plot_report
+    from qextract.analysis.plot import plot_report
 
     one = plot_report(propagated, tmp_path / "one.png")
     both = plot_report({"propagated": propagated, "isolated": isolated}, tmp_path / "both.png", title="t")

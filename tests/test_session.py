@@ -55,7 +55,10 @@ ORDERS = {
     "QKeras first, variable set": ("import qkeras", True),
     "TensorFlow first, variable set": ("import tensorflow", True),
     "tf_keras imported explicitly, variable set": ("import tf_keras", True),
-    "the variable set in the process, then TensorFlow": ("import os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\nimport tensorflow", False),
+    "the variable set in the process, then TensorFlow": (
+        "import os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\nimport tensorflow",
+        False,
+    ),
 }
 
 
@@ -99,7 +102,10 @@ def test_tensorflow_imported_first_without_the_variable_is_a_clear_error(prelude
 
 
 def test_qkeras_imported_under_keras3_is_a_clear_error():
-    r = _run("import qkeras, qextract\nfrom qextract._keras import qkeras as q\ntry:\n    q()\nexcept Exception as e:\n    print(type(e).__name__, e)", False)
+    r = _run(
+        "import qkeras, qextract\nfrom qextract._keras import qkeras as q\ntry:\n    q()\nexcept Exception as e:\n    print(type(e).__name__, e)",
+        False,
+    )
     assert r.stdout.startswith("KerasEnvironmentError"), r.stdout + r.stderr[-2000:]
 
 
@@ -128,7 +134,7 @@ def lambda_models(tmp_path_factory):
     keras = zoo.keras
     inp = keras.Input((4,))
     code = f"lambda x: (open({str(marker)!r}, 'a').write('ran'), x)[1]"
-    lam = keras.layers.Lambda(eval(code), name="evil")  # noqa: S307 - the test's own lambda
+    lam = keras.layers.Lambda(eval(code), name="evil")
     model = keras.Model(inp, lam(keras.layers.Dense(3, name="fc")(inp)))
     paths = {"h5": d / "m.h5", "keras": d / "m.keras", "savedmodel": d / "sm"}
     with warnings.catch_warnings():
@@ -177,7 +183,7 @@ def test_cli_refuses_lambda_and_names_the_flag(lambda_models, capsys, tmp_path):
 
 
 def test_nested_lambda_is_found(tmp_path):
-    from qextract.model import _code_layers
+    from qextract.reading.loading import _code_layers
 
     config = {"class_name": "Functional", "config": {"layers": [
         {"class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {"name": "deep"}}]}},
@@ -212,7 +218,11 @@ def test_loading_and_extracting_is_quiet():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         qextract.extract(qextract.load_model(H5))
-    noisy = [f"{w.category.__name__}: {str(w.message)[:100]}" for w in caught if not issubclass(w.category, qextract.QExtractWarning)]
+    noisy = [
+        f"{w.category.__name__}: {str(w.message)[:100]}"
+        for w in caught
+        if not issubclass(w.category, qextract.QExtractWarning)
+    ]
     assert not noisy, noisy
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import qextract
 from qextract._keras import tf
-from qextract.export import export
+from qextract.exporting.exporter import export
 
 
 @pytest.fixture(scope="module")

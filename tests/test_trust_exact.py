@@ -29,10 +29,10 @@ import qextract
 from qextract import QExtractWarning
 from qextract._keras import qkeras, tf
 from qextract.errors import ExactnessError, LayoutError, UnsupportedError
-from qextract.extract import quantize_tensor
 from qextract.layers import TensorSource
 from qextract.layouts import LAYOUTS, flatten_order, from_layout, layout_scale, to_layout
 from qextract.numformat import FixedPoint, PowerOfTwo
+from qextract.reading.extraction import quantize_tensor
 from qextract.writers import FORMATS, entries
 
 tf()
@@ -137,7 +137,9 @@ PO2_EXPONENTS = np.array([[-20, -3, 0], [1, 2, -1], [-7, 0, 2], [-23, 1, -2]])  
 PO2_SIGNS = np.array([[1, -1, 1], [-1, 1, 0], [1, 1, -1], [1, -1, 1]])
 
 
-def _expected_fixed(grid: Grid, rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def _expected_fixed(
+    grid: Grid, rng: np.random.Generator, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Raw weights exactly on the grid, their codes and the code range (bits == 1 signed: the sign quantizer)."""
     bits, integer, kn, sym = grid
     n = math.prod(shape)
@@ -167,7 +169,9 @@ def widths_model():
         expected[name] = kernel[1:]
         expected[f"{name}/bias"] = bias[1:]
     for name, _ in AUTO:
-        model.get_layer(name).set_weights([rng.uniform(-2, 2, (INPUTS, UNITS)).astype(np.float32), np.zeros(UNITS, np.float32)])
+        model.get_layer(name).set_weights(
+            [rng.uniform(-2, 2, (INPUTS, UNITS)).astype(np.float32), np.zeros(UNITS, np.float32)]
+        )
     for name, _ in PO2:
         signs = np.abs(PO2_SIGNS) if name.startswith("r") else PO2_SIGNS
         raw = (signs * np.exp2(PO2_EXPONENTS.astype(np.float64))).astype(np.float32)
@@ -242,7 +246,7 @@ def test_every_width_survives_every_format_and_verifies(tmp_path, widths_model, 
     ],
 )
 def test_a_code_past_the_float32_clip_bound_is_refused_at_extraction(spec, weight, code):
-    q = eval(spec, {k: getattr(Qz, k) for k in ("quantized_bits", "quantized_relu")})  # noqa: S307 - test table
+    q = eval(spec, {k: getattr(Qz, k) for k in ("quantized_bits", "quantized_relu")})
     x = np.array([[0.25, weight], [-0.125, 0.0]], np.float32)
     # QKeras itself computes the value of a code one past the format's range
     bits, integer = q.bits, int(q.integer)
@@ -259,7 +263,9 @@ def test_quantized_relu_of_32_bits_and_more_computes_nan_and_is_refused():
     q = Qz.quantized_relu(32, 0)
     x = np.array([0.25, 0.5], np.float32)
     assert np.isnan(direct(q, x)).all()  # QKeras's own output: 2**32 overflows its int32 power
-    with pytest.raises(ExactnessError, match=r"tensor 'kernel' \(2,\): quantizer quantized_relu\(32,0\) produced NaN.*31 bits"):
+    with pytest.raises(
+        ExactnessError, match=r"tensor 'kernel' \(2,\): quantizer quantized_relu\(32,0\) produced NaN.*31 bits"
+    ):
         quantize(q, x)
 
 
@@ -292,14 +298,16 @@ def test_codes_no_int64_or_64_bit_word_holds_are_refused_by_name(make, problem):
 
 @pytest.mark.parametrize("spec", ["quantized_bits(28,0,alpha=0.37)", "quantized_bits(26,1,alpha=0.1)"])
 def test_codes_a_float32_value_cannot_tell_apart_are_refused(spec):
-    q = eval(spec, {"quantized_bits": Qz.quantized_bits})  # noqa: S307 - test table
+    q = eval(spec, {"quantized_bits": Qz.quantized_bits})
     x = np.random.default_rng(1).uniform(-0.9, 0.9, (8, 8)).astype(np.float32) * 2.0 ** int(q.integer)
     values, s = direct(q, x), np.float32(q.alpha) * np.float32(2.0 ** (int(q.integer) - (q.bits - 1)))
     # independent evidence: some layer value is float32(code * scale) for two neighbouring codes
     c = np.rint(values.astype(np.float64) / np.float64(s))
     twins = (np.float32(c + 1) * s == values) | (np.float32(c - 1) * s == values)
     assert twins.any()
-    with pytest.raises(ExactnessError, match=r"tensor 'kernel' \(8, 8\).*do not determine their codes.*power-of-two scale"):
+    with pytest.raises(
+        ExactnessError, match=r"tensor 'kernel' \(8, 8\).*do not determine their codes.*power-of-two scale"
+    ):
         quantize(q, x)
 
 
@@ -329,7 +337,9 @@ def test_binary_with_a_zero_scale_channel_extracts_codes_every_writer_holds(tmp_
     """binary(alpha="auto") on an all-zero column: scale 0, and the code is +1 (QKeras's sign of 0), never 0."""
     inp = keras.Input((3,))
     model = keras.Model(inp, Q.QDense(2, kernel_quantizer=Qz.binary(alpha="auto"), name="bin")(inp))
-    model.get_layer("bin").set_weights([np.array([[0.0, 0.5], [0.0, -0.3], [0.0, 0.1]], np.float32), np.zeros(2, np.float32)])
+    model.get_layer("bin").set_weights(
+        [np.array([[0.0, 0.5], [0.0, -0.3], [0.0, 0.1]], np.float32), np.zeros(2, np.float32)]
+    )
     t = qextract.extract(model)["bin"]["kernel"]
     assert t.scale[0] == 0 and t.codes[:, 0].tolist() == [1, 1, 1] and t.codes[:, 1].tolist() == [1, -1, 1]
     out = qextract.export(model, tmp_path / "e", formats=ALL_FORMATS, word_bits=32).out_dir
@@ -355,7 +365,7 @@ def test_property_codes_are_qkeras_integers_or_refused(bits, integer, keep_negat
     rng = np.random.default_rng(seed)
     try:
         direct(q, np.zeros(1, np.float32))
-    except Exception:  # noqa: BLE001 - QKeras itself cannot run it (a negative integer without a sign bit)
+    except Exception:
         with pytest.raises(UnsupportedError, match="QKeras's own"):
             quantize(q, np.zeros(1, np.float32))
         return
@@ -431,7 +441,9 @@ def test_wide_codes_survive_every_writer_and_reader(tmp_path, fmt):
 def test_header_with_extreme_codes_compiles_cleanly_and_holds_them(tmp_path):
     """gcc -Werror -pedantic is the independent reader: -2**63 has no C literal, so INT64_MIN must be written."""
     tensors = []
-    for i, fmt in enumerate([FixedPoint(bits=64), FixedPoint(bits=32), FixedPoint(bits=32, is_signed=False), FixedPoint(bits=40)]):
+    for i, fmt in enumerate(
+        [FixedPoint(bits=64), FixedPoint(bits=32), FixedPoint(bits=32, is_signed=False), FixedPoint(bits=40)]
+    ):
         t = exported(fmt, (6,), seed=i, layer=f"w{i}")
         t.codes.flat[:2] = [fmt.code_min, fmt.code_max]
         tensors.append(t)
@@ -441,12 +453,18 @@ def test_header_with_extreme_codes_compiles_cleanly_and_holds_them(tmp_path):
         name = f"{t.layer}_kernel"
         lines.append(f'for (i = 0; i < {t.size}; i++) printf("{name} %lld\\n", (long long){name}[i]);')
         words = f"{name}_words"
-        lines.append(f'for (i = 0; i < sizeof {words} / sizeof {words}[0]; i++) printf("{words} %llu\\n", (unsigned long long){words}[i]);')
+        lines.append(
+            f'for (i = 0; i < sizeof {words} / sizeof {words}[0]; i++) printf("{words} %llu\\n", (unsigned long long){words}[i]);'
+        )
     (tmp_path / "main.c").write_text(
-        '#include <stdio.h>\n#include "weights.h"\nint main(void) {\n size_t i;\n ' + "\n ".join(lines) + "\n return 0;\n}\n"
+        '#include <stdio.h>\n#include "weights.h"\nint main(void) {\n size_t i;\n '
+        + "\n ".join(lines)
+        + "\n return 0;\n}\n"
     )
     for std in ("-std=c99", "-std=c11"):
-        subprocess.run(["gcc", std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", "main", "main.c"], cwd=tmp_path, check=True)
+        subprocess.run(
+            ["gcc", std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", "main", "main.c"], cwd=tmp_path, check=True
+        )
     out = subprocess.run([str(tmp_path / "main")], capture_output=True, text=True, check=True).stdout.split("\n")
     printed: dict[str, list[int]] = {}
     for line in filter(None, out):
@@ -493,7 +511,9 @@ def _samples(rng: np.random.Generator, n: int = 5) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("dense_as_conv", [False, True], ids=["matrix", "conv"])
 def test_oihw_kernel_takes_the_channels_first_flatten(tmp_path, flatten_model, dense_as_conv):
-    out = qextract.export(flatten_model, tmp_path / "e", layout="oihw", formats=["npz"], dense_as_conv=dense_as_conv).out_dir
+    out = qextract.export(
+        flatten_model, tmp_path / "e", layout="oihw", formats=["npz"], dense_as_conv=dense_as_conv
+    ).out_dir
     xs = _samples(np.random.default_rng(3))
     keras_out = flatten_model.predict(xs, verbose=0)
     with np.load(out / "weights.npz") as z:
@@ -510,7 +530,9 @@ def test_oihw_kernel_takes_the_channels_first_flatten(tmp_path, flatten_model, d
 @pytest.mark.parametrize("dense_as_conv", [False, True], ids=["matrix", "conv"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_layout_records_the_flatten_order_and_verifies(tmp_path, flatten_model, layout, dense_as_conv):
-    result = qextract.export(flatten_model, tmp_path / "e", layout=layout, formats=["npz", "mem"], dense_as_conv=dense_as_conv)
+    result = qextract.export(
+        flatten_model, tmp_path / "e", layout=layout, formats=["npz", "mem"], dense_as_conv=dense_as_conv
+    )
     manifest = json.loads(result.manifest_path.read_text())
     layers = {layer["name"]: layer for layer in manifest["layers"]}
     for i, shape in enumerate(FLATTEN_SHAPES):
@@ -553,7 +575,10 @@ def test_matrix_rows_follow_the_flatten_order_and_invert_exactly(layout, fs):
 def test_property_flatten_layouts_round_trip(fs, outputs, layout, conv):
     k = np.arange(math.prod(fs) * outputs, dtype=np.int64).reshape(-1, outputs)
     out = to_layout("dense", "kernel", k, layout, flatten_shape=fs, dense_as_conv=conv)
-    assert from_layout("dense", "kernel", out, layout, k.shape, flatten_shape=fs, dense_as_conv=conv).tobytes() == k.tobytes()
+    assert (
+        from_layout("dense", "kernel", out, layout, k.shape, flatten_shape=fs, dense_as_conv=conv).tobytes()
+        == k.tobytes()
+    )
     # the matrix form holds the convolution form's values, merely reshaped: both share one input order
     conv_form = to_layout("dense", "kernel", k, layout, flatten_shape=fs, dense_as_conv=True)
     matrix = to_layout("dense", "kernel", k, layout, flatten_shape=fs, dense_as_conv=False)

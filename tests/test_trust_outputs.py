@@ -115,7 +115,9 @@ def test_force_replaces_only_a_qextract_export(capsys, tmp_path):
     mine.mkdir()
     (mine / "data.bin").write_bytes(b"keep")
     code, _, err = run(capsys, "export", H5, "--out", mine, "--force")
-    assert code == 8 and "is not a qextract export" in one_line(err) and "--force only replaces a previous export" in err
+    assert (
+        code == 8 and "is not a qextract export" in one_line(err) and "--force only replaces a previous export" in err
+    )
     (mine / "manifest.json").write_text(json.dumps({"files": [], "model": "someone else's"}))
     code, _, err = run(capsys, "export", H5, "--out", mine, "--force")
     assert code == 8 and "is not a qextract export" in one_line(err)
@@ -182,10 +184,16 @@ OVERWRITES = {
     "inspect --csv the model": (["inspect", "m.h5", "--csv", "m.h5"], "--csv"),
     "inspect --csv a symlink to the model": (["inspect", "m.h5", "--csv", "link.csv"], "--csv"),
     "report --csv the model": (["report", "m.h5", "--data", "x.npy", "--csv", "m.h5"], "--csv"),
-    "report --weights-csv the data": (["report", "m.h5", "--data", "x.npy", "--csv", "r.csv", "--weights-csv", "x.npy"], "--weights-csv"),
+    "report --weights-csv the data": (
+        ["report", "m.h5", "--data", "x.npy", "--csv", "r.csv", "--weights-csv", "x.npy"],
+        "--weights-csv",
+    ),
     "report --plot the model": (["report", "m.h5", "--data", "x.npy", "--csv", "r.csv", "--plot", "m.h5"], "--plot"),
     "inspect --csv a folder": (["inspect", "m.h5", "--csv", "."], "is a folder"),
-    "report two outputs the same": (["report", "m.h5", "--data", "x.npy", "--csv", "r.csv", "--plot", "./r.csv"], "are the same file"),
+    "report two outputs the same": (
+        ["report", "m.h5", "--data", "x.npy", "--csv", "r.csv", "--plot", "./r.csv"],
+        "are the same file",
+    ),
 }
 
 
@@ -207,7 +215,9 @@ def big_model(tmp_path_factory):
     """A model whose export takes seconds, so that a signal can arrive in the middle of the writing."""
     Q = zoo.Q
     inp = zoo.keras.Input((1024,))
-    layer = Q.QDense(1024, kernel_quantizer=Q.quantized_bits(8, 0, 1), bias_quantizer=Q.quantized_bits(8, 0, 1), name="big")
+    layer = Q.QDense(
+        1024, kernel_quantizer=Q.quantized_bits(8, 0, 1), bias_quantizer=Q.quantized_bits(8, 0, 1), name="big"
+    )
     path = tmp_path_factory.mktemp("big") / "big.h5"
     zoo.randomize(zoo.keras.Model(inp, layer(inp))).save(path)
     return path
@@ -215,7 +225,17 @@ def big_model(tmp_path_factory):
 
 def test_sigterm_during_export_cleans_up_like_sigint(tmp_path, big_model):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "qextract.cli", "export", str(big_model), "--out", str(out), "--format", "npz,header,mem,coe,mif,csv"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qextract.cli",
+        "export",
+        str(big_model),
+        "--out",
+        str(out),
+        "--format",
+        "npz,header,mem,coe,mif,csv",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.*.partial")) and proc.poll() is None and time.monotonic() < deadline:
@@ -268,11 +288,14 @@ def test_a_replaced_file_keeps_its_mode(capsys, tmp_path):
 # --- 8. usage errors ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    ["inspect", H5],
-    ["export", H5, "--out", "{tmp}/E"],
-    ["report", H5, "--data", "digits", "--csv", "{tmp}/r.csv"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["inspect", H5],
+        ["export", H5, "--out", "{tmp}/E"],
+        ["report", H5, "--data", "digits", "--csv", "{tmp}/r.csv"],
+    ],
+)
 def test_unknown_layer_names_are_usage_errors(capsys, tmp_path, command):
     args = [str(a).replace("{tmp}", str(tmp_path)) for a in command]
     code, _, err = run(capsys, *args, "--layers", "fc5", "nope")
@@ -291,14 +314,26 @@ def test_unknown_layer_names_raise_usage_error_in_the_api(digits, extraction, tm
     assert issubclass(UsageError, ValueError) and UsageError.exit_code == 2
 
 
-@pytest.mark.parametrize("args,message", [
-    (["verify", "{tmp}", "--model", H5, "--samples", "0"], "argument --samples: must be a whole number of at least 1, not 0"),
-    (["verify", "{tmp}", "--model", H5, "--samples", "-3"], "at least 1"),
-    (["export", H5, "--out", "{tmp}/E", "--word-bits", "0"], "argument --word-bits: must be a whole number from 1 to 64, not '0'"),
-    (["export", H5, "--out", "{tmp}/E", "--word-bits", "70000"], "from 1 to 64, not '70000'"),
-    (["export", H5, "--out", "{tmp}/E", "--word-bits", "eight"], "from 1 to 64"),
-    (["export", H5, "--out", "{tmp}/E", "--layout", "nhwc"], "unknown layout 'nhwc'; choose one of hwio, ohwi, oihw (aliases: "),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["verify", "{tmp}", "--model", H5, "--samples", "0"],
+            "argument --samples: must be a whole number of at least 1, not 0",
+        ),
+        (["verify", "{tmp}", "--model", H5, "--samples", "-3"], "at least 1"),
+        (
+            ["export", H5, "--out", "{tmp}/E", "--word-bits", "0"],
+            "argument --word-bits: must be a whole number from 1 to 64, not '0'",
+        ),
+        (["export", H5, "--out", "{tmp}/E", "--word-bits", "70000"], "from 1 to 64, not '70000'"),
+        (["export", H5, "--out", "{tmp}/E", "--word-bits", "eight"], "from 1 to 64"),
+        (
+            ["export", H5, "--out", "{tmp}/E", "--layout", "nhwc"],
+            "unknown layout 'nhwc'; choose one of hwio, ohwi, oihw (aliases: ",
+        ),
+    ],
+)
 def test_out_of_range_arguments_exit_2_naming_the_choices(capsys, tmp_path, args, message):
     err = usage_exit(capsys, *[str(a).replace("{tmp}", str(tmp_path)) for a in args])
     assert message in err, err
@@ -320,8 +355,26 @@ def test_word_bits_without_a_memory_format_is_a_usage_error(capsys, tmp_path, ex
     assert list(tmp_path.iterdir()) == []
 
 
-LAYOUT_SPECS = ["hwio", "OHWI", "Oihw", "tflite", "TFLite", "pytorch", "torch", "onnx", "caffe", "keras", "tf", "native",
-                "HWIO->OHWI", "keras->oihw", "nhwc", "ohwi->hwio", "", "hwio->"]
+LAYOUT_SPECS = [
+    "hwio",
+    "OHWI",
+    "Oihw",
+    "tflite",
+    "TFLite",
+    "pytorch",
+    "torch",
+    "onnx",
+    "caffe",
+    "keras",
+    "tf",
+    "native",
+    "HWIO->OHWI",
+    "keras->oihw",
+    "nhwc",
+    "ohwi->hwio",
+    "",
+    "hwio->",
+]
 
 
 @pytest.mark.parametrize("spec", LAYOUT_SPECS)
@@ -347,7 +400,9 @@ def test_export_with_a_layout_alias(capsys, tmp_path):
 def test_an_export_of_zero_tensors_is_refused(capsys, tmp_path, extraction):
     code, _, err = run(capsys, "export", H5, "--out", tmp_path / "E", "--layers", "act1", "flatten")
     line = one_line(err)
-    assert code == 2 and "'act1', 'flatten'" in line and "no weight tensors" in line and all(n in line for n in WEIGHTED), line
+    assert (
+        code == 2 and "'act1', 'flatten'" in line and "no weight tensors" in line and all(n in line for n in WEIGHTED)
+    ), line
     assert list(tmp_path.iterdir()) == []
     only_activations = qextract.Extraction(tuple(r for r in extraction if not len(r)), model_name="acts")
     with pytest.raises(UsageError, match="model 'acts' has no layer with weight tensors"):
@@ -355,12 +410,15 @@ def test_an_export_of_zero_tensors_is_refused(capsys, tmp_path, extraction):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda d: d, "not a qextract export (no manifest.json)"),
-    (lambda d: d / "missing", "no such folder"),
-    (lambda d: (d / "manifest.json").write_text(json.dumps({"files": []})) and d, "not written by qextract"),
-    (lambda d: (d / "manifest.json").write_text("{not json") and d, "not a readable manifest"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda d: d, "not a qextract export (no manifest.json)"),
+        (lambda d: d / "missing", "no such folder"),
+        (lambda d: (d / "manifest.json").write_text(json.dumps({"files": []})) and d, "not written by qextract"),
+        (lambda d: (d / "manifest.json").write_text("{not json") and d, "not a readable manifest"),
+    ],
+)
 def test_verify_on_a_folder_that_is_not_an_export_exits_12(capsys, tmp_path, make, message):
     folder = make(tmp_path)
     code, _, err = run(capsys, "verify", folder, "--model", H5)

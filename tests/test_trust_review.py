@@ -116,7 +116,9 @@ def _head_model() -> object:
 
 
 def _backbone_model() -> object:
-    backbone = keras.Sequential([keras.layers.InputLayer((6, 6, 2)), _conv(3, "c"), keras.layers.Flatten(name="flat")], name="bb")
+    backbone = keras.Sequential(
+        [keras.layers.InputLayer((6, 6, 2)), _conv(3, "c"), keras.layers.Flatten(name="flat")], name="bb"
+    )
     inp = keras.Input((6, 6, 2))
     return keras.Model(inp, _dense(5, "fc")(backbone(inp)), name="backboned")
 

@@ -12,12 +12,12 @@ import pytest
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow loads)
 from qextract._keras import qkeras, tf
-from qextract.errors import TwinMismatchError, UnsupportedError
-from qextract.layers import LAYERS
-from qextract.twin import (
+from qextract.analysis.twin import (
     check_float_model,
     float_model,
 )
+from qextract.errors import TwinMismatchError, UnsupportedError
+from qextract.layers import LAYERS
 
 # Every layer entry's float twin (LayerSpec.twin), as the twin builder reads them.
 LAYER_TWINS = {name: spec.twin for name, spec in LAYERS.items() if spec.twin is not None}
@@ -200,7 +200,13 @@ def test_twin_of_a_sequential_model_is_sequential_and_leaves_the_model_alone():
     twin = float_model(model)
     assert isinstance(twin, keras.Sequential)
     assert [layer.name for layer in twin.layers] == ["c", "pool", "flat", "d", "a"]
-    assert [type(layer).__name__ for layer in twin.layers] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense", "Activation"]
+    assert [type(layer).__name__ for layer in twin.layers] == [
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Activation",
+    ]
     assert twin.get_layer("a").activation is keras.activations.linear
     assert twin.name == f"{model.name}_float"
     assert len(model.layers) == 5
@@ -210,7 +216,11 @@ def test_twin_of_a_sequential_model_is_sequential_and_leaves_the_model_alone():
 
 def test_quantizer_as_activation_of_a_plain_keras_layer_becomes_float():
     model = keras.Sequential(
-        [keras.Input((4,)), L.Dense(3, activation=q.quantized_relu(4, 1), name="d"), L.Activation(q.quantized_tanh(4), name="a")]
+        [
+            keras.Input((4,)),
+            L.Dense(3, activation=q.quantized_relu(4, 1), name="d"),
+            L.Activation(q.quantized_tanh(4), name="a"),
+        ]
     )
     twin = float_model(model)
     assert twin.get_layer("d").activation is keras.activations.relu
@@ -242,7 +252,7 @@ def test_twin_config_round_trips():
     ],
 )
 def test_float_activation_functions(function, reference):
-    from qextract.twin import float_activation_class
+    from qextract.analysis.twin import float_activation_class
 
     layer = float_activation_class()(function)
     x = np.linspace(-8, 8, 161).astype(np.float32)

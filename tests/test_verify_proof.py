@@ -21,9 +21,9 @@ from qextract import reference as R
 from qextract._keras import qkeras, tf
 from qextract.cli import main
 from qextract.errors import NotAnExportError, VerificationError
-from qextract.export import export
+from qextract.exporting.exporter import export
 from qextract.padding import same_pad
-from qextract.verify import verify
+from qextract.verification.verifier import verify
 
 Q = qkeras()
 K = tf().keras
@@ -37,7 +37,9 @@ KQ = "quantized_bits(6,0,1)"
 @pytest.fixture(scope="module")
 def small():
     inp = K.Input((6, 6, 3))
-    x = Q.QConv2D(4, 3, kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')", bias_quantizer="quantized_bits(8,2)", name="c")(inp)
+    x = Q.QConv2D(
+        4, 3, kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')", bias_quantizer="quantized_bits(8,2)", name="c"
+    )(inp)
     x = Q.QBatchNormalization(name="bn")(x)
     x = L.Flatten()(x)
     x = Q.QDense(3, kernel_quantizer="quantized_bits(4,0,1)", name="d")(x)
@@ -95,7 +97,9 @@ def test_an_absolute_path_is_refused_even_to_the_right_file(base, small, tmp_pat
         for t in layer["tensors"]:
             t["files"] = [npz["path"] if p == "weights.npz" else p for p in t["files"]]
     save(out, manifest)
-    with pytest.raises(VerificationError, match=r"manifest\.json: files\[\d+\]\.path '/.*weights\.npz' is not a relative path inside"):
+    with pytest.raises(
+        VerificationError, match=r"manifest\.json: files\[\d+\]\.path '/.*weights\.npz' is not a relative path inside"
+    ):
         verify(out, small)
 
 
@@ -109,7 +113,9 @@ def test_a_path_with_dotdot_is_refused(base, small, tmp_path):
         for t in layer["tensors"]:
             t["files"] = ["../elsewhere/weights.npz" if p == "weights.npz" else p for p in t["files"]]
     save(out, manifest)
-    with pytest.raises(VerificationError, match=r"files\[\d+\]\.path '\.\./elsewhere/weights\.npz' is not a relative path"):
+    with pytest.raises(
+        VerificationError, match=r"files\[\d+\]\.path '\.\./elsewhere/weights\.npz' is not a relative path"
+    ):
         verify(out, small)
 
 
@@ -135,7 +141,10 @@ def test_a_layer_deleted_from_the_manifest_is_named(base, small, tmp_path):
     out, manifest = copy_of(base, tmp_path)
     drop_layer(manifest, "bn", out)
     save(out, manifest)
-    with pytest.raises(VerificationError, match=r"the model's layer\(s\) 'bn' have weights but are not in the export.*selected_layers is null"):
+    with pytest.raises(
+        VerificationError,
+        match=r"the model's layer\(s\) 'bn' have weights but are not in the export.*selected_layers is null",
+    ):
         verify(out, small)
 
 
@@ -143,7 +152,9 @@ def test_a_layer_deleted_but_still_held_by_the_files_is_caught(base, small, tmp_
     out, manifest = copy_of(base, tmp_path)
     manifest["layers"] = [layer for layer in manifest["layers"] if layer["name"] != "bn"]
     save(out, manifest)
-    with pytest.raises(VerificationError, match=r"files hold tensor\(s\) bn/beta.* that no layer of the manifest lists"):
+    with pytest.raises(
+        VerificationError, match=r"files hold tensor\(s\) bn/beta.* that no layer of the manifest lists"
+    ):
         verify(out, small)
 
 
@@ -165,7 +176,9 @@ def test_a_restricted_export_says_so_and_verify_requires_exactly_those_layers(sm
     assert list(table["layer"]) == ["c", "d"] and table["passed"].all() and table.attrs["selected_layers"] == ["c", "d"]
     drop_layer(manifest, "d", out)
     save(out, manifest)
-    with pytest.raises(VerificationError, match=r"selected_layers names 'c', 'd' but the manifest lists 'c'; missing: 'd'"):
+    with pytest.raises(
+        VerificationError, match=r"selected_layers names 'c', 'd' but the manifest lists 'c'; missing: 'd'"
+    ):
         verify(out, small)
 
 
@@ -188,13 +201,17 @@ def _edit(name: str):
         "scale axis out of range": set_in(lambda m: tensor(m, "c/kernel")["scale"], "axis", 7),
         "scale of the wrong length": set_in(lambda m: tensor(m, "c/kernel")["scale"], "values", [0.5, 0.25]),
         "a shape of 10**10 elements": set_in(lambda m: tensor(m, "c/kernel"), "shape", [100000, 100000]),
-        "an input_shape of 10**10 elements": set_in(lambda m: entry(m, "c")["geometry"], "input_shape", [None, 100000, 100000, 1]),
+        "an input_shape of 10**10 elements": set_in(
+            lambda m: entry(m, "c")["geometry"], "input_shape", [None, 100000, 100000, 1]
+        ),
         "epsilon as a string": set_in(lambda m: entry(m, "bn")["geometry"], "epsilon", "small"),
         "strides as a string": set_in(lambda m: entry(m, "c")["geometry"], "strides", "22"),
         "flatten_shape as a string": set_in(lambda m: entry(m, "d"), "flatten_shape", "2x2x16"),
         "flatten_shape that does not fit": set_in(lambda m: entry(m, "d"), "flatten_shape", [2, 2, 5]),
         "axes that mean nothing": set_in(lambda m: tensor(m, "c/kernel"), "axes", "QQQQ"),
-        "explicit_padding without its bottom": set_in(lambda m: entry(m, "c")["geometry"], "explicit_padding", {"top": 0}),
+        "explicit_padding without its bottom": set_in(
+            lambda m: entry(m, "c")["geometry"], "explicit_padding", {"top": 0}
+        ),
         "groups that do not divide the channels": set_in(lambda m: entry(m, "c")["geometry"], "groups", 2),
         "a tensor key of another layer": set_in(lambda m: tensor(m, "c/kernel"), "key", "d/kernel"),
         "selected_layers as a string": lambda m: m.__setitem__("selected_layers", "c"),
@@ -202,19 +219,55 @@ def _edit(name: str):
 
 
 HOSTILE = {
-    "scale axis out of range": (VerificationError, r"manifest\.json: tensor 'c/kernel' scale\.axis 7 is out of range for its shape \[3, 3, 3, 4\]"),
-    "scale of the wrong length": (VerificationError, r"tensor 'c/kernel' scale\.values has 2 value\(s\); expected 1 or 4 values"),
-    "a shape of 10**10 elements": (VerificationError, r"weights\.npz: c/kernel: 'c/kernel:codes' is int8\[3, 3, 3, 4\], expected int8\[100000, 100000\]"),
-    "an input_shape of 10**10 elements": (VerificationError, r"layer 'c' geometry\.input_shape \[None, 100000, 100000, 1\] is not the model layer's"),
-    "epsilon as a string": (VerificationError, r"manifest\.json: does not follow the manifest schema \(field \$\.layers\[2\]\.geometry\.epsilon: 'small' is not of type 'number'"),
-    "strides as a string": (VerificationError, r"field \$\.layers\[1\]\.geometry\.strides: '22' is not of type 'array'"),
-    "flatten_shape as a string": (VerificationError, r"field \$\.layers\[4\]\.flatten_shape: '2x2x16' is not of type 'array'"),
-    "flatten_shape that does not fit": (VerificationError, r"manifest\.json: tensor 'd/kernel' with axes 'HWIO', shape \[4, 4, 4, 3\] and flatten_shape \[2, 2, 5\] cannot be read back"),
+    "scale axis out of range": (
+        VerificationError,
+        r"manifest\.json: tensor 'c/kernel' scale\.axis 7 is out of range for its shape \[3, 3, 3, 4\]",
+    ),
+    "scale of the wrong length": (
+        VerificationError,
+        r"tensor 'c/kernel' scale\.values has 2 value\(s\); expected 1 or 4 values",
+    ),
+    "a shape of 10**10 elements": (
+        VerificationError,
+        r"weights\.npz: c/kernel: 'c/kernel:codes' is int8\[3, 3, 3, 4\], expected int8\[100000, 100000\]",
+    ),
+    "an input_shape of 10**10 elements": (
+        VerificationError,
+        r"layer 'c' geometry\.input_shape \[None, 100000, 100000, 1\] is not the model layer's",
+    ),
+    "epsilon as a string": (
+        VerificationError,
+        r"manifest\.json: does not follow the manifest schema \(field \$\.layers\[2\]\.geometry\.epsilon: 'small' is not of type 'number'",
+    ),
+    "strides as a string": (
+        VerificationError,
+        r"field \$\.layers\[1\]\.geometry\.strides: '22' is not of type 'array'",
+    ),
+    "flatten_shape as a string": (
+        VerificationError,
+        r"field \$\.layers\[4\]\.flatten_shape: '2x2x16' is not of type 'array'",
+    ),
+    "flatten_shape that does not fit": (
+        VerificationError,
+        r"manifest\.json: tensor 'd/kernel' with axes 'HWIO', shape \[4, 4, 4, 3\] and flatten_shape \[2, 2, 5\] cannot be read back",
+    ),
     "axes that mean nothing": (VerificationError, r"manifest\.json: c/kernel: cannot interpret exported axes 'QQQQ'"),
-    "explicit_padding without its bottom": (VerificationError, r"manifest\.json: layer 'c' \(conv2d\) cannot be recomputed from its manifest entry \(KeyError: 'bottom'\)"),
-    "groups that do not divide the channels": (VerificationError, r"layer 'c' \(conv2d\) cannot be recomputed .*groups=2"),
-    "a tensor key of another layer": (VerificationError, r"layers\[1\]\.tensors\[0\]\.key 'd/kernel' is not 'c/kernel'"),
-    "selected_layers as a string": (VerificationError, r"field \$\.selected_layers: 'c' is not of type 'array', 'null'"),
+    "explicit_padding without its bottom": (
+        VerificationError,
+        r"manifest\.json: layer 'c' \(conv2d\) cannot be recomputed from its manifest entry \(KeyError: 'bottom'\)",
+    ),
+    "groups that do not divide the channels": (
+        VerificationError,
+        r"layer 'c' \(conv2d\) cannot be recomputed .*groups=2",
+    ),
+    "a tensor key of another layer": (
+        VerificationError,
+        r"layers\[1\]\.tensors\[0\]\.key 'd/kernel' is not 'c/kernel'",
+    ),
+    "selected_layers as a string": (
+        VerificationError,
+        r"field \$\.selected_layers: 'c' is not of type 'array', 'null'",
+    ),
 }
 
 
@@ -231,7 +284,9 @@ def test_a_hostile_manifest_is_a_clear_error_naming_the_field(base, small, tmp_p
 def test_a_manifest_that_is_not_utf8_is_not_an_export(base, small, tmp_path):
     out, _ = copy_of(base, tmp_path)
     (out / "manifest.json").write_bytes(b'{"schema_version": 1, "model": "\xff\xfe"}')
-    with pytest.raises(NotAnExportError, match=r"manifest\.json: not a readable manifest \(not UTF-8 text: byte 32 is b'\\xff'\)"):
+    with pytest.raises(
+        NotAnExportError, match=r"manifest\.json: not a readable manifest \(not UTF-8 text: byte 32 is b'\\xff'\)"
+    ):
         verify(out, small)
 
 
@@ -274,32 +329,97 @@ def build_many():
     vec = K.Input((6,), name="vec")
     vol = K.Input((2, 3, 2, 2), name="vol")
     outs = [
-        Q.QConv2D(6, 3, groups=2, padding="same", strides=2, kernel_quantizer=KQ, bias_quantizer=KQ, name="grouped")(img),
+        Q.QConv2D(6, 3, groups=2, padding="same", strides=2, kernel_quantizer=KQ, bias_quantizer=KQ, name="grouped")(
+            img
+        ),
         Q.QConv1D(4, 3, groups=2, padding="causal", kernel_quantizer=KQ, name="grouped1d")(L.Reshape((8, 32))(img)),
         L.Conv2D(4, 2, groups=4, name="grouped_plain")(img),
-        Q.QConv2D(5, 4, strides=2, padding="same", data_format="channels_first", kernel_quantizer=KQ, bias_quantizer=KQ, name="cf_conv")(cf),
-        Q.QDepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, data_format="channels_first", depthwise_quantizer=KQ, name="cf_dw")(cf),
-        Q.QSeparableConv2D(3, 3, padding="same", data_format="channels_first", depthwise_quantizer=KQ, pointwise_quantizer=KQ, name="cf_sep")(cf),
-        Q.QConv1D(3, 3, padding="same", strides=2, data_format="channels_first", kernel_quantizer=KQ, name="cf_conv1d")(cf1),
+        Q.QConv2D(
+            5,
+            4,
+            strides=2,
+            padding="same",
+            data_format="channels_first",
+            kernel_quantizer=KQ,
+            bias_quantizer=KQ,
+            name="cf_conv",
+        )(cf),
+        Q.QDepthwiseConv2D(
+            3,
+            strides=2,
+            padding="same",
+            depth_multiplier=2,
+            data_format="channels_first",
+            depthwise_quantizer=KQ,
+            name="cf_dw",
+        )(cf),
+        Q.QSeparableConv2D(
+            3,
+            3,
+            padding="same",
+            data_format="channels_first",
+            depthwise_quantizer=KQ,
+            pointwise_quantizer=KQ,
+            name="cf_sep",
+        )(cf),
+        Q.QConv1D(3, 3, padding="same", strides=2, data_format="channels_first", kernel_quantizer=KQ, name="cf_conv1d")(
+            cf1
+        ),
         L.BatchNormalization(axis=1, name="cf_bn")(cf),
-        Q.QConv2DTranspose(2, 3, strides=2, padding="same", data_format="channels_first", kernel_quantizer=KQ, name="cf_tconv")(cf),
-        Q.QAveragePooling2D(2, average_quantizer="quantized_bits(8,0,1)", activation="quantized_relu(4)", name="pool")(img),
-        Q.QAveragePooling2D(3, strides=2, padding="same", average_quantizer="quantized_bits(8,0,1)", name="pool_same")(img),
-        Q.QAveragePooling2D(2, data_format="channels_first", average_quantizer="quantized_bits(8,0,1)", name="pool_cf")(cf),
+        Q.QConv2DTranspose(
+            2, 3, strides=2, padding="same", data_format="channels_first", kernel_quantizer=KQ, name="cf_tconv"
+        )(cf),
+        Q.QAveragePooling2D(2, average_quantizer="quantized_bits(8,0,1)", activation="quantized_relu(4)", name="pool")(
+            img
+        ),
+        Q.QAveragePooling2D(3, strides=2, padding="same", average_quantizer="quantized_bits(8,0,1)", name="pool_same")(
+            img
+        ),
+        Q.QAveragePooling2D(2, data_format="channels_first", average_quantizer="quantized_bits(8,0,1)", name="pool_cf")(
+            cf
+        ),
         Q.QGlobalAveragePooling2D(average_quantizer="quantized_bits(6,0,1)", name="gap")(img),
         Q.QDense(3, kernel_quantizer=KQ, name="fc_c")(L.Flatten()(vec)),
         Q.QDense(3, kernel_quantizer=KQ, name="fc_lc")(L.Flatten()(seq)),
         Q.QDense(3, kernel_quantizer=KQ, name="fc_hwc")(L.Flatten()(img)),
         Q.QDense(3, kernel_quantizer=KQ, bias_quantizer=KQ, name="fc_dhwc")(L.Flatten()(vol)),
         Q.QDense(3, kernel_quantizer=Q.quantized_hswish(8, 3), name="hswish")(vec),
-        Q.QSimpleRNN(4, activation="quantized_tanh(4)", kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=KQ,
-                     state_quantizer="quantized_bits(8,0,1)", return_sequences=True, name="srnn")(seq),
-        Q.QLSTM(4, activation="quantized_tanh(5)", recurrent_activation="hard_sigmoid", kernel_quantizer=KQ, recurrent_quantizer=KQ,
-                bias_quantizer=KQ, go_backwards=True, name="qlstm")(seq),
-        Q.QGRU(3, activation="quantized_relu(4,1)", recurrent_activation="quantized_sigmoid(6)", reset_after=False, kernel_quantizer=KQ,
-               recurrent_quantizer=KQ, bias_quantizer=KQ, return_sequences=True, name="qgru")(seq),
-        Q.QBidirectional(Q.QLSTM(3, kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=KQ, return_sequences=True),
-                         merge_mode="sum", name="qbidi")(seq),
+        Q.QSimpleRNN(
+            4,
+            activation="quantized_tanh(4)",
+            kernel_quantizer=KQ,
+            recurrent_quantizer=KQ,
+            bias_quantizer=KQ,
+            state_quantizer="quantized_bits(8,0,1)",
+            return_sequences=True,
+            name="srnn",
+        )(seq),
+        Q.QLSTM(
+            4,
+            activation="quantized_tanh(5)",
+            recurrent_activation="hard_sigmoid",
+            kernel_quantizer=KQ,
+            recurrent_quantizer=KQ,
+            bias_quantizer=KQ,
+            go_backwards=True,
+            name="qlstm",
+        )(seq),
+        Q.QGRU(
+            3,
+            activation="quantized_relu(4,1)",
+            recurrent_activation="quantized_sigmoid(6)",
+            reset_after=False,
+            kernel_quantizer=KQ,
+            recurrent_quantizer=KQ,
+            bias_quantizer=KQ,
+            return_sequences=True,
+            name="qgru",
+        )(seq),
+        Q.QBidirectional(
+            Q.QLSTM(3, kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=KQ, return_sequences=True),
+            merge_mode="sum",
+            name="qbidi",
+        )(seq),
         L.Bidirectional(L.GRU(3, recurrent_activation="hard_sigmoid"), name="bidi")(seq),
         L.LSTM(3, return_sequences=True, go_backwards=True, name="lstm")(seq),
         L.SimpleRNN(3, activation="relu", name="rnn")(seq),
@@ -325,7 +445,9 @@ def test_every_kind_is_recomputed_in_every_layout(many, tmp_path, layout, dense_
     before = [w.copy() for w in many.get_weights()]
     out = export(many, tmp_path / "e", layout=layout, formats=["npz", "mem"], dense_as_conv=dense_as_conv).out_dir
     table = verify(out, many)
-    assert table["passed"].dtype == bool and len(table[~table.passed]) == 0, table.drop(columns=["class", "layout"]).to_string()
+    assert table["passed"].dtype == bool and len(table[~table.passed]) == 0, table.drop(
+        columns=["class", "layout"]
+    ).to_string()
     assert len(table) == 26
     assert {r.layer: r.route for r in table.itertuples() if r.layer in ROUTES} == ROUTES
     assert set(table.route) - set(ROUTES.values()) == {"numpy"}
@@ -341,14 +463,30 @@ def test_the_manifest_records_channels_first_padding_and_groups(many, tmp_path):
     # input (C, H, W) = (4, 7, 9), kernel 4, stride 2: pads come from H and W, not from (C, H)
     (top, bottom), (left, right) = same_pad(7, 4, 2), same_pad(9, 4, 2)
     assert g["data_format"] == "channels_first"
-    assert g["explicit_padding"] == {"top": top, "bottom": bottom, "left": left, "right": right} == {"top": 1, "bottom": 2, "left": 1, "right": 2}
+    assert (
+        g["explicit_padding"]
+        == {"top": top, "bottom": bottom, "left": left, "right": right}
+        == {"top": 1, "bottom": 2, "left": 1, "right": 2}
+    )
     # input (C, L) = (4, 11), kernel 3, stride 2: from L = 11 (1, 1); the wrong axis C = 4 would give (0, 1)
-    assert entry(manifest, "cf_conv1d")["geometry"]["explicit_padding"] == {"left": 1, "right": 1} and same_pad(11, 3, 2) == (1, 1)
-    assert entry(manifest, "grouped")["geometry"]["groups"] == 2 and entry(manifest, "grouped_plain")["geometry"]["groups"] == 4
+    assert entry(manifest, "cf_conv1d")["geometry"]["explicit_padding"] == {"left": 1, "right": 1} and same_pad(
+        11, 3, 2
+    ) == (1, 1)
+    assert (
+        entry(manifest, "grouped")["geometry"]["groups"] == 2
+        and entry(manifest, "grouped_plain")["geometry"]["groups"] == 4
+    )
     (before, after) = same_pad(8, 3, 2)  # a pooling window gets its explicit pads too
-    assert entry(manifest, "pool_same")["geometry"]["explicit_padding"] == {"top": before, "bottom": after, "left": before, "right": after}
+    assert entry(manifest, "pool_same")["geometry"]["explicit_padding"] == {
+        "top": before,
+        "bottom": after,
+        "left": before,
+        "right": after,
+    }
     assert entry(manifest, "cf_bn")["geometry"]["axis"] == [1]
-    assert entry(manifest, "fc_dhwc")["flatten_shape"] == [2, 3, 2, 2] and entry(manifest, "fc_c")["flatten_shape"] == [6]
+    assert entry(manifest, "fc_dhwc")["flatten_shape"] == [2, 3, 2, 2] and entry(manifest, "fc_c")["flatten_shape"] == [
+        6
+    ]
 
 
 def test_every_recomputed_kind_fails_for_other_weights(many, tmp_path):
@@ -393,7 +531,9 @@ def test_stochastic_quantizers_verify_the_same_on_every_run(tmp_path):
 
 def test_a_sequence_of_open_length_is_verified(tmp_path):
     inp = K.Input((None, 3))
-    model = zoo.randomize(K.Model(inp, Q.QLSTM(4, kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=KQ, name="q")(inp)))
+    model = zoo.randomize(
+        K.Model(inp, Q.QLSTM(4, kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=KQ, name="q")(inp))
+    )
     out = export(model, tmp_path / "e", formats=["npz"]).out_dir
     assert list(verify(out, model)["passed"]) == [True]
 
@@ -440,7 +580,7 @@ QUANTIZED_ACTIVATIONS = [
 
 @pytest.mark.parametrize("spec", QUANTIZED_ACTIVATIONS)
 def test_numpy_quantized_activations_agree_with_qkeras(spec):
-    from qextract.recompute import _numpy_activation
+    from qextract.verification.recomputation import _numpy_activation
 
     q = Q.quantizers.get_quantizer(spec)
     act = _numpy_activation(q)
@@ -454,14 +594,25 @@ def test_numpy_quantized_activations_agree_with_qkeras(spec):
 
 
 def test_numpy_float_activations_agree_with_keras_and_qkeras():
-    from qextract.recompute import _numpy_activation
+    from qextract.verification.recomputation import _numpy_activation
 
     z = np.linspace(-5, 5, 1001)
-    for fn in (K.activations.tanh, K.activations.sigmoid, K.activations.hard_sigmoid, K.activations.relu, K.activations.softsign,
-               K.activations.elu, Q.quantizers.hard_sigmoid, Q.quantizers.smooth_sigmoid, Q.quantizers.hard_tanh):
+    for fn in (
+        K.activations.tanh,
+        K.activations.sigmoid,
+        K.activations.hard_sigmoid,
+        K.activations.relu,
+        K.activations.softsign,
+        K.activations.elu,
+        Q.quantizers.hard_sigmoid,
+        Q.quantizers.smooth_sigmoid,
+        Q.quantizers.hard_tanh,
+    ):
         act = _numpy_activation(fn)
         assert "TensorFlow" not in act.name, fn
-        np.testing.assert_allclose(act(z), np.asarray(fn(tf().constant(z, tf().float32))), rtol=1e-6, atol=1e-6, err_msg=act.name)
+        np.testing.assert_allclose(
+            act(z), np.asarray(fn(tf().constant(z, tf().float32))), rtol=1e-6, atol=1e-6, err_msg=act.name
+        )
 
 
 def test_grouped_convolution_reference_against_splitting_by_hand():
@@ -479,4 +630,6 @@ def test_same_padded_pooling_divides_border_windows_by_their_real_pixels():
     # [1 2 4 5] -> 12/4, [3 6] -> 9/2, [7 8] -> 15/2, [9] -> 9/1
     expected = np.array([[3.0, 4.5], [7.5, 9.0]]).reshape(1, 2, 2, 1)
     np.testing.assert_allclose(R.average_pool(x, 0.25, (2, 2), (2, 2), "same"), expected)
-    np.testing.assert_allclose(R.average_pool(x, 0.25, (2, 2), (1, 1), "valid"), np.array([[3.0, 4.0], [6.0, 7.0]]).reshape(1, 2, 2, 1))
+    np.testing.assert_allclose(
+        R.average_pool(x, 0.25, (2, 2), (1, 1), "valid"), np.array([[3.0, 4.0], [6.0, 7.0]]).reshape(1, 2, 2, 1)
+    )

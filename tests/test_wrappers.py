@@ -24,8 +24,8 @@ import qextract
 from qextract import reference as R
 from qextract._keras import qkeras, tf
 from qextract.errors import QExtractError, UnsupportedError
-from qextract.nested import find_layer
-from qextract.summary import inspect_table
+from qextract.reading.nested import find_layer
+from qextract.reading.summary import inspect_table
 from qextract.writers import FORMATS
 
 Q = qkeras()
@@ -35,7 +35,15 @@ BQ = "quantized_bits(8,2)"
 
 
 def _qlstm(**kw: Any) -> Any:
-    return Q.QLSTM(3, activation="tanh", recurrent_activation="sigmoid", kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=BQ, **kw)
+    return Q.QLSTM(
+        3,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        kernel_quantizer=KQ,
+        recurrent_quantizer=KQ,
+        bias_quantizer=BQ,
+        **kw,
+    )
 
 
 def _bi_lstm() -> Any:
@@ -56,13 +64,28 @@ def _td_dense() -> Any:
 
 def _td_conv() -> Any:
     inp = keras.Input((2, 7, 7, 2))
-    conv = Q.QConv2D(3, 3, strides=2, padding="same", kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')", bias_quantizer=BQ, name="conv")
+    conv = Q.QConv2D(
+        3,
+        3,
+        strides=2,
+        padding="same",
+        kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')",
+        bias_quantizer=BQ,
+        name="conv",
+    )
     return keras.Model(inp, keras.layers.TimeDistributed(conv, name="tdc")(inp), name="td_conv")
 
 
 def _rnn_cell() -> Any:
     inp = keras.Input((5, 3))
-    cell = Q.QLSTMCell(3, activation="tanh", recurrent_activation="sigmoid", kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=BQ)
+    cell = Q.QLSTMCell(
+        3,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        kernel_quantizer=KQ,
+        recurrent_quantizer=KQ,
+        bias_quantizer=BQ,
+    )
     return keras.Model(inp, keras.layers.RNN(cell, name="rnn")(inp), name="rnn_cell")
 
 
@@ -71,14 +94,38 @@ def _nested() -> Any:
     block = keras.Sequential(
         [
             keras.Input((8, 8, 2)),
-            Q.QConv2D(4, 3, strides=2, padding="same", kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')", bias_quantizer=BQ, name="conv"),
-            Q.QBatchNormalization(gamma_quantizer="quantized_bits(6,2,1)", beta_quantizer=BQ, mean_quantizer=BQ, variance_quantizer="quantized_bits(8,3,keep_negative=0)", name="bn"),
+            Q.QConv2D(
+                4,
+                3,
+                strides=2,
+                padding="same",
+                kernel_quantizer="quantized_bits(6,0,1,alpha='auto_po2')",
+                bias_quantizer=BQ,
+                name="conv",
+            ),
+            Q.QBatchNormalization(
+                gamma_quantizer="quantized_bits(6,2,1)",
+                beta_quantizer=BQ,
+                mean_quantizer=BQ,
+                variance_quantizer="quantized_bits(8,3,keep_negative=0)",
+                name="bn",
+            ),
             Q.QActivation("quantized_relu(4,2)", name="act"),
-            Q.QConv2DBatchnorm(4, 3, padding="same", kernel_quantizer="quantized_bits(8,0,alpha='auto_po2')", bias_quantizer="quantized_bits(12,4)", name="convbn"),
+            Q.QConv2DBatchnorm(
+                4,
+                3,
+                padding="same",
+                kernel_quantizer="quantized_bits(8,0,alpha='auto_po2')",
+                bias_quantizer="quantized_bits(12,4)",
+                name="convbn",
+            ),
         ],
         name="block",
     )
-    mlp = keras.Sequential([keras.Input((64,)), Q.QDense(6, kernel_quantizer="quantized_po2(5,1)", bias_quantizer=BQ, name="fc1")], name="mlp")
+    mlp = keras.Sequential(
+        [keras.Input((64,)), Q.QDense(6, kernel_quantizer="quantized_po2(5,1)", bias_quantizer=BQ, name="fc1")],
+        name="mlp",
+    )
     h_in = keras.Input((64,), name="h_in")
     head = keras.Model(h_in, Q.QDense(3, kernel_quantizer=KQ, name="fc2")(mlp(h_in)), name="head")
     inp = keras.Input((8, 8, 2), name="x")
@@ -176,14 +223,20 @@ def test_bidirectional_qlstm_is_quantized_by_its_qlstm(built):
     layer = model.get_layer("bi")
     for direction, inner in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
         cell = inner.cell
-        for name, q in (("kernel", cell.kernel_quantizer_internal), ("recurrent_kernel", cell.recurrent_quantizer_internal), ("bias", cell.bias_quantizer_internal)):
+        for name, q in (
+            ("kernel", cell.kernel_quantizer_internal),
+            ("recurrent_kernel", cell.recurrent_quantizer_internal),
+            ("bias", cell.bias_quantizer_internal),
+        ):
             t = record[f"{direction}/{name}"]
             assert t.quantized
             np.testing.assert_array_equal(t.values, _own(q, np.asarray(getattr(cell, name))))
     assert {a.name for a in record.activations} >= {"forward/activation", "backward/recurrent_activation"}
     # The extracted values recompute the Keras layer: forward LSTM and reversed-time LSTM, concatenated.
     x = np.random.default_rng(2).standard_normal((4, 5, 3)).astype(np.float32)
-    args = [[record[f"{d}/{n}"].values for n in ("kernel", "recurrent_kernel", "bias")] for d in ("forward", "backward")]
+    args = [
+        [record[f"{d}/{n}"].values for n in ("kernel", "recurrent_kernel", "bias")] for d in ("forward", "backward")
+    ]
     ours = np.concatenate([R.lstm(x, *args[0]), R.lstm(x[:, ::-1], *args[1])], axis=-1)
     y = np.asarray(model(x, training=False))
     np.testing.assert_allclose(ours, y, rtol=0, atol=2e-6 * np.max(np.abs(y)) + 1e-7)
@@ -194,7 +247,9 @@ def test_rnn_around_a_qkeras_cell_is_quantized_by_the_cell(built):
     record = qextract.extract(model)["rnn"]
     cell = model.get_layer("rnn").cell
     assert record.kind == "lstm" and record.config["units"] == 3
-    np.testing.assert_array_equal(record["kernel"].values, _own(cell.kernel_quantizer_internal, np.asarray(cell.kernel)))
+    np.testing.assert_array_equal(
+        record["kernel"].values, _own(cell.kernel_quantizer_internal, np.asarray(cell.kernel))
+    )
     assert all(t.quantized for t in record)
 
 
@@ -205,7 +260,9 @@ def test_time_distributed_dense_is_its_inner_layer_per_step(built):
     inner = model.get_layer("td").layer
     assert (record.class_name, record.kind) == ("QDense", "dense")
     assert record.config["input_shape"] == [None, 6] and record.config["output_shape"] == [None, 4]
-    np.testing.assert_array_equal(record["kernel"].values, _own(inner.kernel_quantizer_internal, np.asarray(inner.kernel)))
+    np.testing.assert_array_equal(
+        record["kernel"].values, _own(inner.kernel_quantizer_internal, np.asarray(inner.kernel))
+    )
     np.testing.assert_array_equal(record["bias"].values, _own(inner.bias_quantizer_internal, np.asarray(inner.bias)))
     assert [a.quantizer_str for a in record.activations] == ["quantized_relu(4,2)"]
     x = np.random.default_rng(3).standard_normal((3, 5, 6)).astype(np.float32)
@@ -218,7 +275,17 @@ def test_time_distributed_dense_is_its_inner_layer_per_step(built):
 def test_nested_models_give_path_keys_with_their_own_quantizers(built):
     model = built["nested_models"]
     ex = qextract.extract(model)
-    assert ex.names == ["x", "block/conv", "block/bn", "block/act", "block/convbn", "flat", "head/h_in", "head/mlp/fc1", "head/fc2"]
+    assert ex.names == [
+        "x",
+        "block/conv",
+        "block/bn",
+        "block/act",
+        "block/convbn",
+        "flat",
+        "head/h_in",
+        "head/mlp/fc1",
+        "head/fc2",
+    ]
     fc1 = model.get_layer("head").get_layer("mlp").get_layer("fc1")
     t = ex["head/mlp/fc1"]["kernel"]
     assert t.format.kind == "po2" and t.layer == "head/mlp/fc1"
@@ -231,7 +298,9 @@ def test_nested_models_give_path_keys_with_their_own_quantizers(built):
 # --- downstream: export, verify, inspect, weight report ---------------------------------
 
 
-@pytest.mark.parametrize("which", ["nested_models", "time_distributed_conv", "time_distributed_dense", "bidirectional_qlstm"])
+@pytest.mark.parametrize(
+    "which", ["nested_models", "time_distributed_conv", "time_distributed_dense", "bidirectional_qlstm"]
+)
 def test_export_and_verify_end_to_end(built, tmp_path, which):
     model = built[which]
     ex = qextract.extract(model)
@@ -252,7 +321,9 @@ def test_export_and_verify_end_to_end(built, tmp_path, which):
     arrays = re.findall(r"^static const \w+ (\w+)\[", header, flags=re.MULTILINE)
     assert all(re.fullmatch(r"[A-Za-z]\w*", a) for a in arrays) and len(arrays) == len(set(arrays))
     if shutil.which("gcc"):
-        (tmp_path / "main.c").write_text('#include <stdint.h>\n#include "out/weights.h"\nint main(void) { return 0; }\n')
+        (tmp_path / "main.c").write_text(
+            '#include <stdint.h>\n#include "out/weights.h"\nint main(void) { return 0; }\n'
+        )
         subprocess.run(["gcc", "-std=c99", "-fsyntax-only", "-Wall", "main.c"], cwd=tmp_path, check=True)
 
     table = qextract.verify(result.out_dir, model)
@@ -337,7 +408,10 @@ def test_plain_layer_hiding_a_qkeras_layer_is_refused():
 
     inp = keras.Input((4,))
     model = keras.Model(inp, Block(name="blk")(inp))
-    with pytest.raises(UnsupportedError, match=r"layer 'blk' \(Block\) holds QKeras layer 'inner_fc' \(QDense\) inside a plain Keras layer") as e:
+    with pytest.raises(
+        UnsupportedError,
+        match=r"layer 'blk' \(Block\) holds QKeras layer 'inner_fc' \(QDense\) inside a plain Keras layer",
+    ) as e:
         qextract.extract(model)
     assert e.value.exit_code == 4
 
@@ -368,7 +442,9 @@ def test_variable_held_by_no_leaf_is_refused():
 
     inp = keras.Input((4,))
     model = keras.Model(inp, Gained(name="gained")(inp), name="m")
-    with pytest.raises(UnsupportedError, match=r"model 'm': weight variable\(s\) \S*gain\S* belong to no layer qextract reads"):
+    with pytest.raises(
+        UnsupportedError, match=r"model 'm': weight variable\(s\) \S*gain\S* belong to no layer qextract reads"
+    ):
         qextract.extract(model)
 
 

@@ -281,7 +281,9 @@ def test_npz_round_trip(tmp_path, fmt):
                 codes = data[f"{t.key}:codes"]
                 assert codes.dtype == fmt.code_dtype and np.array_equal(codes, t.codes)
                 assert data[f"{t.key}:scale"].tobytes() == t.scale.astype(np.float32).tobytes()
-                assert decode(fmt, codes, t.broadcast_scale(), data.get(f"{t.key}:signs")).tobytes() == t.values.tobytes()
+                assert (
+                    decode(fmt, codes, t.broadcast_scale(), data.get(f"{t.key}:signs")).tobytes() == t.values.tobytes()
+                )
 
 
 @pytest.mark.parametrize("fmt", NUMBER_FORMATS[::3] + NUMBER_FORMATS[-9:], ids=str)
@@ -289,7 +291,18 @@ def test_csv_round_trip(tmp_path, fmt):
     tensors = [exported(fmt, seed=5, per_channel=fmt.quantized), exported(fmt, (4,), layer="fc", name="bias")]
     (path,) = FORMATS["csv"].write(tensors, tmp_path)
     df = pd.read_csv(path, dtype={"layer": str, "tensor": str, "multi_index": str})
-    assert list(df.columns) == ["layer", "tensor", "layout", "index", "multi_index", "raw", "value", "code", "sign", "scale"]
+    assert list(df.columns) == [
+        "layer",
+        "tensor",
+        "layout",
+        "index",
+        "multi_index",
+        "raw",
+        "value",
+        "code",
+        "sign",
+        "scale",
+    ]
     assert len(df) == sum(t.size for t in tensors)
     for t in tensors:
         rows = df[(df.layer == t.layer) & (df.tensor == t.name)]
@@ -326,7 +339,9 @@ def test_header_compiles_and_holds_the_values(tmp_path):
         loop = f"for (i = 0; i < sizeof {name} / sizeof {name}[0]; i++)"
         if name.endswith("_words"):  # [depth][2] uint64_t limbs
             element = f"((const uint64_t *){name})[i]"
-            lines.append(f'for (i = 0; i < sizeof {name} / 8; i++) printf("{name} %llu\\n", (unsigned long long){element});')
+            lines.append(
+                f'for (i = 0; i < sizeof {name} / 8; i++) printf("{name} %llu\\n", (unsigned long long){element});'
+            )
         elif ctype == "float":
             lines.append(f'{loop} printf("{name} %a\\n", (double){name}[i]);')
         else:
@@ -472,7 +487,16 @@ PO2_3 = PowerOfTwo(bits=4, exponent_min=-3, exponent_max=0)
         (small(FixedPoint(bits=24, integer=0), [0x123456, -1, 0x7ABCDE]), 72, ["7abcdeffffff123456"]),
     ],
     ids=[
-        "ternary", "binary", "binary-packed", "binary01", "unsigned5", "lut", "packed-7", "po2", "float", "float-72",
+        "ternary",
+        "binary",
+        "binary-packed",
+        "binary01",
+        "unsigned5",
+        "lut",
+        "packed-7",
+        "po2",
+        "float",
+        "float-72",
         "straddle",
     ],  # fmt: skip
 )

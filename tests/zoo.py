@@ -66,7 +66,9 @@ def _conv_ref(rec: Any, x: np.ndarray, layer: Any) -> np.ndarray:
 
 
 def _dw_ref(rec: Any, x: np.ndarray, layer: Any) -> np.ndarray:
-    return R.depthwise(x, _t(rec, "depthwise_kernel"), _t(rec, "bias"), layer.strides, layer.padding, layer.dilation_rate)
+    return R.depthwise(
+        x, _t(rec, "depthwise_kernel"), _t(rec, "bias"), layer.strides, layer.padding, layer.dilation_rate
+    )
 
 
 def _sep_ref(rec: Any, x: np.ndarray, layer: Any) -> np.ndarray:
@@ -75,7 +77,9 @@ def _sep_ref(rec: Any, x: np.ndarray, layer: Any) -> np.ndarray:
 
 
 def _bn_ref(rec: Any, x: np.ndarray, layer: Any) -> np.ndarray:
-    return R.batchnorm(x, _t(rec, "gamma"), _t(rec, "beta"), _t(rec, "moving_mean"), _t(rec, "moving_variance"), layer.epsilon)
+    return R.batchnorm(
+        x, _t(rec, "gamma"), _t(rec, "beta"), _t(rec, "moving_mean"), _t(rec, "moving_variance"), layer.epsilon
+    )
 
 
 def _rnn(fn: Callable[..., np.ndarray], prefix: str = "") -> Callable[[Any, np.ndarray, Any], np.ndarray]:
@@ -114,31 +118,326 @@ KQ = "quantized_bits(6,0,alpha='auto_po2')"
 BQ = "quantized_bits(8,2)"
 
 CASES: dict[str, Case] = {
-    "dense": Case("QDense", (12,), lambda: _model((12,), Q.QDense(7, kernel_quantizer="quantized_bits(4,0,1)", bias_quantizer=BQ, name="q")), _dense_ref),
-    "dense_po2": Case("QDense", (12,), lambda: _model((12,), Q.QDense(5, kernel_quantizer="quantized_po2(5,1)", bias_quantizer="quantized_po2(6)", name="q")), _dense_ref),
-    "dense_ternary": Case("QDense", (12,), lambda: _model((12,), Q.QDense(5, kernel_quantizer="ternary(alpha='auto_po2')", use_bias=False, name="q")), _dense_ref),
-    "dense_binary": Case("QDense", (12,), lambda: _model((12,), Q.QDense(5, kernel_quantizer="binary(alpha='auto')", bias_quantizer="quantized_bits(8,2,alpha='auto')", name="q")), _dense_ref),
-    "conv1d": Case("QConv1D", (11, 3), lambda: _model((11, 3), Q.QConv1D(4, 3, strides=2, padding="same", kernel_quantizer=KQ, bias_quantizer=BQ, name="q")), _conv_ref),
-    "conv2d_same_s2_even": Case("QConv2D", (8, 8, 3), lambda: _model((8, 8, 3), Q.QConv2D(5, 4, strides=2, padding="same", kernel_quantizer="quantized_bits(8,0,alpha='auto')", bias_quantizer=BQ, name="q")), _conv_ref),
-    "conv2d_same_s2_odd": Case("QConv2D", (7, 9, 2), lambda: _model((7, 9, 2), Q.QConv2D(4, 3, strides=2, padding="same", kernel_quantizer="quantized_bits(4,1,1)", bias_quantizer=BQ, name="q")), _conv_ref),
-    "conv2d_same_s2_k3_even": Case("QConv2D", (8, 6, 2), lambda: _model((8, 6, 2), Q.QConv2D(3, 3, strides=2, padding="same", kernel_quantizer="quantized_bits(6,2,1)", bias_quantizer=BQ, name="q")), _conv_ref),
-    "conv2d_dilated": Case("QConv2D", (9, 9, 2), lambda: _model((9, 9, 2), Q.QConv2D(3, 3, dilation_rate=2, padding="same", kernel_quantizer="quantized_po2(4)", name="q")), _conv_ref),
-    "conv2d_transpose": Case("QConv2DTranspose", (5, 4, 3), lambda: _model((5, 4, 3), Q.QConv2DTranspose(4, 3, strides=2, padding="same", kernel_quantizer=KQ, bias_quantizer=BQ, name="q")), _tconv_ref, lambda: keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")),
-    "conv2d_transpose_valid": Case("QConv2DTranspose", (4, 4, 2), lambda: _model((4, 4, 2), Q.QConv2DTranspose(3, (2, 3), strides=(2, 1), padding="valid", kernel_quantizer="quantized_bits(6,1,1)", name="q")), _tconv_ref, lambda: keras.layers.Conv2DTranspose(3, (2, 3), strides=(2, 1), padding="valid")),
-    "depthwise": Case("QDepthwiseConv2D", (7, 7, 3), lambda: _model((7, 7, 3), Q.QDepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same", depthwise_quantizer=KQ, bias_quantizer=BQ, name="q")), _dw_ref),
-    "separable1d": Case("QSeparableConv1D", (10, 3), lambda: _model((10, 3), Q.QSeparableConv1D(4, 3, depth_multiplier=2, padding="same", depthwise_quantizer="quantized_bits(6,0,1)", pointwise_quantizer=KQ, bias_quantizer=BQ, name="q")), _sep_ref),
-    "separable2d": Case("QSeparableConv2D", (6, 6, 3), lambda: _model((6, 6, 3), Q.QSeparableConv2D(5, 3, strides=2, padding="same", depthwise_quantizer="quantized_bits(6,0,1)", pointwise_quantizer="quantized_bits(6,0,1)", bias_quantizer=BQ, name="q")), _sep_ref),
-    "batchnorm": Case("QBatchNormalization", (4, 4, 6), lambda: _model((4, 4, 6), Q.QBatchNormalization(gamma_quantizer="quantized_bits(6,2,1)", beta_quantizer=BQ, mean_quantizer=BQ, variance_quantizer="quantized_bits(8,3,keep_negative=0)", name="q")), _bn_ref),
-    "batchnorm_no_center": Case("QBatchNormalization", (4, 4, 6), lambda: _model((4, 4, 6), Q.QBatchNormalization(center=False, gamma_quantizer="quantized_bits(6,2,1)", beta_quantizer="quantized_bits(4,0,1)", mean_quantizer="quantized_bits(8,3)", variance_quantizer="quantized_bits(6,2,keep_negative=0)", name="q")), _bn_ref),
-    "batchnorm_no_scale": Case("QBatchNormalization", (4, 4, 6), lambda: _model((4, 4, 6), Q.QBatchNormalization(scale=False, gamma_quantizer="quantized_bits(4,0,1)", beta_quantizer=BQ, mean_quantizer="quantized_bits(8,3)", variance_quantizer="quantized_bits(6,2,keep_negative=0)", name="q")), _bn_ref),
-    "conv2d_batchnorm": Case("QConv2DBatchnorm", (6, 6, 3), lambda: _model((6, 6, 3), Q.QConv2DBatchnorm(4, 3, padding="same", kernel_quantizer="quantized_bits(8,0,alpha='auto_po2')", bias_quantizer="quantized_bits(12,4)", name="q")), _conv_ref),
-    "depthwise_batchnorm": Case("QDepthwiseConv2DBatchnorm", (6, 6, 3), lambda: _model((6, 6, 3), Q.QDepthwiseConv2DBatchnorm(3, padding="same", depth_multiplier=2, depthwise_quantizer="quantized_bits(8,0,alpha='auto_po2')", bias_quantizer="quantized_bits(12,4)", name="q")), _dw_ref),
-    "simple_rnn": Case("QSimpleRNN", (5, 3), lambda: _model((5, 3), Q.QSimpleRNN(4, activation="tanh", kernel_quantizer="quantized_bits(6,0,1)", recurrent_quantizer="quantized_bits(6,0,1)", bias_quantizer=BQ, name="q")), _rnn(R.simple_rnn), lambda: keras.layers.SimpleRNN(4, activation="tanh")),
-    "lstm": Case("QLSTM", (5, 3), lambda: _model((5, 3), Q.QLSTM(4, activation="tanh", recurrent_activation="sigmoid", kernel_quantizer="quantized_bits(6,0,1)", recurrent_quantizer="quantized_bits(6,0,1)", bias_quantizer=BQ, name="q")), _rnn(R.lstm)),
-    "gru": Case("QGRU", (5, 3), lambda: _model((5, 3), Q.QGRU(4, activation="tanh", recurrent_activation="sigmoid", reset_after=True, kernel_quantizer="quantized_bits(6,0,1)", recurrent_quantizer="quantized_bits(6,0,1)", bias_quantizer=BQ, name="q")), _rnn(R.gru), lambda: keras.layers.GRU(4, activation="tanh", recurrent_activation="sigmoid", reset_after=True)),
-    "bidirectional": Case("QBidirectional", (5, 3), lambda: _model((5, 3), Q.QBidirectional(Q.QLSTM(3, activation="tanh", recurrent_activation="sigmoid", kernel_quantizer="quantized_bits(6,0,1)", recurrent_quantizer="quantized_bits(6,0,1)", bias_quantizer=BQ), name="q")), _bidi_ref),
-    "avg_pool": Case("QAveragePooling2D", (6, 6, 2), lambda: _model((6, 6, 2), Q.QAveragePooling2D(pool_size=(3, 3), average_quantizer="quantized_bits(8,0,1)", name="q")), _pool_ref),
-    "global_avg_pool": Case("QGlobalAveragePooling2D", (5, 5, 3), lambda: _model((5, 5, 3), Q.QGlobalAveragePooling2D(average_quantizer="quantized_bits(6,0,1)", name="q")), _pool_ref),
+    "dense": Case(
+        "QDense",
+        (12,),
+        lambda: _model((12,), Q.QDense(7, kernel_quantizer="quantized_bits(4,0,1)", bias_quantizer=BQ, name="q")),
+        _dense_ref,
+    ),
+    "dense_po2": Case(
+        "QDense",
+        (12,),
+        lambda: _model(
+            (12,), Q.QDense(5, kernel_quantizer="quantized_po2(5,1)", bias_quantizer="quantized_po2(6)", name="q")
+        ),
+        _dense_ref,
+    ),
+    "dense_ternary": Case(
+        "QDense",
+        (12,),
+        lambda: _model((12,), Q.QDense(5, kernel_quantizer="ternary(alpha='auto_po2')", use_bias=False, name="q")),
+        _dense_ref,
+    ),
+    "dense_binary": Case(
+        "QDense",
+        (12,),
+        lambda: _model(
+            (12,),
+            Q.QDense(
+                5, kernel_quantizer="binary(alpha='auto')", bias_quantizer="quantized_bits(8,2,alpha='auto')", name="q"
+            ),
+        ),
+        _dense_ref,
+    ),
+    "conv1d": Case(
+        "QConv1D",
+        (11, 3),
+        lambda: _model(
+            (11, 3), Q.QConv1D(4, 3, strides=2, padding="same", kernel_quantizer=KQ, bias_quantizer=BQ, name="q")
+        ),
+        _conv_ref,
+    ),
+    "conv2d_same_s2_even": Case(
+        "QConv2D",
+        (8, 8, 3),
+        lambda: _model(
+            (8, 8, 3),
+            Q.QConv2D(
+                5,
+                4,
+                strides=2,
+                padding="same",
+                kernel_quantizer="quantized_bits(8,0,alpha='auto')",
+                bias_quantizer=BQ,
+                name="q",
+            ),
+        ),
+        _conv_ref,
+    ),
+    "conv2d_same_s2_odd": Case(
+        "QConv2D",
+        (7, 9, 2),
+        lambda: _model(
+            (7, 9, 2),
+            Q.QConv2D(
+                4, 3, strides=2, padding="same", kernel_quantizer="quantized_bits(4,1,1)", bias_quantizer=BQ, name="q"
+            ),
+        ),
+        _conv_ref,
+    ),
+    "conv2d_same_s2_k3_even": Case(
+        "QConv2D",
+        (8, 6, 2),
+        lambda: _model(
+            (8, 6, 2),
+            Q.QConv2D(
+                3, 3, strides=2, padding="same", kernel_quantizer="quantized_bits(6,2,1)", bias_quantizer=BQ, name="q"
+            ),
+        ),
+        _conv_ref,
+    ),
+    "conv2d_dilated": Case(
+        "QConv2D",
+        (9, 9, 2),
+        lambda: _model(
+            (9, 9, 2), Q.QConv2D(3, 3, dilation_rate=2, padding="same", kernel_quantizer="quantized_po2(4)", name="q")
+        ),
+        _conv_ref,
+    ),
+    "conv2d_transpose": Case(
+        "QConv2DTranspose",
+        (5, 4, 3),
+        lambda: _model(
+            (5, 4, 3),
+            Q.QConv2DTranspose(4, 3, strides=2, padding="same", kernel_quantizer=KQ, bias_quantizer=BQ, name="q"),
+        ),
+        _tconv_ref,
+        lambda: keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same"),
+    ),
+    "conv2d_transpose_valid": Case(
+        "QConv2DTranspose",
+        (4, 4, 2),
+        lambda: _model(
+            (4, 4, 2),
+            Q.QConv2DTranspose(
+                3, (2, 3), strides=(2, 1), padding="valid", kernel_quantizer="quantized_bits(6,1,1)", name="q"
+            ),
+        ),
+        _tconv_ref,
+        lambda: keras.layers.Conv2DTranspose(3, (2, 3), strides=(2, 1), padding="valid"),
+    ),
+    "depthwise": Case(
+        "QDepthwiseConv2D",
+        (7, 7, 3),
+        lambda: _model(
+            (7, 7, 3),
+            Q.QDepthwiseConv2D(
+                3, strides=2, depth_multiplier=2, padding="same", depthwise_quantizer=KQ, bias_quantizer=BQ, name="q"
+            ),
+        ),
+        _dw_ref,
+    ),
+    "separable1d": Case(
+        "QSeparableConv1D",
+        (10, 3),
+        lambda: _model(
+            (10, 3),
+            Q.QSeparableConv1D(
+                4,
+                3,
+                depth_multiplier=2,
+                padding="same",
+                depthwise_quantizer="quantized_bits(6,0,1)",
+                pointwise_quantizer=KQ,
+                bias_quantizer=BQ,
+                name="q",
+            ),
+        ),
+        _sep_ref,
+    ),
+    "separable2d": Case(
+        "QSeparableConv2D",
+        (6, 6, 3),
+        lambda: _model(
+            (6, 6, 3),
+            Q.QSeparableConv2D(
+                5,
+                3,
+                strides=2,
+                padding="same",
+                depthwise_quantizer="quantized_bits(6,0,1)",
+                pointwise_quantizer="quantized_bits(6,0,1)",
+                bias_quantizer=BQ,
+                name="q",
+            ),
+        ),
+        _sep_ref,
+    ),
+    "batchnorm": Case(
+        "QBatchNormalization",
+        (4, 4, 6),
+        lambda: _model(
+            (4, 4, 6),
+            Q.QBatchNormalization(
+                gamma_quantizer="quantized_bits(6,2,1)",
+                beta_quantizer=BQ,
+                mean_quantizer=BQ,
+                variance_quantizer="quantized_bits(8,3,keep_negative=0)",
+                name="q",
+            ),
+        ),
+        _bn_ref,
+    ),
+    "batchnorm_no_center": Case(
+        "QBatchNormalization",
+        (4, 4, 6),
+        lambda: _model(
+            (4, 4, 6),
+            Q.QBatchNormalization(
+                center=False,
+                gamma_quantizer="quantized_bits(6,2,1)",
+                beta_quantizer="quantized_bits(4,0,1)",
+                mean_quantizer="quantized_bits(8,3)",
+                variance_quantizer="quantized_bits(6,2,keep_negative=0)",
+                name="q",
+            ),
+        ),
+        _bn_ref,
+    ),
+    "batchnorm_no_scale": Case(
+        "QBatchNormalization",
+        (4, 4, 6),
+        lambda: _model(
+            (4, 4, 6),
+            Q.QBatchNormalization(
+                scale=False,
+                gamma_quantizer="quantized_bits(4,0,1)",
+                beta_quantizer=BQ,
+                mean_quantizer="quantized_bits(8,3)",
+                variance_quantizer="quantized_bits(6,2,keep_negative=0)",
+                name="q",
+            ),
+        ),
+        _bn_ref,
+    ),
+    "conv2d_batchnorm": Case(
+        "QConv2DBatchnorm",
+        (6, 6, 3),
+        lambda: _model(
+            (6, 6, 3),
+            Q.QConv2DBatchnorm(
+                4,
+                3,
+                padding="same",
+                kernel_quantizer="quantized_bits(8,0,alpha='auto_po2')",
+                bias_quantizer="quantized_bits(12,4)",
+                name="q",
+            ),
+        ),
+        _conv_ref,
+    ),
+    "depthwise_batchnorm": Case(
+        "QDepthwiseConv2DBatchnorm",
+        (6, 6, 3),
+        lambda: _model(
+            (6, 6, 3),
+            Q.QDepthwiseConv2DBatchnorm(
+                3,
+                padding="same",
+                depth_multiplier=2,
+                depthwise_quantizer="quantized_bits(8,0,alpha='auto_po2')",
+                bias_quantizer="quantized_bits(12,4)",
+                name="q",
+            ),
+        ),
+        _dw_ref,
+    ),
+    "simple_rnn": Case(
+        "QSimpleRNN",
+        (5, 3),
+        lambda: _model(
+            (5, 3),
+            Q.QSimpleRNN(
+                4,
+                activation="tanh",
+                kernel_quantizer="quantized_bits(6,0,1)",
+                recurrent_quantizer="quantized_bits(6,0,1)",
+                bias_quantizer=BQ,
+                name="q",
+            ),
+        ),
+        _rnn(R.simple_rnn),
+        lambda: keras.layers.SimpleRNN(4, activation="tanh"),
+    ),
+    "lstm": Case(
+        "QLSTM",
+        (5, 3),
+        lambda: _model(
+            (5, 3),
+            Q.QLSTM(
+                4,
+                activation="tanh",
+                recurrent_activation="sigmoid",
+                kernel_quantizer="quantized_bits(6,0,1)",
+                recurrent_quantizer="quantized_bits(6,0,1)",
+                bias_quantizer=BQ,
+                name="q",
+            ),
+        ),
+        _rnn(R.lstm),
+    ),
+    "gru": Case(
+        "QGRU",
+        (5, 3),
+        lambda: _model(
+            (5, 3),
+            Q.QGRU(
+                4,
+                activation="tanh",
+                recurrent_activation="sigmoid",
+                reset_after=True,
+                kernel_quantizer="quantized_bits(6,0,1)",
+                recurrent_quantizer="quantized_bits(6,0,1)",
+                bias_quantizer=BQ,
+                name="q",
+            ),
+        ),
+        _rnn(R.gru),
+        lambda: keras.layers.GRU(4, activation="tanh", recurrent_activation="sigmoid", reset_after=True),
+    ),
+    "bidirectional": Case(
+        "QBidirectional",
+        (5, 3),
+        lambda: _model(
+            (5, 3),
+            Q.QBidirectional(
+                Q.QLSTM(
+                    3,
+                    activation="tanh",
+                    recurrent_activation="sigmoid",
+                    kernel_quantizer="quantized_bits(6,0,1)",
+                    recurrent_quantizer="quantized_bits(6,0,1)",
+                    bias_quantizer=BQ,
+                ),
+                name="q",
+            ),
+        ),
+        _bidi_ref,
+    ),
+    "avg_pool": Case(
+        "QAveragePooling2D",
+        (6, 6, 2),
+        lambda: _model(
+            (6, 6, 2), Q.QAveragePooling2D(pool_size=(3, 3), average_quantizer="quantized_bits(8,0,1)", name="q")
+        ),
+        _pool_ref,
+    ),
+    "global_avg_pool": Case(
+        "QGlobalAveragePooling2D",
+        (5, 5, 3),
+        lambda: _model((5, 5, 3), Q.QGlobalAveragePooling2D(average_quantizer="quantized_bits(6,0,1)", name="q")),
+        _pool_ref,
+    ),
 }
 
 # Layers without weights: the check is that the recorded activation format describes their output.
@@ -149,5 +448,8 @@ ACTIVATION_CASES: dict[str, tuple[str, Callable[[], Any]]] = {
     "qactivation_sigmoid": ("QActivation", lambda: _model((20,), Q.QActivation("quantized_sigmoid(5)", name="q"))),
     "qactivation_relu_po2": ("QActivation", lambda: _model((20,), Q.QActivation("quantized_relu_po2(5,4)", name="q"))),
     "qactivation_hswish": ("QActivation", lambda: _model((20,), Q.QActivation(Q.quantized_hswish(8, 3), name="q"))),
-    "qadaptive": ("QAdaptiveActivation", lambda: _model((20,), Q.QAdaptiveActivation("quantized_bits", total_bits=6, name="q"))),
+    "qadaptive": (
+        "QAdaptiveActivation",
+        lambda: _model((20,), Q.QAdaptiveActivation("quantized_bits", total_bits=6, name="q")),
+    ),
 }

@@ -82,22 +82,29 @@ def build_model():
 
     inputs = keras.Input(shape=(8, 8, 1), name="input")
     x = q.QConv2D(
-        8, (3, 3), padding="same",
+        8,
+        (3, 3),
+        padding="same",
         kernel_quantizer=qb(8, 0, alpha="auto_po2"),
         bias_quantizer=qb(8, 3),
         name="conv1",
-    )(inputs)                                                     # (8,8,8)
+    )(inputs)  # (8,8,8)
     x = q.QActivation("quantized_relu(6,2)", name="act1")(x)
     x = q.QDepthwiseConv2D(
-        (3, 3), depth_multiplier=2, strides=2, padding="same",
+        (3, 3),
+        depth_multiplier=2,
+        strides=2,
+        padding="same",
         # alpha=None here: QKeras itself turns it into auto_po2
         # (_set_trainable_parameter); the truth is what the layer computes.
         depthwise_quantizer=qb(6, 0, 1),
         bias_quantizer=qb(8, 3),
         name="dw2",
-    )(x)                                                          # (4,4,16)
+    )(x)  # (4,4,16)
     x = q.QBatchNormalization(
-        center=True, scale=True, momentum=0.9,
+        center=True,
+        scale=True,
+        momentum=0.9,
         gamma_quantizer=qb(6, 2, 1),
         beta_quantizer=qb(8, 3),
         mean_quantizer=qb(8, 3),
@@ -109,21 +116,26 @@ def build_model():
     # so model_from_json would fail (model.save's legacy HDF5 config is fine).
     x = q.QActivation("quantized_relu(6,2)", name="act2")(x)
     x = q.QSeparableConv2D(
-        16, (3, 3), padding="same",
+        16,
+        (3, 3),
+        padding="same",
         depthwise_quantizer=qb(6, 0, 1),
         pointwise_quantizer=qb(6, 0, 1),
         bias_quantizer=qb(8, 3),
         name="sep3",
-    )(x)                                                          # (4,4,16)
+    )(x)  # (4,4,16)
     x = q.QConv2DBatchnorm(
-        16, (3, 3), strides=2, padding="same",
+        16,
+        (3, 3),
+        strides=2,
+        padding="same",
         kernel_quantizer=qb(8, 0, alpha="auto_po2"),
         bias_quantizer=qb(12, 4),
         momentum=0.9,
         name="convbn4",
-    )(x)                                                          # (2,2,16)
+    )(x)  # (2,2,16)
     x = q.QActivation("quantized_relu(6,2)", name="act4")(x)
-    x = keras.layers.Flatten(name="flatten")(x)                   # (64,)
+    x = keras.layers.Flatten(name="flatten")(x)  # (64,)
     x = q.QDense(
         10,
         kernel_quantizer=q.quantized_po2(5, 1),
@@ -139,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m qextract.examples.build_digits",
         description="Train the bundled QKeras digits CNN and save it (.h5, .json, _weights.h5).",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"model file to write (HDF5 .h5); default {DEFAULT_OUT}")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"model file to write (HDF5 .h5); default {DEFAULT_OUT}"
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch training log")
     args = parser.parse_args(argv)
     out: Path = args.out
@@ -161,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics=["accuracy"],
     )
     model.fit(
-        x_train, y_train,
-        epochs=EPOCHS, batch_size=BATCH_SIZE, shuffle=True,
+        x_train,
+        y_train,
+        epochs=EPOCHS,
+        batch_size=BATCH_SIZE,
+        shuffle=True,
         verbose=0 if args.quiet else 2,
     )
 
@@ -189,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         other_probs = other.predict(x_test, batch_size=256, verbose=0)
         same_probs = np.array_equal(probs, other_probs)
         diff = float(np.max(np.abs(probs - other_probs)))
-        print(f"reload via {label}: weights identical={same_weights}, "
-              f"predictions identical={same_probs} (max |diff| {diff:.3g})")
+        print(
+            f"reload via {label}: weights identical={same_weights}, "
+            f"predictions identical={same_probs} (max |diff| {diff:.3g})"
+        )
         ok = ok and same_weights and same_probs
 
     for path in (out, json_path, weights_path):

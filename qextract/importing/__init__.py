@@ -82,7 +82,9 @@ def load_weights(
         receiver = pads.padded_model(model, targets, mismatched) if mismatched else _copy(model)
         found, targets = _gather(receiver, path, kind, lay, mapping, flatten_order)
         padded = {c.layer for c in mismatched}
-        checks = [PaddingCheck(c.layer, c.source, c.source, c.rule, pads.PADDED) if c.layer in padded else c for c in checks]
+        checks = [
+            PaddingCheck(c.layer, c.source, c.source, c.rule, pads.PADDED) if c.layer in padded else c for c in checks
+        ]
     elif mismatched:
         raise pads.mismatch_error(targets, mismatched)
     placements, arrays = _plan(found, targets, strict)
@@ -97,7 +99,9 @@ def _source_kind(path: Path) -> str:
         raise ModelLoadError(f"{path}: no such weights source (an export folder, .tflite, .npz or .pt file)")
     kind = SOURCE_KINDS.get(path.suffix.lower())
     if kind is None:
-        raise UsageError(f"{path}: unknown kind of weights source '{path.suffix}'; give a qextract export folder, a .tflite, .npz or .pt file")
+        raise UsageError(
+            f"{path}: unknown kind of weights source '{path.suffix}'; give a qextract export folder, a .tflite, .npz or .pt file"
+        )
     return kind
 
 
@@ -106,7 +110,9 @@ def _gather(
 ) -> tuple[Gathered, list[Target]]:
     targets = targets_of(model)
     if mapping and kind != "arrays":
-        raise UsageError(f"{path}: mapping pairs PyTorch modules with layers; a {kind} source is matched by its own names")
+        raise UsageError(
+            f"{path}: mapping pairs PyTorch modules with layers; a {kind} source is matched by its own names"
+        )
     if kind == "export":
         from .export_dir import read_export
 
@@ -117,7 +123,9 @@ def _gather(
         from .tflite import read_tflite
 
         if layout not in (None, Layout("ohwi")):
-            raise LayoutError(f"{path}: a .tflite file holds its weights in layout ohwi, not {layout}. Fix: leave layout out")
+            raise LayoutError(
+                f"{path}: a .tflite file holds its weights in layout ohwi, not {layout}. Fix: leave layout out"
+            )
         if order not in (None, "hwc"):
             raise UsageError(f"{path}: TFLite flattens channels_last (hwc), not {order}")
         found = read_tflite(path, targets)
@@ -136,7 +144,7 @@ def _gather(
 
 
 def _copy(model: Any) -> Any:
-    from .. import _graph
+    from . import _graph
 
     config = _graph.functional_config(model)
     new = _graph.rebuild(config, f"{model.name}_copy")
@@ -144,7 +152,9 @@ def _copy(model: Any) -> Any:
     return new
 
 
-def _plan(found: Gathered, targets: list[Target], strict: bool) -> tuple[list[Placement], dict[str, dict[str, np.ndarray]]]:
+def _plan(
+    found: Gathered, targets: list[Target], strict: bool
+) -> tuple[list[Placement], dict[str, dict[str, np.ndarray]]]:
     """Every native array, checked, and the placements; errors name every problem at once."""
     by_path = {t.path: t for t in targets}
     placements: list[Placement] = []
@@ -159,7 +169,9 @@ def _plan(found: Gathered, targets: list[Target], strict: bool) -> tuple[list[Pl
                 "(or QDepthwiseConv2D) in its place, which takes the folded kernel and bias as they are"
             )
         if (inc.layer, inc.tensor) in seen:
-            raise LayoutError(f"{t.where}, tensor '{inc.tensor}': given twice, by {seen[inc.layer, inc.tensor]} and {inc.source}")
+            raise LayoutError(
+                f"{t.where}, tensor '{inc.tensor}': given twice, by {seen[inc.layer, inc.tensor]} and {inc.source}"
+            )
         seen[inc.layer, inc.tensor] = inc.source
         try:
             native, transform = to_native(t, inc)
@@ -167,18 +179,33 @@ def _plan(found: Gathered, targets: list[Target], strict: bool) -> tuple[list[Pl
             raise LayoutError(f"{e}. {found.hint}" if found.hint else str(e)) from None
         arrays.setdefault(t.path, {})[inc.tensor] = native
         placements.append(
-            Placement(t.path, t.class_name, inc.tensor, inc.source, str(inc.layout), tuple(np.shape(inc.array)), native.shape, transform, inc.values, ASSIGNED)
+            Placement(
+                t.path,
+                t.class_name,
+                inc.tensor,
+                inc.source,
+                str(inc.layout),
+                tuple(np.shape(inc.array)),
+                native.shape,
+                transform,
+                inc.values,
+                ASSIGNED,
+            )
         )
     rank = {t.path: i for i, t in enumerate(targets)}
     placements.sort(key=lambda p: (rank[p.layer], by_path[p.layer].tensors.index(p.tensor)))  # model order
-    missing = [(t, name) for t in targets for name in t.tensors if (t.path, name) not in seen and name not in t.folded_tensors]
+    missing = [
+        (t, name) for t in targets for name in t.tensors if (t.path, name) not in seen and name not in t.folded_tensors
+    ]
     if strict and (missing or found.unused):
         raise LayoutError(_strict_message(missing, found.unused, found.hint))
     for t, name in missing:
         placements.append(Placement(t.path, t.class_name, name, "", "", (), t.shapes[name], "", "", KEPT))
     for t in targets:
         for name in t.folded_tensors:  # computed from several variables: nothing can be assigned to it
-            placements.append(Placement(t.path, t.class_name, name, "", "", (), t.shapes[name], "folded, not loadable", "", KEPT))
+            placements.append(
+                Placement(t.path, t.class_name, name, "", "", (), t.shapes[name], "folded, not loadable", "", KEPT)
+            )
     for name, why in found.unused:
         placements.append(Placement("", "", "", name, "", (), (), why, "", UNUSED))
     for name, why in found.ignored:

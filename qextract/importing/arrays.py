@@ -33,9 +33,15 @@ def flatten_order(text: str | None, layout: Layout) -> str:
     squeezed = "".join(ch for ch in text.lower() if ch.isalpha() or ch == ",").replace(",", "")
     if squeezed in ("chw", "nchw", "channelsfirst") or "pytorch" in squeezed or "chwflatten" in squeezed:
         return "chw"
-    if squeezed in ("hwc", "nhwc", "channelslast", "keras", "tflite") or "channelslast" in squeezed or "hwcflatten" in squeezed:
+    if (
+        squeezed in ("hwc", "nhwc", "channelslast", "keras", "tflite")
+        or "channelslast" in squeezed
+        or "hwcflatten" in squeezed
+    ):
         return "hwc"
-    raise UsageError(f"unknown flatten order {text!r}; choose 'hwc' (Keras, TFLite: channels_last) or 'chw' (PyTorch: NCHW)")
+    raise UsageError(
+        f"unknown flatten order {text!r}; choose 'hwc' (Keras, TFLite: channels_last) or 'chw' (PyTorch: NCHW)"
+    )
 
 
 def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
@@ -50,7 +56,9 @@ def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
     values = array.astype(np.float32)
     if not np.all(np.isfinite(values)):
         bad = int(np.count_nonzero(~np.isfinite(values)))
-        raise ExactnessError(f"{where}: {bad} value(s) are NaN or Inf. Fix: repair the source; nothing meaningful can be loaded from them.")
+        raise ExactnessError(
+            f"{where}: {bad} value(s) are NaN or Inf. Fix: repair the source; nothing meaningful can be loaded from them."
+        )
     fs = None
     if target.kind == Kind.DENSE and tensor == "kernel":
         fs = incoming.flatten_shape or target.flatten_shape
@@ -62,10 +70,14 @@ def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
     try:
         if fs is not None and (values.ndim > 2 or order == "chw"):
             described = _describe_flat(values, layout, fs)
-            return _flattened(values, layout, native_shape, fs), "; ".join(filter(None, [incoming.note, cast, described]))
+            return _flattened(values, layout, native_shape, fs), "; ".join(
+                filter(None, [incoming.note, cast, described])
+            )
         plan = LayoutPlan.of(target.kind, tensor, layout, native_shape)
         if not layout.native and "X" in plan.axes:
-            raise LayoutError(f"qextract has no {layout} layout rule for {target.class_name} layers; load it in layout hwio")
+            raise LayoutError(
+                f"qextract has no {layout} layout rule for {target.class_name} layers; load it in layout hwio"
+            )
         out = plan.invert(values)
     except LayoutError as e:
         raise LayoutError(f"{where}: {e}") from None

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import LayoutError, NotAnExportError
 from ..layouts import Layout
-from ..manifest_types import LayerEntry, Manifest
+from ..manifest.entries import LayerEntry, Manifest
 from .arrays import flatten_order
 from .records import Gathered, Incoming
 from .targets import Target
@@ -26,14 +26,18 @@ RAW_SUFFIX = ":raw"
 
 def read_export(root: Path, targets: list[Target], layout: Layout | None) -> Gathered:
     """Every tensor of the export in ``root`` bound for its layer of ``targets`` (matched by name)."""
-    from ..verify import load_export
+    from ..verification.verifier import load_export
 
     if not (root / "manifest.json").is_file():
-        raise NotAnExportError(f"{root}: no manifest.json, so not a folder written by 'qextract export'. Fix: give an export folder, a .tflite, .npz or .pt file.")
+        raise NotAnExportError(
+            f"{root}: no manifest.json, so not a folder written by 'qextract export'. Fix: give an export folder, a .tflite, .npz or .pt file."
+        )
     manifest, values = load_export(root)
     exported = manifest.layout
     if layout is not None and layout != exported:
-        raise LayoutError(f"{root}: the export is in layout {exported} (manifest.json), not {layout}. Fix: leave layout out.")
+        raise LayoutError(
+            f"{root}: the export is in layout {exported} (manifest.json), not {layout}. Fix: leave layout out."
+        )
     raw = _raw_arrays(root, manifest)
     by_path = {t.path: t for t in targets}
     found = Gathered(kind="qextract export", padding_rule="export")

@@ -25,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import _graph
 from ..errors import LayoutError, UnsupportedError, UsageError
 from ..kinds import Kind
 from ..padding import conv_pads
+from . import _graph
 from .records import PaddingCheck
 from .targets import Target, inbound_layer
 
@@ -42,16 +42,24 @@ def parse_rule(source_padding: Any, default: str) -> tuple[str, dict[str, Any]]:
     if source_padding is None:
         return default, {}
     if isinstance(source_padding, str):
-        rule = {"same": "tf", "keras": "tf", "tflite": "tf", "pytorch": "symmetric", "caffe": "symmetric"}.get(source_padding, source_padding)
+        rule = {"same": "tf", "keras": "tf", "tflite": "tf", "pytorch": "symmetric", "caffe": "symmetric"}.get(
+            source_padding, source_padding
+        )
         if rule not in RULES:
-            raise UsageError(f"source_padding={source_padding!r}: choose 'symmetric' (PyTorch, Caffe), 'tf', or {{'layer': (top, bottom, left, right)}}")
+            raise UsageError(
+                f"source_padding={source_padding!r}: choose 'symmetric' (PyTorch, Caffe), 'tf', or {{'layer': (top, bottom, left, right)}}"
+            )
         return rule, {}
     if isinstance(source_padding, Mapping):
         return default, dict(source_padding)
-    raise UsageError(f"source_padding must be 'symmetric', 'tf' or a dict of layer -> pads, not {type(source_padding).__name__}")
+    raise UsageError(
+        f"source_padding must be 'symmetric', 'tf' or a dict of layer -> pads, not {type(source_padding).__name__}"
+    )
 
 
-def check_paddings(targets: list[Target], rule: str, given: Mapping[str, Any], recorded: Mapping[str, tuple[int, ...]]) -> list[PaddingCheck]:
+def check_paddings(
+    targets: list[Target], rule: str, given: Mapping[str, Any], recorded: Mapping[str, tuple[int, ...]]
+) -> list[PaddingCheck]:
     """One check per convolution whose source padding is known (given, recorded, or by ``rule``)."""
     known = {t.path for t in targets}
     unknown = [name for name in given if name not in known]
@@ -69,7 +77,9 @@ def check_paddings(targets: list[Target], rule: str, given: Mapping[str, Any], r
     return checks
 
 
-def _check(t: Target, rule: str, given: Mapping[str, Any], recorded: Mapping[str, tuple[int, ...]]) -> PaddingCheck | None:
+def _check(
+    t: Target, rule: str, given: Mapping[str, Any], recorded: Mapping[str, tuple[int, ...]]
+) -> PaddingCheck | None:
     layer = t.layer
     rank = len(layer.kernel_size)
     before = _zero_padding(layer, rank)
@@ -100,7 +110,11 @@ def _own(layer: Any) -> tuple[int, ...] | None:
         shape = None
     sizes = tuple(shape[1:-1]) if isinstance(shape, tuple) else ()
     padding = layer.padding
-    if padding == "same" and any(s > 1 for s in layer.strides) and (len(sizes) != len(layer.kernel_size) or None in sizes):
+    if (
+        padding == "same"
+        and any(s > 1 for s in layer.strides)
+        and (len(sizes) != len(layer.kernel_size) or None in sizes)
+    ):
         return None
     sizes = tuple(1 if s is None else s for s in sizes) if sizes else (1,) * len(layer.kernel_size)
     pads = conv_pads(padding, sizes, tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate))
@@ -170,7 +184,9 @@ def padded_model(model: Any, targets: list[Target], checks: list[PaddingCheck]) 
     for c in checks:
         t = by_path[c.layer]
         if "/" in t.path:
-            raise UnsupportedError(f"{t.where} is inside a nested model; pad_explicitly changes top-level layers only. Fix: pad it yourself")
+            raise UnsupportedError(
+                f"{t.where} is inside a nested model; pad_explicitly changes top-level layers only. Fix: pad it yourself"
+            )
         rank = len(t.layer.kernel_size)
         if any(_zero_padding(t.layer, rank)):
             raise UnsupportedError(
@@ -181,7 +197,10 @@ def padded_model(model: Any, targets: list[Target], checks: list[PaddingCheck]) 
         name = _graph.unique_name(config, f"{t.path}_pad")
         if rank == 2:
             pads = [[c.source[0], c.source[1]], [c.source[2], c.source[3]]]
-            new = {"class_name": "ZeroPadding2D", "config": {"name": name, "padding": pads, "data_format": "channels_last"}}
+            new = {
+                "class_name": "ZeroPadding2D",
+                "config": {"name": name, "padding": pads, "data_format": "channels_last"},
+            }
         else:
             new = {"class_name": "ZeroPadding1D", "config": {"name": name, "padding": list(c.source)}}
         _graph.entry(config, t.path)["config"]["padding"] = "valid"

@@ -36,7 +36,12 @@ from .targets import Target
 SKIPPED_SUFFIXES = (":codes", ":scale", ":signs")
 RAW = ":raw"
 PARAMETERS: dict[Kind, dict[str, str]] = {
-    Kind.BATCHNORM: {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"},
+    Kind.BATCHNORM: {
+        "weight": "gamma",
+        "bias": "beta",
+        "running_mean": "moving_mean",
+        "running_var": "moving_variance",
+    },
     Kind.DEPTHWISE_CONV2D: {"weight": "depthwise_kernel", "bias": "bias"},
 }
 CONV = {"weight": "kernel", "bias": "bias"}
@@ -66,12 +71,14 @@ def _torch_arrays(path: Path) -> dict[str, np.ndarray]:
         ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+    except Exception as e:
         raise ModelLoadError(f"{path}: torch cannot load it as a state dict ({type(e).__name__}: {e})") from None
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
-        raise ModelLoadError(f"{path}: holds a {type(state).__name__}, not a state dict. Fix: torch.save(model.state_dict(), path)")
+        raise ModelLoadError(
+            f"{path}: holds a {type(state).__name__}, not a state dict. Fix: torch.save(model.state_dict(), path)"
+        )
     return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
 
 
@@ -81,7 +88,9 @@ def read_arrays(
     arrays = load_arrays(path)
     if _keras_named(arrays, targets):
         if mapping:
-            raise UsageError(f"{path}: its keys are Keras names '<layer>/<tensor>', matched by name; mapping applies to PyTorch names only")
+            raise UsageError(
+                f"{path}: its keys are Keras names '<layer>/<tensor>', matched by name; mapping applies to PyTorch names only"
+            )
         return _by_keras_names(path, arrays, targets, layout, order)
     return _by_modules(path, arrays, targets, layout, order, mapping or {})
 
@@ -91,7 +100,9 @@ def _keras_named(arrays: dict[str, np.ndarray], targets: list[Target]) -> bool:
     return any(k.split(":")[0].startswith(p) for k in arrays for p in paths)
 
 
-def _by_keras_names(path: Path, arrays: dict[str, np.ndarray], targets: list[Target], layout: Layout, order: str) -> Gathered:
+def _by_keras_names(
+    path: Path, arrays: dict[str, np.ndarray], targets: list[Target], layout: Layout, order: str
+) -> Gathered:
     found = Gathered(kind="npz (Keras names)", padding_rule="tf")
     by_path = sorted(targets, key=lambda t: -len(t.path))  # "outer/inner" before "outer"
     for key, array in arrays.items():
@@ -125,7 +136,12 @@ def _modules(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _by_modules(
-    path: Path, arrays: dict[str, np.ndarray], targets: list[Target], layout: Layout, order: str, mapping: Mapping[str, Any]
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    targets: list[Target],
+    layout: Layout,
+    order: str,
+    mapping: Mapping[str, Any],
 ) -> Gathered:
     modules = _modules(arrays)
     weighted = [t for t in targets if t.tensors]
@@ -159,10 +175,14 @@ def _pairs(
     for layer, prefixes in mapping.items():
         prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
         if layer not in by_path:
-            raise UsageError(f"mapping names layer '{layer}', which is not a layer with weights of the model; those are: {', '.join(by_path)}")
+            raise UsageError(
+                f"mapping names layer '{layer}', which is not a layer with weights of the model; those are: {', '.join(by_path)}"
+            )
         unknown = [p for p in prefixes if p not in modules]
         if unknown:
-            raise UsageError(f"mapping names module(s) {', '.join(map(repr, unknown))} for '{layer}', not in {path}; its modules are: {', '.join(modules)}")
+            raise UsageError(
+                f"mapping names module(s) {', '.join(map(repr, unknown))} for '{layer}', not in {path}; its modules are: {', '.join(modules)}"
+            )
         explicit[layer] = prefixes
     taken = {p for ps in explicit.values() for p in ps}
     free = [p for p in modules if p not in taken and set(modules[p]) - set(IGNORED)]
@@ -179,7 +199,9 @@ def _pairs(
     return pairs
 
 
-def _bind(target: Target, modules: list[tuple[str, dict[str, np.ndarray]]], layout: Layout, order: str, found: Gathered) -> None:
+def _bind(
+    target: Target, modules: list[tuple[str, dict[str, np.ndarray]]], layout: Layout, order: str, found: Gathered
+) -> None:
     kind = target.kind
     if kind in SEPARABLE_KINDS:
         if len(modules) != 2:
@@ -213,7 +235,16 @@ def _bind(target: Target, modules: list[tuple[str, dict[str, np.ndarray]]], layo
     _leftover(target, prefix, params, set(table), found)
 
 
-def _add(target: Target, tensor: str, prefix: str, params: dict[str, np.ndarray], parameter: str, layout: Layout, order: str, found: Gathered) -> None:
+def _add(
+    target: Target,
+    tensor: str,
+    prefix: str,
+    params: dict[str, np.ndarray],
+    parameter: str,
+    layout: Layout,
+    order: str,
+    found: Gathered,
+) -> None:
     if parameter not in params:
         return  # a missing tensor: load_weights reports it (strict) or keeps the layer's own
     key = _key(prefix, parameter)
@@ -238,10 +269,21 @@ def _rnn_kind(layer: Any) -> Kind:
     return spec_for(layer).kind
 
 
-def _rnn(target: Target, into: str, prefix: str, params: dict[str, np.ndarray], suffix: str, kind: Kind, layout: Layout, found: Gathered) -> None:
+def _rnn(
+    target: Target,
+    into: str,
+    prefix: str,
+    params: dict[str, np.ndarray],
+    suffix: str,
+    kind: Kind,
+    layout: Layout,
+    found: Gathered,
+) -> None:
     """PyTorch's weight_ih / weight_hh / bias_ih + bias_hh -> Keras kernel / recurrent_kernel / bias."""
     if kind not in RNN_KINDS:
-        raise UnsupportedError(f"{target.where}: qextract maps PyTorch recurrent modules to SimpleRNN, LSTM and GRU layers only, not {kind}")
+        raise UnsupportedError(
+            f"{target.where}: qextract maps PyTorch recurrent modules to SimpleRNN, LSTM and GRU layers only, not {kind}"
+        )
     gru = kind is Kind.GRU
     reorder = _gru_gates if gru else (lambda a: a)
     note = "gates r,z,n -> z,r,h" if gru else ""
@@ -261,10 +303,14 @@ def _rnn(target: Target, into: str, prefix: str, params: dict[str, np.ndarray], 
                 "only with reset_after=True. Fix: build the GRU with reset_after=True"
             )
         array = np.stack([reorder(ih), reorder(hh)])
-        found.incoming.append(Incoming(target.path, into + "bias", array, keys, layout, str(ih.dtype), note=f"stacked; {note}"))
+        found.incoming.append(
+            Incoming(target.path, into + "bias", array, keys, layout, str(ih.dtype), note=f"stacked; {note}")
+        )
         return
     array = (ih.astype(np.float32) + hh.astype(np.float32)).astype(np.float32)
-    found.incoming.append(Incoming(target.path, into + "bias", array, keys, layout, str(ih.dtype), note="bias_ih + bias_hh"))
+    found.incoming.append(
+        Incoming(target.path, into + "bias", array, keys, layout, str(ih.dtype), note="bias_ih + bias_hh")
+    )
 
 
 def _gru_gates(array: np.ndarray) -> np.ndarray:

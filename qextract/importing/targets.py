@@ -16,7 +16,7 @@ import numpy as np
 
 from ..kinds import Kind
 from ..layers import spec_for
-from ..nested import PASS_THROUGH, Placed, flatten_feeding, placed_layers
+from ..reading.nested import PASS_THROUGH, Placed, flatten_feeding, placed_layers
 
 __all__ = ["PASS_THROUGH", "Target", "inbound_layer", "targets_of"]
 

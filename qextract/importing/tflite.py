@@ -150,7 +150,9 @@ def _read_ops(path: Path, paths: set[str]) -> list[_Op]:
             resolver = t.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
             interpreter = t.lite.Interpreter(model_path=str(path), experimental_op_resolver_type=resolver)
     except (ValueError, RuntimeError) as e:
-        raise ModelLoadError(f"{path}: not a readable .tflite file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ModelLoadError(
+            f"{path}: not a readable .tflite file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # the public API has no op list; this is what tflite's own tools use
     producer = {out: op for op in ops for out in op["outputs"]}
@@ -169,11 +171,25 @@ def _read_ops(path: Path, paths: set[str]) -> list[_Op]:
         b_index = op["inputs"][b_at] if len(op["inputs"]) > b_at else -1
         bias, _, b_name = _constant(interpreter, details, producer, b_index) if b_index >= 0 else (None, "", "")
         names = [w_name, b_name]
-        out.append(_Op(int(op["index"]), kind, weight, w_name, how, bias, b_name, _mentions(names, paths), _feeds_linear(op, consumers)))
+        out.append(
+            _Op(
+                int(op["index"]),
+                kind,
+                weight,
+                w_name,
+                how,
+                bias,
+                b_name,
+                _mentions(names, paths),
+                _feeds_linear(op, consumers),
+            )
+        )
     return out
 
 
-def _constant(interpreter: Any, details: dict[int, Any], producer: dict[int, Any], index: int) -> tuple[np.ndarray, str, str]:
+def _constant(
+    interpreter: Any, details: dict[int, Any], producer: dict[int, Any], index: int
+) -> tuple[np.ndarray, str, str]:
     """A constant tensor as float32, how it was stored, and its name (through a DEQUANTIZE op)."""
     how = ""
     if index in producer and producer[index]["op_name"] == "DEQUANTIZE":
@@ -181,10 +197,16 @@ def _constant(interpreter: Any, details: dict[int, Any], producer: dict[int, Any
         how = "through DEQUANTIZE; "
     d = details[index]
     if index in producer:
-        raise LayoutError(f"TFLite tensor '{d['name']}' is computed by a {producer[index]['op_name']} op, not stored; qextract reads stored weights only")
+        raise LayoutError(
+            f"TFLite tensor '{d['name']}' is computed by a {producer[index]['op_name']} op, not stored; qextract reads stored weights only"
+        )
     a = interpreter.get_tensor(index)
     q = d["quantization_parameters"]
-    scales, zeros, axis = np.asarray(q["scales"], np.float32), np.asarray(q["zero_points"]), int(q["quantized_dimension"])
+    scales, zeros, axis = (
+        np.asarray(q["scales"], np.float32),
+        np.asarray(q["zero_points"]),
+        int(q["quantized_dimension"]),
+    )
     if np.issubdtype(a.dtype, np.integer) and scales.size:
         shape = [1] * a.ndim
         if scales.size > 1:
@@ -280,7 +302,9 @@ def _bind(slot: _Slot, op: _Op, found: Gathered) -> None:
     found.incoming.append(Incoming(t.path, slot.tensor, weight, op.label, OHWI, op.how, "hwc", note=note))
     has_bias = "bias" in t.tensors
     if slot.takes_bias and has_bias and op.bias is not None:
-        found.incoming.append(Incoming(t.path, "bias", op.bias, f"op {op.index} {op.type} '{op.bias_name}'", OHWI, op.how))
+        found.incoming.append(
+            Incoming(t.path, "bias", op.bias, f"op {op.index} {op.type} '{op.bias_name}'", OHWI, op.how)
+        )
     elif slot.takes_bias and has_bias:
         if op.feeds_linear:
             raise LayoutError(
@@ -290,6 +314,8 @@ def _bind(slot: _Slot, op: _Op, found: Gathered) -> None:
                 "activation between the two layers, or load from a qextract export or a state dict"
             )
         zero = np.zeros(t.shapes["bias"], np.float32)
-        found.incoming.append(Incoming(t.path, "bias", zero, f"{op.label} (no bias input)", OHWI, "zero", note="TFLite omits a zero bias"))
+        found.incoming.append(
+            Incoming(t.path, "bias", zero, f"{op.label} (no bias input)", OHWI, "zero", note="TFLite omits a zero bias")
+        )
     elif op.bias is not None and np.any(op.bias != 0):
         found.unused.append((f"op {op.index} {op.type} '{op.bias_name}'", f"{t.where} has no bias for this op"))

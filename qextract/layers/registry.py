@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import UnsupportedError
 from ..kinds import Kind
-from ..nested import bases
+from ..reading.nested import bases
 from .readers import average_multiplier, folded, plain
 from .spec import Binding, LayerSpec, LayerTwin, TensorSource
 
@@ -92,12 +92,18 @@ LAYERS: dict[str, LayerSpec] = {
     "QConv2D": LayerSpec(Kind.CONV2D, _kernel_bias(), twin=LayerTwin("Conv2D")),
     "QConv2DTranspose": LayerSpec(Kind.CONV2D_TRANSPOSE, _kernel_bias(), twin=LayerTwin("Conv2DTranspose")),
     "QDepthwiseConv2D": LayerSpec(
-        Kind.DEPTHWISE_CONV2D, _kernel_bias("depthwise_kernel", "depthwise_quantizer"), twin=LayerTwin("DepthwiseConv2D")
+        Kind.DEPTHWISE_CONV2D,
+        _kernel_bias("depthwise_kernel", "depthwise_quantizer"),
+        twin=LayerTwin("DepthwiseConv2D"),
     ),
     "QSeparableConv1D": LayerSpec(Kind.SEPARABLE_CONV1D, _SEPARABLE, twin=LayerTwin("SeparableConv1D")),
     "QSeparableConv2D": LayerSpec(Kind.SEPARABLE_CONV2D, _SEPARABLE, twin=LayerTwin("SeparableConv2D")),
     "QBatchNormalization": LayerSpec(
-        Kind.BATCHNORM, _BATCHNORM, activations=(), twin=LayerTwin("BatchNormalization", "ignored"), fuses_activation=False
+        Kind.BATCHNORM,
+        _BATCHNORM,
+        activations=(),
+        twin=LayerTwin("BatchNormalization", "ignored"),
+        fuses_activation=False,
     ),
     "QConv2DBatchnorm": LayerSpec(
         Kind.CONV2D,
@@ -191,7 +197,9 @@ def class_spec(layer: Any) -> LayerSpec:
     cell = getattr(layer, "cell", None)
     if "RNN" in bases(layer) and type(cell).__name__ in _CELLS:
         return LAYERS[_CELLS[type(cell).__name__]]
-    return next((KERAS_LAYERS[c.__name__] for c in type(layer).__mro__ if c.__name__ in KERAS_LAYERS), KERAS_LAYERS["Layer"])
+    return next(
+        (KERAS_LAYERS[c.__name__] for c in type(layer).__mro__ if c.__name__ in KERAS_LAYERS), KERAS_LAYERS["Layer"]
+    )
 
 
 def _is_qkeras(layer: Any) -> bool:
@@ -203,7 +211,7 @@ def spec_for(layer: Any) -> LayerSpec:
 
     A plain Keras layer that holds QKeras layers (other than through a
     Bidirectional or an RNN cell, read here, or a nested model or
-    TimeDistributed, walked by :mod:`qextract.nested`) is refused: reading its
+    TimeDistributed, walked by :mod:`qextract.reading.nested`) is refused: reading its
     weights as floats would drop their quantization without a word.
     """
     name = type(layer).__name__

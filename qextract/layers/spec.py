@@ -63,7 +63,7 @@ TwinActivation = Literal["fused", "separate", "layer", "recurrent", "ignored", "
 
 @dataclass(frozen=True)
 class LayerTwin:
-    """How one QKeras layer class becomes float Keras layers (built by :mod:`qextract.twin`).
+    """How one QKeras layer class becomes float Keras layers (built by :mod:`qextract.analysis.twin`).
 
     ``activation`` says where the QKeras layer's ``activation`` goes:
     ``"fused"`` - into the Keras layer's own ``activation`` argument;

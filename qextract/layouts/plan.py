@@ -200,7 +200,9 @@ def to_layout(
 ) -> np.ndarray:
     """``array`` (native Keras layout) rearranged into ``layout``, C-contiguous: :meth:`LayoutPlan.apply`."""
     array = np.asarray(array)
-    plan = LayoutPlan.of(kind, tensor_name, layout, array.shape, flatten_shape=flatten_shape, dense_as_conv=dense_as_conv)
+    plan = LayoutPlan.of(
+        kind, tensor_name, layout, array.shape, flatten_shape=flatten_shape, dense_as_conv=dense_as_conv
+    )
     return plan.apply(array)
 
 
@@ -215,7 +217,9 @@ def from_layout(
     dense_as_conv: bool = True,
 ) -> np.ndarray:
     """The exact inverse of :func:`to_layout`: ``array`` in ``layout`` back to ``native_shape`` (:meth:`LayoutPlan.invert`)."""
-    plan = LayoutPlan.of(kind, tensor_name, layout, native_shape, flatten_shape=flatten_shape, dense_as_conv=dense_as_conv)
+    plan = LayoutPlan.of(
+        kind, tensor_name, layout, native_shape, flatten_shape=flatten_shape, dense_as_conv=dense_as_conv
+    )
     return plan.invert(array)
 
 
@@ -279,7 +283,9 @@ def layout_scale(
     scale = np.asarray(scale)
     if scale.ndim == 0 or native_axis is None:
         return scale, None
-    plan = LayoutPlan.of(kind, tensor_name, layout, native_shape, flatten_shape=flatten_shape, dense_as_conv=dense_as_conv)
+    plan = LayoutPlan.of(
+        kind, tensor_name, layout, native_shape, flatten_shape=flatten_shape, dense_as_conv=dense_as_conv
+    )
     return plan.move_scale(scale, native_axis)
 
 

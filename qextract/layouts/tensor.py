@@ -37,7 +37,9 @@ class ExportedTensor(CodedArray):
     scale_axis: int | None = None
     quantizer_str: str | None = None
     native_shape: tuple[int, ...] = ()
-    flatten_order: str | None = None  # laid out with a flatten_shape (a Dense fed by Flatten): see :func:`flatten_order`
+    flatten_order: str | None = (
+        None  # laid out with a flatten_shape (a Dense fed by Flatten): see :func:`flatten_order`
+    )
 
 
 def lay_out(
@@ -83,7 +85,9 @@ def lay_out(
             scale_axis=axis,
             quantizer_str=tensor.quantizer_str,
             native_shape=native_shape,
-            flatten_order=None if flatten_shape is None else flatten_order(lay, flatten_shape, dense_as_conv=dense_as_conv),
+            flatten_order=None
+            if flatten_shape is None
+            else flatten_order(lay, flatten_shape, dense_as_conv=dense_as_conv),
         )
     except LayoutError as err:
         raise LayoutError(f"layer '{tensor.layer}' ({tensor.layer_class}): {err}") from None

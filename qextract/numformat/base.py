@@ -248,5 +248,7 @@ def from_description(d: Mapping[str, Any]) -> NumberFormat:
     fmt = cls(**kwargs)
     recorded = (d.get("code_min", fmt.code_min), d.get("code_max", fmt.code_max))
     if recorded != (fmt.code_min, fmt.code_max):
-        raise ValueError(f"format {fmt} has codes [{fmt.code_min}, {fmt.code_max}], the manifest records {list(recorded)}")
+        raise ValueError(
+            f"format {fmt} has codes [{fmt.code_min}, {fmt.code_max}], the manifest records {list(recorded)}"
+        )
     return fmt

@@ -25,7 +25,16 @@ from . import fixed, po2, relu, sigmoid, sign, stochastic, ulaw  # noqa: F401 - 
 from .activations import ActivationSpec
 from .entry import Bounds, Encoding, QuantizerEntry, describe, qkeras_variables
 from .execution import GRAPH_MIN_SIZE, GraphCache, apply, graph_cache, ste_explains
-from .registry import QUANTIZERS, entry_for, float_twin, is_quantizer, number_format, output_bounds, register, twin_names
+from .registry import (
+    QUANTIZERS,
+    entry_for,
+    float_twin,
+    is_quantizer,
+    number_format,
+    output_bounds,
+    register,
+    twin_names,
+)
 from .rounding import Rounding
 
 __all__ = [

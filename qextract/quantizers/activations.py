@@ -1,10 +1,10 @@
 """Float activations as Keras specs: what a quantizer's float twin is written in.
 
 A spec is a Keras activation name (``"relu"``) or a serialized activation
-layer ``{"class_name": ..., "config": {...}}``, so that :mod:`qextract.twin`
+layer ``{"class_name": ..., "config": {...}}``, so that :mod:`qextract.analysis.twin`
 can put it into a model config without TensorFlow being involved here.
 Functions Keras lacks become ``qextract>FloatActivation`` layers (defined in
-:mod:`qextract.twin`).
+:mod:`qextract.analysis.twin`).
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ def describe(q: Any) -> str:
     """
     try:
         return str(q)
-    except Exception:  # noqa: BLE001 - QKeras raises AssertionError / ValueError here
+    except Exception:
         config = q.get_config() if hasattr(q, "get_config") else {}
         args = ",".join(f"{k}={_short(v)}" for k, v in config.items())
         return f"{type(q).__name__}({args})"

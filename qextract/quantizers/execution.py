@@ -88,7 +88,7 @@ def apply(q: Any, raw: np.ndarray, where: str = "") -> tuple[np.ndarray, Any]:
         out = _run(entry, qc, tf().constant(raw, dtype=tf().float32))
     except QExtractError:
         raise
-    except Exception as e:  # noqa: BLE001 - QKeras fails with anything from AssertionError to TF errors
+    except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UnsupportedError(
             f"{where}: QKeras's own {describe(q)} fails on this tensor ({type(e).__name__}: {first}). "

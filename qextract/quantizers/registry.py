@@ -30,7 +30,9 @@ def register(cls: E) -> E:
     if not cls.name:
         raise TypeError(f"{cls.__name__} has no QKeras class name")
     if cls.name in QUANTIZERS:
-        raise TypeError(f"quantizer class {cls.name} is registered twice ({type(QUANTIZERS[cls.name]).__name__}, {cls.__name__})")
+        raise TypeError(
+            f"quantizer class {cls.name} is registered twice ({type(QUANTIZERS[cls.name]).__name__}, {cls.__name__})"
+        )
     QUANTIZERS[cls.name] = cls()
     return cls
 

@@ -62,7 +62,12 @@ class Rounding(str, Enum):
         return np.floor(x)
 
 
-_QONNX = {Rounding.HALF_EVEN: "ROUND", Rounding.HALF_AWAY: "HALF_UP", Rounding.HALF_POSITIVE: None, Rounding.FLOOR: "FLOOR"}
+_QONNX = {
+    Rounding.HALF_EVEN: "ROUND",
+    Rounding.HALF_AWAY: "HALF_UP",
+    Rounding.HALF_POSITIVE: None,
+    Rounding.FLOOR: "FLOOR",
+}
 
 
 def scale_exponents(scale: np.ndarray | float, what: str = "scale") -> np.ndarray:

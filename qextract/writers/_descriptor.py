@@ -25,7 +25,12 @@ MODEL_STEM = "weights"
 
 class Write(Protocol):
     def __call__(
-        self, tensors: Sequence[ExportedTensor], out_dir: Path, *, word_bits: int | None = None, model_name: str = "model"
+        self,
+        tensors: Sequence[ExportedTensor],
+        out_dir: Path,
+        *,
+        word_bits: int | None = None,
+        model_name: str = "model",
     ) -> list[Path]: ...
 
 

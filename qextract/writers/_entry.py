@@ -21,7 +21,7 @@ number_format = from_description
 """The :class:`~qextract.numformat.NumberFormat` a manifest's format description describes (ValueError if none)."""
 
 if TYPE_CHECKING:
-    from ..manifest_types import Manifest
+    from ..manifest.entries import Manifest
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,11 @@ def entries(manifest: Manifest | Mapping[str, Any]) -> dict[str, Entry]:
     """
     if isinstance(manifest, Mapping):
         word_bits = manifest.get("word_bits")
-        rows = [(layer["name"], t["key"], t["name"], t["shape"], t["format"]) for layer in manifest["layers"] for t in layer["tensors"]]
+        rows = [
+            (layer["name"], t["key"], t["name"], t["shape"], t["format"])
+            for layer in manifest["layers"]
+            for t in layer["tensors"]
+        ]
     else:
         word_bits = manifest.word_bits
         rows = [(layer.name, t.key, t.name, t.shape, t.format) for layer in manifest.layers for t in layer.tensors]

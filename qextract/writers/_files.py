@@ -42,7 +42,9 @@ def reading(path: Path, key: str) -> Iterator[None]:
     except OSError as err:
         raise VerificationError(f"{path}: cannot read {key} ({err.strerror or err})") from err
     except (ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise VerificationError(f"{path}: {key}: {err}; the file does not hold this tensor as qextract wrote it") from None
+        raise VerificationError(
+            f"{path}: {key}: {err}; the file does not hold this tensor as qextract wrote it"
+        ) from None
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

@@ -103,9 +103,7 @@ def _digits(values: np.ndarray) -> np.ndarray:
 
 def columns(rows: int, *parts: bytes | np.ndarray) -> np.ndarray:
     """Side-by-side uint8 matrix of ``rows`` rows: bytes parts repeat on every row, arrays are cells."""
-    blocks = [
-        np.broadcast_to(np.frombuffer(p, np.uint8), (rows, len(p))) if isinstance(p, bytes) else p for p in parts
-    ]
+    blocks = [np.broadcast_to(np.frombuffer(p, np.uint8), (rows, len(p))) if isinstance(p, bytes) else p for p in parts]
     return np.concatenate(blocks, axis=1) if blocks else np.empty((rows, 0), np.uint8)
 
 

@@ -39,14 +39,14 @@ def _multi_index(shape: tuple[int, ...]) -> np.ndarray:
     return joined
 
 
-def _nullable_ints(array: np.ndarray | None, n: int):  # noqa: ANN202  (a pandas IntegerArray)
+def _nullable_ints(array: np.ndarray | None, n: int):
     """Integers, or ``n`` empty cells when the tensor has none."""
     import pandas as pd
 
     return pd.array([None] * n if array is None else np.asarray(array).reshape(-1), "Int64")
 
 
-def _frame(t: ExportedTensor):  # noqa: ANN202  (a pandas DataFrame; pandas is imported lazily)
+def _frame(t: ExportedTensor):
     import pandas as pd
 
     n = t.size
@@ -101,7 +101,7 @@ def read(path: Path, entry: Entry) -> Codes:
         return check_codes(Codes(codes, signs), entry.format)
 
 
-def _rows(path: Path, entry: Entry):  # noqa: ANN202  (a pandas DataFrame; pandas is imported lazily)
+def _rows(path: Path, entry: Entry):
     import pandas as pd
 
     with pd.read_csv(
@@ -117,7 +117,7 @@ def _rows(path: Path, entry: Entry):  # noqa: ANN202  (a pandas DataFrame; panda
     return pd.concat(parts) if parts else pd.DataFrame(columns=["index", "value", "code", "sign"])
 
 
-def _ints(column, what: str, entry: Entry) -> np.ndarray:  # noqa: ANN001  (a pandas Int64 Series)
+def _ints(column, what: str, entry: Entry) -> np.ndarray:
     if column.isna().any():
         raise ValueError(f"empty {what} cells")
     return column.to_numpy(np.int64).reshape(entry.shape)

@@ -49,10 +49,17 @@ class MemoryFile:
     parse: Callable[[bytes, int], np.ndarray]
 
     def write(
-        self, tensors: Sequence[ExportedTensor], out_dir: Path, *, word_bits: int | None = None, model_name: str = "model"
+        self,
+        tensors: Sequence[ExportedTensor],
+        out_dir: Path,
+        *,
+        word_bits: int | None = None,
+        model_name: str = "model",
     ) -> list[Path]:
         """Write ``<layer>.<tensor><suffix>`` per non-empty tensor into ``out_dir``; return the paths written."""
-        return _files.write_each(tensors, out_dir, self.suffix, self._render, word_bits=word_bits, model_name=model_name)
+        return _files.write_each(
+            tensors, out_dir, self.suffix, self._render, word_bits=word_bits, model_name=model_name
+        )
 
     def _render(self, t: ExportedTensor, memory: Memory, comment: list[str]) -> bytes:
         return "".join(f"{self.comment} {line}\n" for line in comment).encode() + self.frame(memory)

@@ -1,7 +1,7 @@
 """Reports: how far the quantized model and its weights are from float.
 
 Records are computed first (plain dataclasses, NumPy only), rendered second
-(:func:`records_frame`, :mod:`qextract.plot`).
+(:func:`records_frame`, :mod:`qextract.analysis.plot`).
 
 - :func:`error_report` - one row per layer output: float vs quantized output
   statistics, accumulated batch by batch (memory does not grow with the
@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import QExtractError, UsageError
-from .quantizers import output_bounds
-from .tensor import Extraction, QuantizedTensor
+from ..errors import QExtractError, UsageError
+from ..quantizers import output_bounds
+from ..tensor import Extraction, QuantizedTensor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -273,7 +273,7 @@ def error_records(
 
 def _as_model(model: Any) -> Any:
     if isinstance(model, (str, os.PathLike)):
-        from .model import load_model
+        from ..reading.loading import load_model
 
         return load_model(model)
     return model
@@ -303,7 +303,7 @@ def error_report(
     pass per model, and statistics accumulate batch by batch.
 
     ``data``: a NumPy array, ``.npy``/``.npz`` path, ``"digits"``,
-    ``tf.data.Dataset`` or iterable of batches (see :mod:`qextract.data`).
+    ``tf.data.Dataset`` or iterable of batches (see :mod:`qextract.analysis.data`).
     A progress bar shows on a terminal unless ``quiet``. ``layers`` keeps only
     the rows of those layers (the whole model still runs: errors accumulate
     through every layer); an unknown name is a UsageError listing the valid ones.
@@ -317,7 +317,9 @@ def error_report(
     if wanted is not None:
         records = [r for r in records if r.layer in wanted]
         if not records:
-            raise UsageError(f"layer(s) {', '.join(map(repr, layers))} have no output in the error report (input layers have none)")
+            raise UsageError(
+                f"layer(s) {', '.join(map(repr, layers))} have no output in the error report (input layers have none)"
+            )
     frame = records_frame(records, ErrorRecord)
     frame.attrs.update(mode=mode, model=model.name)
     return frame
@@ -399,11 +401,10 @@ class WeightRecord:
     snr_db: float
 
 
-
 def _range_limits(t: QuantizedTensor) -> tuple[np.ndarray, np.ndarray] | None:
     """Lowest and highest representable value of ``t``, broadcast against it."""
-    from .numformat import PowerOfTwo
-    from .tensor import decode
+    from ..numformat import PowerOfTwo
+    from ..tensor import decode
 
     fmt = t.format
     if not fmt.quantized or t.codes is None:

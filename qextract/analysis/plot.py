@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ExportError, QExtractError
+from ..errors import ExportError, QExtractError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +119,7 @@ def plot_report(
     fig.text(0.01, 0.005, ";  ".join(notes), fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97 if k > 1 else 1))
 
-    from ._atomic import atomic_file
+    from .._atomic import atomic_file
 
     path = Path(path)
     try:

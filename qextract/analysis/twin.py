@@ -2,7 +2,7 @@
 
 :func:`float_model` rebuilds a QKeras model with plain Keras layers, the same
 *raw* weights and no quantizers, so that the quantized model can be compared
-with what it approximates (see :mod:`qextract.report`). Two registries drive it:
+with what it approximates (see :mod:`qextract.analysis.report`). Two registries drive it:
 
 ``LayerSpec.twin`` of each :data:`qextract.layers.LAYERS` entry - QKeras layer class -> Keras layer(s):
 
@@ -37,7 +37,7 @@ binary_sigmoid / binary_tanh) become their float forms; Keras activations stay.
 
 Activations without a Keras built-in become a :class:`FloatActivation` layer
 registered as ``qextract>FloatActivation``, so the twin saves and loads like any
-Keras model once :mod:`qextract.twin` has built one twin (or called
+Keras model once :mod:`qextract.analysis.twin` has built one twin (or called
 :func:`float_activation_class`).
 
 Naming rule: the float layer that carries a quantized layer's name computes
@@ -51,16 +51,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
-from ._keras import custom_objects, quiet_config, tf
-from .errors import TwinMismatchError, UnsupportedError
-from .layers import LAYERS, LayerTwin
-from .quantizers import float_twin, is_quantizer
-from .quantizers.activations import ActivationSpec
-from .quantizers.activations import float_function as _float_fn
-from .quantizers.activations import float_layer as _float_layer
+from .._keras import custom_objects, quiet_config, tf
+from ..errors import TwinMismatchError, UnsupportedError
+from ..layers import LAYERS, LayerTwin
+from ..quantizers import float_twin, is_quantizer
+from ..quantizers.activations import ActivationSpec
+from ..quantizers.activations import float_function as _float_fn
+from ..quantizers.activations import float_layer as _float_layer
 
 # Plain Keras wrappers whose wrapped QKeras layer gets its float twin inside the same wrapper.
 _WRAPPER_TWINS: dict[str, LayerTwin] = {
@@ -82,7 +82,7 @@ ACTIVATION_LAYERS = frozenset(
 _FLOAT_FUNCTIONS = ("hard_sigmoid", "smooth_sigmoid", "hard_tanh", "smooth_tanh", "half_tanh", "hard_swish")
 
 
-@lru_cache(maxsize=None)
+@cache
 def float_activation_class() -> type:
     """The ``FloatActivation`` Keras layer, created and registered on first use.
 
@@ -279,7 +279,11 @@ def _refuse_quantized_inside(layer: Any, name: str) -> None:
     """A layer the twin would copy as it is must hold no QKeras layer: its copy would compute quantized
     values, and the report would compare them with themselves (error 0) without a word."""
     keras = tf().keras
-    inside = [m for m in [layer, *layer.submodules] if isinstance(m, keras.layers.Layer) and type(m).__module__.startswith("qkeras")]
+    inside = [
+        m
+        for m in [layer, *layer.submodules]
+        if isinstance(m, keras.layers.Layer) and type(m).__module__.startswith("qkeras")
+    ]
     if inside:
         held = ", ".join(f"'{m.name}' ({type(m).__name__})" for m in inside[:5])
         raise UnsupportedError(

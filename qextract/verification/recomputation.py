@@ -5,19 +5,19 @@
 - ``numpy``: feed-forward layers (Dense, convolutions incl. grouped and
   ``channels_first`` ones, batch norm, average pooling). The layer's output is
   taken from a *copy* of the Keras layer with its activation switched off;
-  the NumPy reference (:mod:`qextract.reference`) uses only the exported
+  the NumPy reference (:mod:`qextract.verification.reference`) uses only the exported
   weights and the manifest's geometry (explicit padding, strides, groups).
 - ``numpy-recurrent``: SimpleRNN / LSTM / GRU / Bidirectional, Q and plain. An
   activation inside a recurrence cannot be switched off, so the NumPy
   recurrence applies the cell's own activations, re-implemented in NumPy
-  (:mod:`qextract.reference_activations`) where qextract knows them; any other
+  (:mod:`qextract.verification.reference_activations`) where qextract knows them; any other
   is evaluated through TensorFlow on the NumPy values, and the note says so.
   Samples that pass within rounding of a quantized activation's step are set
   aside (float32 and float64 may round them to different levels) and counted.
 - ``weights``: kinds without a NumPy reference (plain Keras layers such as
   Conv3D or Embedding): the exported values must equal the layer's variables.
 
-The Keras side is a copy of the layer (:mod:`qextract.layer_copy`): built
+The Keras side is a copy of the layer (:mod:`qextract.verification.layer_copy`): built
 from its config or, where QKeras cannot rebuild it so, from its quantizer
 objects; ``bernoulli`` is compared at its deterministic value. The user's
 model is never changed.
@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from . import reference as R
-from . import reference_activations as A
-from .errors import VerificationError
-from .kinds import Kind, find_kind
+from .. import reference as R
+from .. import reference_activations as A
+from ..errors import VerificationError
+from ..kinds import Kind, find_kind
+from ..layouts import LayoutError
+from ..manifest.entries import LayerEntry
 from .layer_copy import keras_output
-from .layouts import LayoutError
-from .manifest_types import LayerEntry
 
 MAX_INPUT_ELEMENTS = 1 << 24
 """Most input elements (samples x input size) drawn for one layer whose input shape the model cannot confirm."""
@@ -62,7 +62,12 @@ class Outcome:
 
 
 def compare(
-    layer: LayerEntry, weights: dict[str, np.ndarray], keras_layer: Any, rng: np.random.Generator, samples: int, where: str
+    layer: LayerEntry,
+    weights: dict[str, np.ndarray],
+    keras_layer: Any,
+    rng: np.random.Generator,
+    samples: int,
+    where: str,
 ) -> Outcome:
     """Recompute ``layer`` (a manifest entry) from ``weights`` (native layout) and compare with ``keras_layer``.
 
@@ -91,7 +96,7 @@ def _feedforward(
     ours = _numpy_feedforward(layer, w, x, keras_layer)
     try:
         expected, notes = keras_output(keras_layer, x, keep_activation=False)
-    except Exception as e:  # noqa: BLE001 - whatever the Keras layer raises, the row says it
+    except Exception as e:
         return _cannot_run(e)
     route = "numpy (window sum x multiplier)" if layer.kind == Kind.POOLING else "numpy"
     return _verdict(ours, expected, route, notes)
@@ -144,7 +149,9 @@ def _separable(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: A
 def _batchnorm(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
     axis = -1 if g.axis is None else g.axis
     axis = axis[0] if isinstance(axis, (tuple, list)) and len(axis) == 1 else axis
-    return R.batchnorm(x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g.require("epsilon"), axis=axis)
+    return R.batchnorm(
+        x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g.require("epsilon"), axis=axis
+    )
 
 
 def _pooling(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
@@ -181,8 +188,14 @@ def _input_shape(layer: LayerEntry, keras_layer: Any, samples: int, where: str) 
             shape = list(keras_layer.get_input_shape_at(0))
         except (AttributeError, RuntimeError, ValueError, TypeError):
             shape = None
-    if not isinstance(shape, list) or len(shape) < 2 or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape[1:]):
-        raise VerificationError(f"{where}: layer '{name}' geometry.input_shape is {_brief(shape)}; expected [null, size, ...]")
+    if (
+        not isinstance(shape, list)
+        or len(shape) < 2
+        or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape[1:])
+    ):
+        raise VerificationError(
+            f"{where}: layer '{name}' geometry.input_shape is {_brief(shape)}; expected [null, size, ...]"
+        )
     try:
         theirs = keras_layer.input_shape
     except (AttributeError, RuntimeError):  # a layer called on several inputs has no single input shape
@@ -225,21 +238,27 @@ def _recurrent(
         ours = R.bidirectional(outs[0], outs[1], keras_layer.merge_mode, bool(keras_layer.return_sequences))
     try:
         expected, notes = keras_output(keras_layer, x, keep_activation=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return _cannot_run(e)
     via_tf = sorted({a.name for _, _, acts in cells for a in acts.values() if a.name.endswith("(TensorFlow)")})
     notes += [f"activations evaluated through TensorFlow: {', '.join(via_tf)}"] if via_tf else []
     keep = ~watch.flags
     if not keep.all():
-        notes.append(f"{int((~keep).sum())} of {n} samples set aside: they pass within rounding of a quantized activation's step")
+        notes.append(
+            f"{int((~keep).sum())} of {n} samples set aside: they pass within rounding of a quantized activation's step"
+        )
     if not keep.any():
         return Outcome(math.nan, math.nan, False, "numpy-recurrent", "; ".join(notes + ["no sample left to compare"]))
     return _verdict(ours[keep], expected[keep], "numpy-recurrent", notes)
 
 
 def _sequence(
-    layer: LayerEntry, inner: Any, acts: dict[str, Callable[[np.ndarray], np.ndarray]], w: dict[str, np.ndarray],
-    prefix: str, x: np.ndarray,
+    layer: LayerEntry,
+    inner: Any,
+    acts: dict[str, Callable[[np.ndarray], np.ndarray]],
+    w: dict[str, np.ndarray],
+    prefix: str,
+    x: np.ndarray,
 ) -> np.ndarray:
     """One direction's output sequence (or last output) from the exported kernels."""
     kind = Kind(layer.kind) if layer.kind != Kind.BIDIRECTIONAL else _recurrent_kind(inner)
@@ -304,12 +323,20 @@ def _numpy_quantizer(q: Any) -> A.Activation | None:
         return A.quantized_sigmoid(q.bits, bool(q.symmetric), bool(q.use_real_sigmoid), mode)
     if cls == "quantized_relu":
         return A.quantized_relu(
-            q.bits, q.integer, bool(q.use_sigmoid), float(q.negative_slope), q.relu_upper_bound, bool(q.is_quantized_clip),
-            float(q.qnoise_factor), mode,
+            q.bits,
+            q.integer,
+            bool(q.use_sigmoid),
+            float(q.negative_slope),
+            q.relu_upper_bound,
+            bool(q.is_quantized_clip),
+            float(q.qnoise_factor),
+            mode,
         )
     if cls == "quantized_bits" and not isinstance(q.alpha, str) and np.ndim(q.alpha) == 0:
         alpha = None if q.alpha is None else float(q.alpha)
-        return A.quantized_bits(q.bits, q.integer, bool(q.symmetric), bool(q.keep_negative), alpha, float(q.qnoise_factor))
+        return A.quantized_bits(
+            q.bits, q.integer, bool(q.symmetric), bool(q.keep_negative), alpha, float(q.qnoise_factor)
+        )
     return None
 
 
@@ -322,8 +349,8 @@ def _internal_sigmoid() -> str:
 
 def _through_tensorflow(obj: Any) -> A.Activation:
     """``obj`` run on a copy through TensorFlow: for activations qextract has no NumPy form of."""
-    from ._keras import tf
-    from .quantizers import describe, is_quantizer
+    from .._keras import tf
+    from ..quantizers import describe, is_quantizer
 
     quantizer = is_quantizer(obj)
     fn_obj = copy.copy(obj) if quantizer else obj  # a quantizer keeps state (its scale) on itself
@@ -362,15 +389,23 @@ def _weights(layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any, *_: 
     for name, value in w.items():
         found = variables.get(name, [])
         if len(found) != 1 or found[0].shape != np.shape(value):
-            problems.append(f"{name}: the layer has {len(found)} variable(s) of that name" + (
-                f" of shape {found[0].shape}, exported {np.shape(value)}" if len(found) == 1 else ""))
+            problems.append(
+                f"{name}: the layer has {len(found)} variable(s) of that name"
+                + (f" of shape {found[0].shape}, exported {np.shape(value)}" if len(found) == 1 else "")
+            )
             continue
         err = max(err, float(np.max(np.abs(found[0] - value), initial=0.0)))
     missing = sorted(set(variables) - set(w))
     if missing:
         problems.append(f"not exported: {', '.join(missing)}")
     passed = not problems and err == 0.0
-    return Outcome(err, 0.0, passed, "weights", "; ".join(problems) or "no NumPy reference for this kind: values compared with its variables")
+    return Outcome(
+        err,
+        0.0,
+        passed,
+        "weights",
+        "; ".join(problems) or "no NumPy reference for this kind: values compared with its variables",
+    )
 
 
 RECURRENT = (Kind.SIMPLE_RNN, Kind.LSTM, Kind.GRU, Kind.BIDIRECTIONAL)
@@ -396,7 +431,9 @@ def _verdict(ours: np.ndarray, expected: np.ndarray, route: str, notes: list[str
 
 
 def _cannot_run(e: Exception) -> Outcome:
-    note = f"the Keras layer's own forward pass fails ({type(e).__name__}: {_first_line(e)}), so nothing can be compared"
+    note = (
+        f"the Keras layer's own forward pass fails ({type(e).__name__}: {_first_line(e)}), so nothing can be compared"
+    )
     return Outcome(math.nan, math.nan, False, "none", note)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .tensor import Extraction, QuantizedTensor
+from ..tensor import Extraction, QuantizedTensor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +28,7 @@ def _scale(t: QuantizedTensor) -> str:
     return f"{float(t.scale):.9g}"
 
 
-def inspect_table(extraction: Extraction) -> "pd.DataFrame":
+def inspect_table(extraction: Extraction) -> pd.DataFrame:
     """Rows describing every tensor and activation format of ``extraction``, in model order.
 
     Every quantized tensor was checked while it was extracted (codes in range,

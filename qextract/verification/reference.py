@@ -3,7 +3,7 @@
 Each function takes weights in native Keras layout and computes in float64,
 so that a float32 layer is compared against something more exact than
 itself. They serve the tests (extracted values against the QKeras forward
-pass) and :mod:`qextract.verify` (exported files against the Keras layer).
+pass) and :mod:`qextract.verification.verifier` (exported files against the Keras layer).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .padding import conv_pads, transpose_crop
+from ..padding import conv_pads, transpose_crop
 
 
 def _f64(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -23,7 +23,9 @@ def _f64(*arrays: np.ndarray) -> list[np.ndarray]:
 Padding = str | Sequence[tuple[int, int]]
 
 
-def _patches(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int], padding: Padding) -> np.ndarray:
+def _patches(
+    x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int], padding: Padding
+) -> np.ndarray:
     """(N, *out_spatial, *kernel, C) windows of a channels-last input.
 
     ``padding`` is a Keras name (padded the TensorFlow way) or explicit
@@ -51,7 +53,9 @@ def dense(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None) -> 
     return _add(x @ kernel, bias)
 
 
-def _windowed(x: np.ndarray, kernel: np.ndarray, strides: Sequence[int], padding: Padding, dilation: Sequence[int], out: str) -> np.ndarray:
+def _windowed(
+    x: np.ndarray, kernel: np.ndarray, strides: Sequence[int], padding: Padding, dilation: Sequence[int], out: str
+) -> np.ndarray:
     """Correlate channels-last ``x`` with ``kernel (*k, C, last)``; ``out`` names the kernel's last axes' result."""
     x, kernel = _f64(x, kernel)
     nd = kernel.ndim - 2
@@ -83,7 +87,9 @@ def conv(
     x, kernel = _f64(x, kernel)
     nd, (i, o) = kernel.ndim - 2, kernel.shape[-2:]
     if x.shape[-1] != groups * i or o % groups:
-        raise ValueError(f"groups={groups}: input channels {x.shape[-1]} and kernel {kernel.shape} do not split into groups")
+        raise ValueError(
+            f"groups={groups}: input channels {x.shape[-1]} and kernel {kernel.shape} do not split into groups"
+        )
     p = _patches(x, kernel.shape[:nd], strides, dilation, padding)
     p = p.reshape(*p.shape[:-1], groups, i)
     k = kernel.reshape(*kernel.shape[:nd], i, groups, o // groups)
@@ -130,14 +136,17 @@ def conv_transpose(
     x, kernel = _f64(x, kernel)
     n, h, w, _ = x.shape
     kh, kw, o, _ = kernel.shape
-    (fh, ch, oh), (fw, cw, ow) = (transpose_crop(h, kh, strides[0], padding), transpose_crop(w, kw, strides[1], padding))
+    (fh, ch, oh), (fw, cw, ow) = (
+        transpose_crop(h, kh, strides[0], padding),
+        transpose_crop(w, kw, strides[1], padding),
+    )
     full = np.zeros((n, fh, fw, o))
     contrib = np.einsum("nyxi,hwoi->nyxhwo", x, kernel, optimize=True)
     for a in range(kh):
         for b in range(kw):
-            full[:, a : a + (h - 1) * strides[0] + 1 : strides[0], b : b + (w - 1) * strides[1] + 1 : strides[1], :] += contrib[
-                :, :, :, a, b, :
-            ]
+            full[
+                :, a : a + (h - 1) * strides[0] + 1 : strides[0], b : b + (w - 1) * strides[1] + 1 : strides[1], :
+            ] += contrib[:, :, :, a, b, :]
     return _add(full[:, ch : ch + oh, cw : cw + ow, :], bias)
 
 
@@ -218,8 +227,11 @@ def _identity(z: np.ndarray) -> np.ndarray:
 
 
 def _run(
-    x: np.ndarray, step: Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]], states: tuple[np.ndarray, ...],
-    return_sequences: bool, go_backwards: bool,
+    x: np.ndarray,
+    step: Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, ...]],
+    states: tuple[np.ndarray, ...],
+    return_sequences: bool,
+    go_backwards: bool,
 ) -> np.ndarray:
     """Run ``step`` over the time axis of ``x (N, T, I)`` as Keras's RNN does.
 
@@ -328,7 +340,9 @@ def gru(
     return _run(x, step, (h0,), return_sequences, go_backwards)
 
 
-def bidirectional(forward: np.ndarray, backward: np.ndarray, merge_mode: str | None, return_sequences: bool) -> np.ndarray:
+def bidirectional(
+    forward: np.ndarray, backward: np.ndarray, merge_mode: str | None, return_sequences: bool
+) -> np.ndarray:
     """Keras's Bidirectional merge: the backward layer's sequence is turned back into time order first."""
     if return_sequences:
         backward = backward[:, ::-1]

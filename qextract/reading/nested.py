@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["PASS_THROUGH", "Placed", "bases", "find_layer", "flatten_feeding", "placed_layers", "select", "selected"]
 
@@ -52,7 +52,7 @@ def bases(layer: Any) -> set[str]:
 
 
 def _registered(layer: Any) -> bool:
-    from .layers import LAYERS
+    from ..layers import LAYERS
 
     return type(layer).__name__ in LAYERS
 
@@ -79,7 +79,7 @@ def placed_layers(model: Any) -> list[Placed]:
 
 
 def _aliases(key: str, again: dict[str, list[str]]) -> list[str]:
-    return [alt + key[len(first):] for first, alts in again.items() if _matches(key, first) for alt in alts]
+    return [alt + key[len(first) :] for first, alts in again.items() if _matches(key, first) for alt in alts]
 
 
 def _walk(
@@ -159,7 +159,18 @@ def selected(key: str, names: Iterable[str] | None) -> bool:
 
 # Layers between Flatten and a Dense that change no element's position.
 PASS_THROUGH = frozenset(
-    {"Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "Activation", "QActivation", "ReLU", "LeakyReLU", "ELU", "PReLU"}
+    {
+        "Dropout",
+        "AlphaDropout",
+        "GaussianDropout",
+        "GaussianNoise",
+        "Activation",
+        "QActivation",
+        "ReLU",
+        "LeakyReLU",
+        "ELU",
+        "PReLU",
+    }
 )
 
 _Step = tuple[Any, tuple[Any, ...]]  # a layer and the nested models / wrappers around it, outermost first

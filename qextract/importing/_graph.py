@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._keras import custom_objects, quiet_keras, tf
-from .errors import UnsupportedError
+from .._keras import custom_objects, quiet_keras, tf
+from ..errors import UnsupportedError
 
 Config = dict[str, Any]
 
@@ -39,17 +39,27 @@ def functional_config(model: Any) -> Config:
     layers = config["layers"]
     entries: list[Config] = []
     if not layers or layers[0]["class_name"] != "InputLayer":
-        shape = (layers[0]["config"].get("batch_input_shape") if layers else None) or getattr(model, "_build_input_shape", None)
+        shape = (layers[0]["config"].get("batch_input_shape") if layers else None) or getattr(
+            model, "_build_input_shape", None
+        )
         if shape is None:
             raise UnsupportedError(f"model '{model.name}' has no known input shape; build it (call it once) first")
-        layers = [{"class_name": "InputLayer", "config": {"batch_input_shape": list(shape), "name": f"{model.name}_input"}}, *layers]
+        layers = [
+            {"class_name": "InputLayer", "config": {"batch_input_shape": list(shape), "name": f"{model.name}_input"}},
+            *layers,
+        ]
     previous = None
     for layer in layers:
         entry = {**layer, "name": layer["config"]["name"]}
         entry["inbound_nodes"] = [] if previous is None else [[[previous, 0, 0, {}]]]
         entries.append(entry)
         previous = entry["name"]
-    return {"name": config["name"], "layers": entries, "input_layers": [[entries[0]["name"], 0, 0]], "output_layers": [[previous, 0, 0]]}
+    return {
+        "name": config["name"],
+        "layers": entries,
+        "input_layers": [[entries[0]["name"], 0, 0]],
+        "output_layers": [[previous, 0, 0]],
+    }
 
 
 def entry(config: Config, name: str) -> Config:
@@ -60,7 +70,9 @@ def single_inbound(config: Config, name: str) -> list[Any]:
     """The one ``[layer, node, tensor, kwargs]`` reference feeding layer ``name`` (a layer used once)."""
     nodes = entry(config, name)["inbound_nodes"]
     if len(nodes) != 1 or len(nodes[0]) != 1:
-        raise UnsupportedError(f"layer '{name}' is shared or has several inputs; qextract changes only layers called once on one input")
+        raise UnsupportedError(
+            f"layer '{name}' is shared or has several inputs; qextract changes only layers called once on one input"
+        )
     return nodes[0][0]
 
 

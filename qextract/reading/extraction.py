@@ -5,7 +5,7 @@ untouched), its registry entry turns its output into integer codes and a scale, 
 the result is checked before it is returned: the codes lie in their format's
 range and ``codes x scale`` reproduces the quantizer's output in float32.
 
-The walk goes into nested models and wrappers (:mod:`qextract.nested`), and
+The walk goes into nested models and wrappers (:mod:`qextract.reading.nested`), and
 accounts for every weight variable: each one is read into exactly one layer's
 tensors or declared state, or extraction stops naming it. Nothing is skipped.
 """
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ._keras import require_keras_model
-from .errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
-from .layers import TensorSource, spec_for
+from .._keras import require_keras_model
+from ..errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
+from ..layers import TensorSource, spec_for
+from ..numformat import FixedPoint, Float
+from ..quantizers import apply, describe, entry_for, is_quantizer, ste_explains
+from ..tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, along, decode
 from .nested import Placed, flatten_feeding, placed_layers, select
-from .numformat import FixedPoint, Float
-from .quantizers import apply, describe, entry_for, is_quantizer, ste_explains
-from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, along, decode
 
 __all__ = ["extract", "extract_layer", "quantize_tensor"]
 
@@ -49,7 +49,9 @@ def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
         records.append(record)
         read |= ids
     if layers is None:  # variables held by no leaf (a subclassed model's own add_weight)
-        _refuse_unread(f"model '{model.name}'", model.weights, read, "belong to no layer qextract reads (a model's own weights)")
+        _refuse_unread(
+            f"model '{model.name}'", model.weights, read, "belong to no layer qextract reads (a model's own weights)"
+        )
     names = [r.name for r in records]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -74,7 +76,9 @@ def _extract_placed(placed: Placed) -> tuple[LayerRecord, set[int]]:
     state = spec.state_variables(layer)
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
-        raise UnsupportedError(f"layer '{key}' ({cls}): tensor names repeat ({', '.join(names)}); qextract cannot tell them apart")
+        raise UnsupportedError(
+            f"layer '{key}' ({cls}): tensor names repeat ({', '.join(names)}); qextract cannot tell them apart"
+        )
     read = {id(v) for s in sources for v in s.variables} | {id(v) for v in state}
     _refuse_unread(f"layer '{key}' ({cls})", layer.weights, read)
     record = LayerRecord(
@@ -89,7 +93,9 @@ def _extract_placed(placed: Placed) -> tuple[LayerRecord, set[int]]:
     return record, read
 
 
-def _refuse_unread(where: str, variables: list[Any], read: set[int], why: str = "are not read by qextract's rule for this layer") -> None:
+def _refuse_unread(
+    where: str, variables: list[Any], read: set[int], why: str = "are not read by qextract's rule for this layer"
+) -> None:
     """Stop, naming them, if any of ``variables`` was neither read into a tensor nor declared state."""
     missed = [v.name for v in variables if id(v) not in read]
     if missed:
@@ -110,7 +116,9 @@ def quantize_tensor(source: TensorSource, layer: str, layer_class: str) -> Quant
             "nothing meaningful can be exported from them."
         )
     if source.quantizer is None:
-        return QuantizedTensor(layer, layer_class, source.name, raw, raw, notes=("unquantized",), variables=_names(source))
+        return QuantizedTensor(
+            layer, layer_class, source.name, raw, raw, notes=("unquantized",), variables=_names(source)
+        )
     q = source.quantizer
     entry = entry_for(q, where)
     try:
@@ -123,7 +131,14 @@ def quantize_tensor(source: TensorSource, layer: str, layer_class: str) -> Quant
 
 
 def _checked(
-    where: str, source: TensorSource, layer: str, layer_class: str, q: Any, out: np.ndarray, enc: Any, notes: tuple[str, ...]
+    where: str,
+    source: TensorSource,
+    layer: str,
+    layer_class: str,
+    q: Any,
+    out: np.ndarray,
+    enc: Any,
+    notes: tuple[str, ...],
 ) -> QuantizedTensor:
     """The tensor, once its codes are proven: exact integers in range, unique, reproducing ``out``.
 
@@ -243,7 +258,13 @@ def _float32_integers(codes: np.ndarray) -> np.ndarray:
 
 
 def _clipped_by_ste(
-    fmt: FixedPoint, codes: np.ndarray, beyond: np.ndarray, outside: np.ndarray, scale: Any, raw: np.ndarray, out: np.ndarray
+    fmt: FixedPoint,
+    codes: np.ndarray,
+    beyond: np.ndarray,
+    outside: np.ndarray,
+    scale: Any,
+    raw: np.ndarray,
+    out: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Codes beyond the range that are a clipped weight's straight-through rounding, clipped back.
 
@@ -336,8 +357,20 @@ def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:
 
 
 _GEOMETRY = (
-    "strides", "padding", "dilation_rate", "kernel_size", "depth_multiplier", "data_format", "pool_size",
-    "units", "filters", "epsilon", "axis", "use_bias", "reset_after", "output_padding",
+    "strides",
+    "padding",
+    "dilation_rate",
+    "kernel_size",
+    "depth_multiplier",
+    "data_format",
+    "pool_size",
+    "units",
+    "filters",
+    "epsilon",
+    "axis",
+    "use_bias",
+    "reset_after",
+    "output_padding",
 )
 
 

@@ -1,8 +1,8 @@
 """``manifest.json``: what every exported file holds, built from the extraction and the laid-out tensors.
 
-The entries are the typed dataclasses of :mod:`qextract.manifest_types`
+The entries are the typed dataclasses of :mod:`qextract.manifest.entries`
 (re-exported here, with the JSON Schema and :func:`validate`);
-:mod:`qextract.verify` reads them back (with the files) and nothing else.
+:mod:`qextract.verification.verifier` reads them back (with the files) and nothing else.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .kinds import Kind
-from .layouts import AXIS_MEANINGS, ExportedTensor
-from .manifest_types import (
+from ..kinds import Kind
+from ..layouts import AXIS_MEANINGS, ExportedTensor
+from ..padding import conv_pads, transpose_crop
+from ..tensor import ActivationRecord, LayerRecord
+from .entries import (
     SCHEMA_FILE,
     SCHEMA_VERSION,
     ActivationEntry,
@@ -27,8 +29,6 @@ from .manifest_types import (
     schema,
     validate,
 )
-from .padding import conv_pads, transpose_crop
-from .tensor import ActivationRecord, LayerRecord
 
 __all__ = [
     "SCHEMA_FILE",
@@ -109,8 +109,16 @@ def activation_entry(a: ActivationRecord) -> ActivationEntry:
 
 
 _GEOMETRY_KEYS = (
-    "strides", "dilation_rate", "kernel_size", "depth_multiplier", "padding", "epsilon", "reset_after", "pool_size",
-    "data_format", "groups",
+    "strides",
+    "dilation_rate",
+    "kernel_size",
+    "depth_multiplier",
+    "padding",
+    "epsilon",
+    "reset_after",
+    "pool_size",
+    "data_format",
+    "groups",
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._keras import quiet_config
+from .._keras import quiet_config
 
 __all__ = ["keras_output"]
 
@@ -45,7 +45,7 @@ def _two_directions(keras_layer: Any) -> bool:
 
 def _rebuild(keras_layer: Any, keep_activation: bool) -> tuple[Any, list[str]]:
     """A new layer of the same class and configuration (the weights are set by the caller)."""
-    from ._keras import custom_objects, tf
+    from .._keras import custom_objects, tf
 
     config = quiet_config(keras_layer)
     if not keep_activation and "activation" in config:
@@ -54,7 +54,7 @@ def _rebuild(keras_layer: Any, keep_activation: bool) -> tuple[Any, list[str]]:
     with tf().keras.utils.custom_object_scope(custom_objects()):
         try:
             return cls.from_config(dict(config)), []
-        except Exception:  # noqa: BLE001 - QKeras fails in many ways on its own configs (quantized_hswish)
+        except Exception:
             config.update(_quantizer_objects(keras_layer, config))
             note = "rebuilt from its quantizer objects (QKeras cannot rebuild it from its own config)"
             return cls.from_config(dict(config)), [note]
@@ -77,7 +77,7 @@ def _quantizer_objects(keras_layer: Any, config: dict[str, Any]) -> dict[str, An
     symbolic tensor (its last ``scale``), which cannot be deep-copied; the copy keeps the user's
     object from being touched when the rebuilt layer calls it.
     """
-    from .quantizers import is_quantizer
+    from ..quantizers import is_quantizer
 
     out = {}
     for key, value in config.items():
@@ -113,7 +113,7 @@ class _DeterministicBernoulli:
     def __call__(self, x: Any) -> Any:
         from qkeras.quantizers import _get_scale
 
-        from ._keras import tf
+        from .._keras import tf
 
         t = tf()
         q01 = t.cast(x >= 0, x.dtype)

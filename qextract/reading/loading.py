@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._keras import custom_objects, quiet_keras, tf
-from .errors import ModelLoadError, QExtractError, UntrustedCodeError
+from .._keras import custom_objects, quiet_keras, tf
+from ..errors import ModelLoadError, QExtractError, UntrustedCodeError
 
 __all__ = ["load_model"]
 
@@ -97,7 +97,7 @@ def _load_file(p: Path, trusted: bool) -> Any:
     try:
         with quiet_keras():
             return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False, **kwargs)
-    except Exception as e:  # noqa: BLE001 - Keras raises anything from OSError to TypeError
+    except Exception as e:
         raise _translate(p, e) from None
 
 
@@ -189,7 +189,7 @@ def _savedmodel_configs(p: Path) -> list[Any]:
     proto = saved_metadata_pb2.SavedMetadata()
     try:
         proto.ParseFromString(meta.read_bytes())
-    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+    except Exception as e:
         raise ModelLoadError(f"{meta}: unreadable Keras metadata ({type(e).__name__})") from None
     return [_parse_config(meta, node.metadata) for node in proto.nodes if node.metadata]
 
@@ -202,7 +202,7 @@ def _load_savedmodel(p: Path, trusted: bool) -> Any:
     try:
         with quiet_keras():
             return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise _translate(p, e) from None
 
 
@@ -222,7 +222,7 @@ def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -
     try:
         with quiet_keras(), _unsafe_if(trusted):
             model = tf().keras.models.model_from_json(text, custom_objects=custom_objects())
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise _translate(p, e) from None
     _load_weights(model, Path(weights))
     return model
@@ -243,7 +243,7 @@ def _unsafe_if(trusted: bool) -> Any:
 def _load_weights(model: Any, w: Path) -> None:
     try:
         model.load_weights(str(w))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(
             f"{w}: weights do not fit model '{model.name}' ({type(e).__name__}: {text[:300]}). "

@@ -1,8 +1,8 @@
 """``manifest.json`` as typed data: :class:`Manifest` and its entries, with their JSON form and its JSON Schema.
 
-Export builds a :class:`Manifest` (:mod:`qextract.manifest` makes the entries
+Export builds a :class:`Manifest` (:mod:`qextract.manifest.building` makes the entries
 from an extraction); verification and import read one back. The JSON form is
-checked against the schema (``manifest.schema.json``, shipped with the
+checked against the schema (``qextract/manifest/schema.json``, shipped with the
 package) both ways: :meth:`Manifest.to_json` validates what it is about to
 hand out, :meth:`Manifest.from_json` validates before it converts, so a
 Manifest object always describes a manifest that follows the schema.
@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import VerificationError
-from .layouts import Layout
+from ..errors import VerificationError
+from ..layouts import Layout
 
 SCHEMA_VERSION = 1
-SCHEMA_FILE = "manifest.schema.json"
+SCHEMA_FILE = "schema.json"
 
 JSON = dict[str, Any]
 """A JSON object as ``json.loads`` returns it."""
@@ -39,7 +39,7 @@ JSON = dict[str, Any]
 @cache
 def schema() -> JSON:
     """The manifest's JSON Schema (shipped with the package)."""
-    return json.loads(resources.files("qextract").joinpath(SCHEMA_FILE).read_text())
+    return json.loads(resources.files("qextract.manifest").joinpath(SCHEMA_FILE).read_text())
 
 
 def validate(manifest: Mapping[str, Any]) -> None:
@@ -88,7 +88,9 @@ class FileEntry:
     tensors: tuple[str, ...] | None = None  # tensor keys; None in manifests that did not record them
 
     def to_json(self) -> JSON:
-        return _optional({"path": self.path, "format": self.format, "sha256": self.sha256, "bytes": self.bytes}, tensors=self.tensors)
+        return _optional(
+            {"path": self.path, "format": self.format, "sha256": self.sha256, "bytes": self.bytes}, tensors=self.tensors
+        )
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> FileEntry:
@@ -110,7 +112,12 @@ class ScaleEntry:
         return np.asarray(self.values, np.float32)
 
     def to_json(self) -> JSON:
-        return {"values": _list(self.values), "axis": self.axis, "per_channel": self.per_channel, "power_of_two": self.power_of_two}
+        return {
+            "values": _list(self.values),
+            "axis": self.axis,
+            "per_channel": self.per_channel,
+            "power_of_two": self.power_of_two,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ScaleEntry:
@@ -152,7 +159,9 @@ class TensorEntry:
             "axis_meaning": dict(self.axis_meaning), "shape": list(self.shape),
         }  # fmt: skip
         _optional(out, native_shape=self.native_shape)
-        out.update({"dtype": self.dtype, "quantized": self.quantized, "quantizer": self.quantizer, "format": dict(self.format)})
+        out.update(
+            {"dtype": self.dtype, "quantized": self.quantized, "quantizer": self.quantizer, "format": dict(self.format)}
+        )
         out["files"] = list(self.files)
         _optional(out, notes=self.notes, code_dtype=self.code_dtype, c_type=self.c_type)
         if self.scale is not None:  # a quantized tensor's ap_type is recorded even when it has none (null)
@@ -182,7 +191,9 @@ class ActivationEntry:
     notes: tuple[str, ...] | None = ()
 
     def to_json(self) -> JSON:
-        return _optional({"name": self.name, "quantizer": self.quantizer, "format": dict(self.format)}, notes=self.notes)
+        return _optional(
+            {"name": self.name, "quantizer": self.quantizer, "format": dict(self.format)}, notes=self.notes
+        )
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ActivationEntry:
@@ -312,7 +323,7 @@ class Manifest:
         """
         try:
             validate(d)
-        except Exception as e:  # noqa: BLE001 - jsonschema.ValidationError, or whatever it raises on hostile input
+        except Exception as e:
             raise VerificationError(f"does not follow the manifest schema ({str(e).splitlines()[0]})") from None
         return cls(
             qextract_version=d["qextract_version"], model=d["model"], layout=Layout.parse(d["layout"]),

@@ -2,7 +2,7 @@
 
 A recurrent layer's activations are inside its recurrence, so they cannot be
 switched off for the comparison as a Dense layer's can: the NumPy reference
-(:mod:`qextract.reference`) must apply the very same functions. These are
+(:mod:`qextract.verification.reference`) must apply the very same functions. These are
 written from QKeras 0.9.0's and tf-keras's definitions, in float64, without
 TensorFlow.
 
@@ -29,7 +29,15 @@ float32 layers and this float64 reference were seen to differ by about 1e-7 rela
 pre-activations; 1e-6 leaves a margin and sets aside a few samples in a hundred.
 """
 
-__all__ = ["FLOAT", "Activation", "quantized_bits", "quantized_relu", "quantized_sigmoid", "quantized_tanh", "sigmoid_of"]
+__all__ = [
+    "FLOAT",
+    "Activation",
+    "quantized_bits",
+    "quantized_relu",
+    "quantized_sigmoid",
+    "quantized_tanh",
+    "sigmoid_of",
+]
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,9 @@ def _mix(x: np.ndarray, xq: np.ndarray, qnoise_factor: float) -> np.ndarray:
     return xq if qnoise_factor == 1.0 else x + qnoise_factor * (xq - x)
 
 
-def quantized_tanh(bits: int, symmetric: bool = False, use_real_tanh: bool = False, sigmoid: str = "hard") -> Activation:
+def quantized_tanh(
+    bits: int, symmetric: bool = False, use_real_tanh: bool = False, sigmoid: str = "hard"
+) -> Activation:
     """``clip(round(p * m) / m, -1 + symmetric/m, 1 - 1/m)`` with ``p = tanh(x)`` or ``2 sigmoid(x) - 1``, ``m = 2**(bits-1)``."""
     m = 2.0 ** (bits - 1)
     sig = sigmoid_of(sigmoid)
@@ -117,7 +127,9 @@ def quantized_tanh(bits: int, symmetric: bool = False, use_real_tanh: bool = Fal
     return Activation(f"quantized_tanh({bits})", fn, stepped=True)
 
 
-def quantized_sigmoid(bits: int, symmetric: bool = False, use_real_sigmoid: bool = False, sigmoid: str = "hard") -> Activation:
+def quantized_sigmoid(
+    bits: int, symmetric: bool = False, use_real_sigmoid: bool = False, sigmoid: str = "hard"
+) -> Activation:
     """``clip(round(p * m) / m, symmetric/m, 1 - 1/m)`` with ``m = 2**bits``."""
     m = 2.0**bits
     sig = _sigmoid if use_real_sigmoid else sigmoid_of(sigmoid)
@@ -174,7 +186,11 @@ def quantized_relu(
 
 
 def quantized_bits(
-    bits: int, integer: int = 0, symmetric: bool = False, keep_negative: bool = True, alpha: float | None = None,
+    bits: int,
+    integer: int = 0,
+    symmetric: bool = False,
+    keep_negative: bool = True,
+    alpha: float | None = None,
     qnoise_factor: float = 1.0,
 ) -> Activation:
     """QKeras's ``quantized_bits`` with a fixed ``alpha`` (None or a number): a data-independent grid."""

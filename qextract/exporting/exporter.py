@@ -15,19 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from ._atomic import atomic_dir, check_folder_target
-from .errors import ExportError, LayoutError, QExtractError, UsageError
-from .extract import extract
-from .kinds import Kind
-from .layouts import ExportedTensor, Layout, lay_out
-from .manifest import FileEntry, LayerEntry, Manifest, TensorEntry, layer_entry, tensor_entry
-from .nested import selected
-from .tensor import Extraction, LayerRecord
-from .writers import FORMATS, check_names, write_all
-from .writers._text import file_stems
+from .. import __version__
+from .._atomic import atomic_dir, check_folder_target
+from ..errors import ExportError, LayoutError, QExtractError, UsageError
+from ..kinds import Kind
+from ..layouts import ExportedTensor, Layout, lay_out
+from ..manifest.building import FileEntry, LayerEntry, Manifest, TensorEntry, layer_entry, tensor_entry
+from ..reading.extraction import extract
+from ..reading.nested import selected
+from ..tensor import Extraction, LayerRecord
+from ..writers import FORMATS, check_names, write_all
+from ..writers._text import file_stems
 
-__all__ = ["export", "check_output", "ExportResult", "DEFAULT_FORMATS", "MAX_WORD_BITS", "WORD_FORMATS"]
+__all__ = ["DEFAULT_FORMATS", "MAX_WORD_BITS", "WORD_FORMATS", "ExportResult", "check_output", "export"]
 
 DEFAULT_FORMATS = ("npz", "header", "mem")
 PER_TENSOR_FORMATS = frozenset(name for name, f in FORMATS.items() if f.per_tensor)
@@ -179,8 +179,14 @@ def _nothing_to_export(source: Any, ex: Extraction, records: list[LayerRecord], 
     if layers is None:
         what = f"model '{ex.model_name}' has no layer with weight tensors"
     else:
-        what = f"layer(s) {', '.join(repr(r.name) for r in records)} hold no weight tensors (only activations or nothing)"
-    fix = f"Fix: choose layers that have weights: {', '.join(weighted)}" if weighted else "Fix: export a model with weights"
+        what = (
+            f"layer(s) {', '.join(repr(r.name) for r in records)} hold no weight tensors (only activations or nothing)"
+        )
+    fix = (
+        f"Fix: choose layers that have weights: {', '.join(weighted)}"
+        if weighted
+        else "Fix: export a model with weights"
+    )
     return UsageError(f"{what}; an export of zero tensors would prove nothing. {fix}.")
 
 
@@ -209,7 +215,11 @@ def _previous_export(folder: Path) -> None:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         manifest = None
-    if not isinstance(manifest, dict) or "qextract_version" not in manifest or not isinstance(manifest.get("files"), list):
+    if (
+        not isinstance(manifest, dict)
+        or "qextract_version" not in manifest
+        or not isinstance(manifest.get("files"), list)
+    ):
         raise ExportError(
             f"{folder}: is not a qextract export (no manifest.json written by qextract); --force only replaces a "
             "previous export. Fix: choose another --out, or empty or remove that folder yourself."
@@ -228,7 +238,9 @@ def _previous_export(folder: Path) -> None:
         )
 
 
-def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tuple[list[ExportedTensor], list[int] | None]:
+def _lay_out_layer(
+    record: LayerRecord, lay: Layout, dense_as_conv: bool
+) -> tuple[list[ExportedTensor], list[int] | None]:
     """The layer's tensors in ``lay``, and the shape its Flatten received when a Flatten feeds it (a Dense).
 
     A Dense kernel fed by Flatten is always laid out knowing that shape, so
@@ -239,7 +251,9 @@ def _lay_out_layer(record: LayerRecord, lay: Layout, dense_as_conv: bool) -> tup
     out = []
     for t in record:
         shape = tuple(flatten) if flatten is not None and t.name == "kernel" else None
-        laid = lay_out(t, record.kind, lay, flatten_shape=shape, dense_as_conv=dense_as_conv)  # names the layer on error
+        laid = lay_out(
+            t, record.kind, lay, flatten_shape=shape, dense_as_conv=dense_as_conv
+        )  # names the layer on error
         if not lay.native and "X" in laid.axes:
             raise LayoutError(
                 f"layer '{record.name}' ({record.class_name}), tensor '{t.name}' {t.shape}: qextract has no {lay} "

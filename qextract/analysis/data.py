@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 Shape = tuple[int | None, ...]
 

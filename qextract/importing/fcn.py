@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from .._keras import require_keras_model
+from ..errors import UnsupportedError
 from . import _graph
-from ._keras import require_keras_model
-from .errors import UnsupportedError
-from .importing.targets import PASS_THROUGH
+from .targets import PASS_THROUGH
 
 __all__ = ["fully_convolutional"]
 
@@ -70,7 +70,9 @@ def fully_convolutional(model: Any) -> Any:
     try:
         new = _graph.rebuild(config, f"{model.name}_fcn")
     except (ValueError, TypeError) as e:
-        raise UnsupportedError(f"model '{model.name}' cannot take inputs of any size: {str(e).splitlines()[0]}") from None
+        raise UnsupportedError(
+            f"model '{model.name}' cannot take inputs of any size: {str(e).splitlines()[0]}"
+        ) from None
     _graph.copy_weights(model, new, skip=set(dense))
     for i, name in enumerate(dense):
         weights = model.get_layer(name).get_weights()
@@ -83,7 +85,9 @@ def _the_flatten(model: Any) -> Any:
     flattens = [layer for layer in model.layers if type(layer).__name__ == "Flatten"]
     if len(flattens) != 1:
         found = ", ".join(f"'{f.name}'" for f in flattens) or "none"
-        raise UnsupportedError(f"model '{model.name}': fully_convolutional needs exactly one Flatten feeding the Dense head at the top level; found {found}")
+        raise UnsupportedError(
+            f"model '{model.name}': fully_convolutional needs exactly one Flatten feeding the Dense head at the top level; found {found}"
+        )
     flatten = flattens[0]
     shape = flatten.input_shape
     if getattr(flatten, "data_format", "channels_last") != "channels_last" or len(shape) != 4 or None in shape[1:]:
@@ -102,7 +106,9 @@ def _head(model: Any, config: dict[str, Any], flatten: str) -> list[str]:
         if not after:
             break
         if len(after) > 1:
-            raise UnsupportedError(f"layer '{current}' feeds {', '.join(map(repr, after))}: fully_convolutional converts a head that is one chain")
+            raise UnsupportedError(
+                f"layer '{current}' feeds {', '.join(map(repr, after))}: fully_convolutional converts a head that is one chain"
+            )
         current = after[0]
         cls = type(model.get_layer(current)).__name__
         if cls in DENSE:
@@ -124,7 +130,9 @@ def _head(model: Any, config: dict[str, Any], flatten: str) -> list[str]:
 def _free_input(config: dict[str, Any], model: Any) -> None:
     inputs = config["input_layers"]
     if len(inputs) != 1:
-        raise UnsupportedError(f"model '{model.name}' has {len(inputs)} inputs; fully_convolutional takes one image input")
+        raise UnsupportedError(
+            f"model '{model.name}' has {len(inputs)} inputs; fully_convolutional takes one image input"
+        )
     e = _graph.entry(config, inputs[0][0])
     shape = e["config"]["batch_input_shape"]
     if len(shape) != 4:

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-from ._keras import quiet_config, tf
-from .errors import UnsupportedError
-from .kinds import Kind
-from .layers import class_spec
-from .quantizers import is_quantizer
+from .._keras import quiet_config, tf
+from ..errors import UnsupportedError
+from ..kinds import Kind
+from ..layers import class_spec
+from ..quantizers import is_quantizer
 from .twin import ACTIVATION_LAYERS
 
 OUTPUT = "output"
@@ -150,7 +150,7 @@ def plan_rows(nodes: list[Node]) -> list[Row]:
     return rows
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tap_class() -> type:
     keras = tf().keras
 
@@ -162,9 +162,7 @@ def _tap_class() -> type:
             # Not tracked: the variables stay owned by the model they belong to.
             object.__setattr__(self, "_target", target)
             self.pre_activation = pre_activation
-            self._call_kwargs = (
-                {"training": False} if "training" in inspect.signature(target.call).parameters else {}
-            )
+            self._call_kwargs = {"training": False} if "training" in inspect.signature(target.call).parameters else {}
 
         def call(self, inputs: Any) -> Any:
             target = self._target

@@ -9,7 +9,7 @@ hold identical codes and signs: the files a hardware flow consumes are
 proven, not only one of them. Each tensor is then rebuilt as
 ``codes x scale`` in the exported layout, that layout is interpreted from
 the manifest's axis letters (independently of the code that wrote it), and
-each layer is recomputed (:mod:`qextract.recompute`) and compared with the
+each layer is recomputed (:mod:`qextract.verification.recomputation`) and compared with the
 Keras layer's own output on deterministic input.
 
 The export must also be complete: it must hold every layer of the model
@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import recompute
-from .errors import NotAnExportError, VerificationError
-from .kinds import Kind, find_kind
-from .manifest_types import LayerEntry, Manifest, TensorEntry
-from .nested import find_layer, placed_layers
-from .tensor import along, decode
-from .writers import FORMATS, Codes, Entry, entries
+from ..errors import NotAnExportError, VerificationError
+from ..kinds import Kind, find_kind
+from ..manifest.entries import LayerEntry, Manifest, TensorEntry
+from ..reading.nested import find_layer, placed_layers
+from ..tensor import along, decode
+from ..writers import FORMATS, Codes, Entry, entries
+from . import recomputation as recompute
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,7 +147,9 @@ def _check_all_files_listed(root: Path, manifest: Manifest) -> None:
     file_format = {PurePosixPath(f.path).as_posix(): f.format for f in manifest.files}
     undeclared = sorted(set(file_format.values()) - set(declared))
     if undeclared:
-        raise VerificationError(f"{where}: files of format(s) {', '.join(undeclared)} are listed, but formats is {declared}")
+        raise VerificationError(
+            f"{where}: files of format(s) {', '.join(undeclared)} are listed, but formats is {declared}"
+        )
     for layer in manifest.layers:
         for t in layer.tensors:
             held = {file_format.get(PurePosixPath(p).as_posix()) for p in t.files}
@@ -158,8 +160,10 @@ def _check_all_files_listed(root: Path, manifest: Manifest) -> None:
                     "declares (formats); the export is incomplete or the manifest was edited. Fix: re-export."
                 )
     stray = sorted(
-        rel for p in root.rglob("*")
-        if p.suffix.lower() in _WRITTEN_SUFFIXES and (p.is_symlink() or p.is_file())
+        rel
+        for p in root.rglob("*")
+        if p.suffix.lower() in _WRITTEN_SUFFIXES
+        and (p.is_symlink() or p.is_file())
         and (rel := p.relative_to(root).as_posix()) not in file_format
     )
     if stray:
@@ -178,7 +182,9 @@ def _read_manifest(root: Path) -> Manifest:
     """
     fix = "Fix: give the folder 'qextract export --out DIR' wrote (it holds manifest.json)."
     if not root.is_dir():
-        raise NotAnExportError(f"{root}: {'no such folder' if not root.exists() else 'is not a folder'}; not a qextract export. {fix}")
+        raise NotAnExportError(
+            f"{root}: {'no such folder' if not root.exists() else 'is not a folder'}; not a qextract export. {fix}"
+        )
     path = root / "manifest.json"
     if not path.is_file():
         raise NotAnExportError(f"{root}: not a qextract export (no manifest.json). {fix}")
@@ -186,7 +192,9 @@ def _read_manifest(root: Path) -> Manifest:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         bad = e.object[e.start : e.start + 1]
-        raise NotAnExportError(f"{path}: not a readable manifest (not UTF-8 text: byte {e.start} is {bad!r}). {fix}") from None
+        raise NotAnExportError(
+            f"{path}: not a readable manifest (not UTF-8 text: byte {e.start} is {bad!r}). {fix}"
+        ) from None
     except RecursionError:
         raise NotAnExportError(f"{path}: not a readable manifest (JSON nested too deeply to be one). {fix}") from None
     except (OSError, ValueError) as e:
@@ -246,7 +254,11 @@ def _agreed(root: Path, entry: Entry, paths: tuple[str, ...], file_format: dict[
         differ = first.first_difference(FORMATS[file_format[path]].read(root / path, entry))
         if differ is not None:
             index, what, ours, theirs = differ
-            at = f"index {index} {tuple(int(i) for i in np.unravel_index(index, entry.shape))}" if entry.size else "shape"
+            at = (
+                f"index {index} {tuple(int(i) for i in np.unravel_index(index, entry.shape))}"
+                if entry.size
+                else "shape"
+            )
             raise VerificationError(
                 f"{root / path}: {entry.key} holds {what} {theirs} at {at}, but {ordered[0]} holds {ours}; "
                 "the exported files disagree (re-export, or find what changed this file)"
@@ -266,11 +278,17 @@ def _decode(where: Path, t: TensorEntry, read: Codes, entry: Entry) -> np.ndarra
         raise VerificationError(f"{where}: tensor '{key}': codes read are {got}, the manifest says {expected}")
     axis, scale = t.scale.axis, t.scale.array
     if axis is not None and not 0 <= axis < codes.ndim:
-        raise VerificationError(f"{where}: tensor '{key}' scale.axis {axis} is out of range for its shape {list(t.shape)}")
+        raise VerificationError(
+            f"{where}: tensor '{key}' scale.axis {axis} is out of range for its shape {list(t.shape)}"
+        )
     expected_size = (1,) if axis is None else (1, codes.shape[axis])
     if scale.size not in expected_size or (axis is None and scale.ndim):
-        along_what = "a single number (scale.axis is null)" if axis is None else f"1 or {codes.shape[axis]} values (axis {axis})"
-        raise VerificationError(f"{where}: tensor '{key}' scale.values has {scale.size} value(s); expected {along_what}")
+        along_what = (
+            "a single number (scale.axis is null)" if axis is None else f"1 or {codes.shape[axis]} values (axis {axis})"
+        )
+        raise VerificationError(
+            f"{where}: tensor '{key}' scale.values has {scale.size} value(s); expected {along_what}"
+        )
     return decode(entry.format, codes, along(scale, axis, codes.ndim), read.signs)
 
 
@@ -323,14 +341,17 @@ def _check_coverage(where: Path, manifest: Manifest, model: Any) -> None:
     """The export holds tensors, and every layer of the model with weights, or exactly its ``selected_layers``."""
     names = [layer.name for layer in manifest.layers]
     if not manifest.tensors:
-        raise VerificationError(f"{where}: the export holds no tensors, so there is nothing to prove. Fix: re-export the model.")
+        raise VerificationError(
+            f"{where}: the export holds no tensors, so there is nothing to prove. Fix: re-export the model."
+        )
     if manifest.selected_layers is not None:
         selected = list(manifest.selected_layers)
         missing, extra = [n for n in selected if n not in names], [n for n in names if n not in selected]
         if missing or extra:
             raise VerificationError(
                 f"{where}: selected_layers names {_names(selected)} but the manifest lists {_names(names)}"
-                + (f"; missing: {_names(missing)}" if missing else "") + (f"; not selected: {_names(extra)}" if extra else "")
+                + (f"; missing: {_names(missing)}" if missing else "")
+                + (f"; not selected: {_names(extra)}" if extra else "")
             )
         return
     missing = [n for n, layer in _model_layers(model).items() if _has_tensors(layer) and not _listed(n, names)]
@@ -367,7 +388,7 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
     Returns one row per layer with tensors: layer, class, kind, layout, max
     abs error, tolerance, ``passed`` (always a bool), ``route`` (how it was
     compared: ``numpy``, ``numpy (window sum x multiplier)``, ``numpy-recurrent``,
-    ``weights`` or ``none``) and ``note``. See :mod:`qextract.recompute`.
+    ``weights`` or ``none``) and ``note``. See :mod:`qextract.verification.recomputation`.
     ``table.attrs["formats_checked"]`` lists the formats whose files were read
     and found to hold identical codes; ``table.attrs["selected_layers"]`` the
     manifest's restriction (None: the whole model). Raises VerificationError
@@ -391,11 +412,21 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
         try:
             keras_layer = find_layer(model, name)  # a nested key "outer/inner" too
         except ValueError:
-            raise VerificationError(f"layer '{name}' of the export is not in the model; verify against the exported model") from None
+            raise VerificationError(
+                f"layer '{name}' of the export is not in the model; verify against the exported model"
+            ) from None
         weights = {t.name: _native(where, kind, t, values[t.key], layer) for t in layer.tensors}
         outcome = recompute.compare(layer, weights, keras_layer, rng, samples, str(where))
-        rows.append({**row, "max_abs_error": outcome.max_abs_error, "tolerance": outcome.tolerance, "passed": outcome.passed,
-                     "route": outcome.route, "note": outcome.note})
+        rows.append(
+            {
+                **row,
+                "max_abs_error": outcome.max_abs_error,
+                "tolerance": outcome.tolerance,
+                "passed": outcome.passed,
+                "route": outcome.route,
+                "note": outcome.note,
+            }
+        )
     columns = ["layer", "class", "kind", "layout", "max_abs_error", "tolerance", "passed", "route", "note"]
     table = pd.DataFrame(rows, columns=columns).astype({"passed": bool})
     table.attrs["formats_checked"] = formats
