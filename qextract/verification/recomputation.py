@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import reference as R
-from .. import reference_activations as A
+from . import reference as R
+from . import reference_activations as A
 from ..errors import VerificationError
 from ..kinds import Kind, find_kind
 from ..layouts import LayoutError
