@@ -25,6 +25,7 @@ from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, Pow
 from .reading.extraction import extract
 from .reading.loading import load_model
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor
+from .verification.comparison import ExportDiff, diff
 from .verification.verifier import verify
 
 __all__ = [
@@ -53,5 +54,7 @@ __all__ = [
     "load_model",
     "load_weights",
     "verify",
+    "diff",
+    "ExportDiff",
     "weight_report",
 ]
