@@ -386,7 +386,7 @@ def _read_npz(path: Path, t: VectorTensor) -> Codes:
         ) from None
     if not np.array_equal(scale, t.scale_array):
         raise VerificationError(f"{path}: {t.key}: its scale differs from the one {MANIFEST} records")
-    _agree(path, t, Codes(_decode(t, checked)), Codes(values), f"the decode of its own codes ({t.npz['codes']})")
+    _agree(path, t, Codes(_decode(t, checked)), Codes(values), f"the decode of its own codes ({t.npz['codes']})", True)
     return checked
 
 
@@ -403,11 +403,15 @@ def _decode(t: VectorTensor, c: Codes) -> np.ndarray:
     return t.format.decode(c.codes, t.scale_array, c.signs) if t.exact_integer else c.codes
 
 
-def _agree(path: Path, t: VectorTensor, ours: Codes, theirs: Codes, first: str) -> None:
-    """VerificationError at the first element where ``path`` (``theirs``) differs from ``first`` (``ours``)."""
+def _agree(path: Path, t: VectorTensor, ours: Codes, theirs: Codes, first: str, values: bool = False) -> None:
+    """VerificationError at the first element where ``path`` (``theirs``) differs from ``first`` (``ours``).
+
+    ``values``: the arrays are decoded values (float32, compared by their bits), not codes.
+    """
     differ = ours.first_difference(theirs)
     if differ is not None:
         index, what, a, b = differ
+        what = "value" if values or not t.exact_integer else what
         at = tuple(int(i) for i in np.unravel_index(index, t.shape))
         raise VerificationError(
             f"{path}: {t.key} holds {what} {b} at index {index} {at} (sample {at[0]}), but {first} holds {a}; "
@@ -420,4 +424,4 @@ def _check_testbench(path: Path, t: VectorTensor, expected: np.ndarray) -> None:
         values = testbench.parse(path.read_bytes(), t.shape)
     except (OSError, ValueError) as e:
         raise VerificationError(f"{path}: {t.key}: {e}; not the testbench file qextract wrote") from None
-    _agree(path, t, Codes(np.asarray(expected, np.float32)), Codes(values), NPZ)
+    _agree(path, t, Codes(np.asarray(expected, np.float32)), Codes(values), f"the decode of {NPZ}", True)
