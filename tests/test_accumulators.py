@@ -13,6 +13,7 @@ NumPy with two's complement wrapping then show that ``bits`` is enough and
 
 from __future__ import annotations
 
+import doctest
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,9 @@ import pytest
 import qextract
 from qextract._keras import qkeras, tf
 from qextract.errors import ExactnessError, UnsupportedError
-from qextract.network import receptive
+from qextract.network import accumulators, integers, receptive, testbench
 from qextract.network.accumulators import observe, twos_complement_bits, widths_table, worst_case
-from qextract.numformat import FixedPoint, LookupTable
+from qextract.numformat import FixedPoint, LookupTable, PowerOfTwo
 
 tf()
 Q = qkeras()
@@ -264,3 +265,20 @@ def test_unsupported_cases_are_named(built: dict) -> None:
         worst_case(record, LookupTable(bits=2, table=(-1.0, 0.0, 0.5)), 1.0)
     with pytest.raises(UnsupportedError, match="not one positive number"):
         worst_case(record, FMT, np.array([0.5, 0.25]))
+
+
+def test_power_of_two_inputs(built: dict) -> None:
+    """Inputs sign * 2**e (quantized_relu_po2-like, here signed): integers sign * 2**(e - e_min) at 2**e_min."""
+    model, record = built["dense"]
+    po2 = PowerOfTwo(bits=4, exponent_min=-3, exponent_max=0, negative=True)
+    layer = model.get_layer("q")
+    w = layer.kernel_quantizer_internal(layer.kernel).numpy()
+    for b in worst_case(record, po2, 1.0, per_channel=True):
+        assert b.step == 2.0**-3 * 2.0**-3
+        x = np.where(w[:, b.channel] > 0, 1.0, -1.0)[None].astype(np.float32)  # the largest magnitude, 2**0
+        assert model(tf().constant(x)).numpy()[0, b.channel] == np.float32(b.acc_max * b.step)
+
+
+@pytest.mark.parametrize("module", [accumulators, integers, testbench])
+def test_doctests(module: Any) -> None:
+    assert doctest.testmod(module).failed == 0

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..errors import ExactnessError, UnsupportedError
-from ..numformat import Binary, FixedPoint, NumberFormat, PowerOfTwo, Ternary
+from ..numformat import NumberFormat
 from ..tensor import QuantizedTensor
 
 __all__ = ["input_range", "integer_kernel"]
@@ -37,15 +37,15 @@ def input_range(fmt: NumberFormat, scale: float | np.ndarray, what: str = "input
             "steps do not sum on one integer grid"
         )
     step = float(s[0])
-    if isinstance(fmt, (FixedPoint, Ternary, Binary)):
-        return fmt.code_min, fmt.code_max, step
-    if isinstance(fmt, PowerOfTwo):
-        top = 2 ** (fmt.exponent_max - fmt.exponent_min)
-        return (-top if fmt.negative else 0), top, math.ldexp(step, fmt.exponent_min)
-    raise UnsupportedError(
-        f"{what} format {fmt} has no integer code range (a look-up table or float); give the input's "
-        "quantizer (input_format) so the accumulator sums integers"
-    )
+    if not fmt.quantized or fmt.lookup_table() is not None:
+        raise UnsupportedError(
+            f"{what} format {fmt} has no integer code range (a look-up table or float); give the input's "
+            "quantizer (input_format) so the accumulator sums integers"
+        )
+    if fmt.has_signs:  # powers of two: codes are the exponents, signs say -/0/+
+        top = 2 ** (fmt.code_max - fmt.code_min)
+        return (-top if fmt.signed else 0), top, math.ldexp(step, fmt.code_min)
+    return fmt.code_min, fmt.code_max, step
 
 
 def integer_kernel(t: QuantizedTensor, out_axes: tuple[int, ...] = (-1,)) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +60,7 @@ def integer_kernel(t: QuantizedTensor, out_axes: tuple[int, ...] = (-1,)) -> tup
     not powers of two apart.
     """
     name, fmt = t.key, t.format
-    if t.codes is None or not isinstance(fmt, (FixedPoint, Ternary, Binary, PowerOfTwo)):
+    if t.codes is None or fmt.lookup_table() is not None:
         what = "is not quantized (float)" if t.codes is None else f"has format {fmt}, not integer multiples of a step"
         raise UnsupportedError(f"tensor '{name}' {what}: no integer accumulator. Fix: quantize it with quantized_bits")
     scale = np.broadcast_to(np.asarray(t.broadcast_scale(), np.float64), t.shape)

@@ -23,6 +23,9 @@ def render(values: np.ndarray, chunk: int = 1 << 20) -> bytes:
     """``values`` (float32, shape ``(N, ...)``) as N lines of decimals separated by one space.
 
     ValueError for a value that is not finite (the testbench cannot read it).
+
+    >>> render(np.array([[0.25, -0.5, 0.0], [-0.0, 3.0, 0.1]], np.float32))
+    b'0.25 -0.5 0.0\n-0.0 3.0 0.10000000149011612\n'
     """
     v = np.ascontiguousarray(values, np.float32)
     n = v.shape[0]
