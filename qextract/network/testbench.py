@@ -25,7 +25,7 @@ def render(values: np.ndarray, chunk: int = 1 << 20) -> bytes:
     ValueError for a value that is not finite (the testbench cannot read it).
 
     >>> render(np.array([[0.25, -0.5, 0.0], [-0.0, 3.0, 0.1]], np.float32))
-    b'0.25 -0.5 0.0\n-0.0 3.0 0.10000000149011612\n'
+    b'0.25 -0.5 0.0\\n-0.0 3.0 0.10000000149011612\\n'
     """
     v = np.ascontiguousarray(values, np.float32)
     n = v.shape[0]
