@@ -343,6 +343,8 @@ def test_layer_vectors_are_checked() -> None:
         LayerVectors("a", np.array([[8]]), fx, 1.0, np.array([[0]]), fx, 1.0)
     with pytest.raises(UsageError, match="not on a grid; give its float values"):
         LayerVectors("a", np.array([[1]]), fx, 1.0, np.array([[0]]), FLOAT32, 1.0)
+    with pytest.raises(UsageError, match="give its codes and no values"):
+        LayerVectors("a", np.array([[1]]), fx, 1.0, np.array([[0]]), fx, 1.0, input_values=np.ones((1, 1)))
     with pytest.raises(UsageError, match="integer array"):
         LayerVectors("a", np.array([[0.5]]), fx, 1.0, np.array([[0]]), fx, 1.0)
     with pytest.raises(UsageError, match="one per channel"):

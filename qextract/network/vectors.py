@@ -85,10 +85,9 @@ class LayerVectors:
         for side in SIDES:
             for attr, value in zip(("codes", "scale", "values", "signs"), _checked(self, side)):
                 object.__setattr__(self, f"{side}_{attr}", value)
-        if self.input_codes is not None or self.input_values is not None:
-            n_in, n_out = self.shape("input")[0], self.shape("output")[0]
-            if n_in != n_out:
-                raise UsageError(f"layer '{self.name}': {n_in} input samples but {n_out} output samples")
+        n_in, n_out = self.shape("input")[0], self.shape("output")[0]
+        if n_in != n_out:
+            raise UsageError(f"layer '{self.name}': {n_in} input samples but {n_out} output samples")
 
     @property
     def samples(self) -> int:
@@ -136,8 +135,10 @@ def _checked(lv: LayerVectors, side: str) -> tuple[Any, ...]:
                 f"{where}: values must be a finite float array of shape (N, ...), found {v.dtype}{list(v.shape)}"
             )
         return None, np.ones((), np.float64), v.astype(np.float32), None
-    if codes is None:
-        raise UsageError(f"{where}: format {fmt} has codes; give them (values alone are only for a float side)")
+    if codes is None or values is not None:
+        raise UsageError(
+            f"{where}: format {fmt} is on a grid; give its codes and no values (they follow from the codes)"
+        )
     c = np.asarray(codes)
     if c.ndim < 1 or not (np.issubdtype(c.dtype, np.integer) or c.dtype == bool):
         raise UsageError(f"{where}: codes must be an integer array of shape (N, ...), found {c.dtype}{list(c.shape)}")
