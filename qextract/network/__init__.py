@@ -1,0 +1,1 @@
+"""The whole network in integers: simulation, golden vectors and accumulator widths."""
