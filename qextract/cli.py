@@ -371,7 +371,7 @@ def _extract(model, layers):
 def _verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .verification.verifier import _read_manifest
+    from .verification.readback import read_manifest as _read_manifest
 
     _read_manifest(Path(args.export_dir))  # not an export: say so before the slow model load
     args.layers = None
