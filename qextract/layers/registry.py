@@ -4,6 +4,8 @@
 kind, its named tensors with their quantizers, its float twin and whether it
 fuses an activation. :data:`KERAS_LAYERS` - plain Keras layers, found by
 their class or its nearest registered base class: their weights are floats.
+:data:`KERAS_WRAPPERS` - Keras wrappers extraction walks through
+(TimeDistributed). :func:`twin_for` - the float twin a class's entry declares.
 
 Each tensor carries the model variables it was read from, so extraction can
 prove that every variable of a layer is exported exactly once (or is declared
@@ -174,11 +176,23 @@ KERAS_LAYERS: dict[str, LayerSpec] = {
     "LSTM": _floats(Kind.LSTM, fuses_activation=False),
     "GRU": _floats(Kind.GRU, fuses_activation=False),
     # Both directions' variables are named kernel, recurrent_kernel, bias: each direction is read by its own entry.
+    # Its float twin: the same wrapper around the twins of the layers it wraps.
     "Bidirectional": LayerSpec(
-        Kind.BIDIRECTIONAL, custom=_bidirectional, custom_activations=_bidirectional_activations, fuses_activation=False
+        Kind.BIDIRECTIONAL,
+        custom=_bidirectional,
+        custom_activations=_bidirectional_activations,
+        twin=LayerTwin("Bidirectional", "wrapper"),
+        fuses_activation=False,
     ),
 }
 """Plain Keras layer class name -> its entry; a layer takes the entry of the first class of its MRO found here."""
+
+KERAS_WRAPPERS: dict[str, LayerSpec] = {
+    "TimeDistributed": LayerSpec(Kind.OTHER, twin=LayerTwin("TimeDistributed", "wrapper"), fuses_activation=False),
+}
+"""Keras wrappers that extraction walks through (:mod:`qextract.reading.nested`): the layer they wrap is
+read by its own entry, under the key ``wrapper/inner``, so their entry holds no tensors. It owns what is
+known about the wrapper itself: its float twin, the same wrapper around the wrapped layer's twin."""
 
 # A Keras RNN around a QKeras cell quantizes as the QKeras layer built on that cell.
 _CELLS = {"QSimpleRNNCell": "QSimpleRNN", "QLSTMCell": "QLSTM", "QGRUCell": "QGRU"}
@@ -197,9 +211,18 @@ def class_spec(layer: Any) -> LayerSpec:
     cell = getattr(layer, "cell", None)
     if "RNN" in bases(layer) and type(cell).__name__ in _CELLS:
         return LAYERS[_CELLS[type(cell).__name__]]
-    return next(
-        (KERAS_LAYERS[c.__name__] for c in type(layer).__mro__ if c.__name__ in KERAS_LAYERS), KERAS_LAYERS["Layer"]
-    )
+    plain = {**KERAS_WRAPPERS, **KERAS_LAYERS}
+    return next((plain[c.__name__] for c in type(layer).__mro__ if c.__name__ in plain), KERAS_LAYERS["Layer"])
+
+
+def twin_for(class_name: str) -> LayerTwin | None:
+    """The float twin the entry of layer class ``class_name`` declares (exactly that class, not a base).
+
+    None: the class has no entry, or its entry has no twin (a plain Keras
+    layer is its own twin: copied as it is).
+    """
+    spec = LAYERS.get(class_name) or KERAS_LAYERS.get(class_name) or KERAS_WRAPPERS.get(class_name)
+    return None if spec is None else spec.twin
 
 
 def _is_qkeras(layer: Any) -> bool:
