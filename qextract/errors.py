@@ -56,7 +56,7 @@ class UnsupportedError(QExtractError):
     """A layer or quantizer qextract cannot extract exactly."""
 
     exit_code = 4
-    meaning = "unsupported layer, wrapper or quantizer, or codes wider than 64 bits"
+    meaning = "unsupported layer, wrapper or quantizer, or codes no int64 holds"
 
 
 class ExactnessError(QExtractError):
