@@ -45,9 +45,10 @@ def float_activation_class() -> type:
     ``hard_swish`` ``x * min(relu(x + shift), upper) / upper``.
     """
     keras = tf().keras
+    Layer: Any = keras.layers.Layer  # known only once TensorFlow is loaded
 
     @keras.utils.register_keras_serializable(package="qextract")
-    class FloatActivation(keras.layers.Layer):
+    class FloatActivation(Layer):
         """A float activation QKeras approximates and Keras has no built-in for."""
 
         def __init__(self, function: str, relu_shift: float = 3.0, relu_upper_bound: float = 6.0, **kwargs: Any):

@@ -162,7 +162,8 @@ def error_report(
         records = [r for r in records if r.layer in wanted]
         if not records:
             raise UsageError(
-                f"layer(s) {', '.join(map(repr, layers))} have no output in the error report (input layers have none)"
+                f"layer(s) {', '.join(map(repr, layers or ()))} have no output in the error report "
+                "(input layers have none)"
             )
     frame = records_frame(records, ErrorRecord)
     frame.attrs.update(mode=mode, model=model.name)

@@ -126,7 +126,7 @@ def _separable(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: A
 
 
 def _batchnorm(layer: _Entry, g: Any, w: _Weights, x: np.ndarray, keras_layer: Any) -> np.ndarray:
-    axis = -1 if g.axis is None else g.axis
+    axis: Any = -1 if g.axis is None else g.axis  # an int, or a manifest's [int]
     axis = axis[0] if isinstance(axis, (tuple, list)) and len(axis) == 1 else axis
     return R.batchnorm(
         x, w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], g.require("epsilon"), axis=axis

@@ -73,16 +73,18 @@ def _sequence(
     """One direction's output sequence (or last output) from the exported kernels."""
     kind = Kind(layer.kind) if layer.kind != Kind.BIDIRECTIONAL else _recurrent_kind(inner)
     kernel, recurrent, bias = w[f"{prefix}kernel"], w[f"{prefix}recurrent_kernel"], w.get(f"{prefix}bias")
-    options = {"return_sequences": bool(inner.return_sequences), "go_backwards": bool(inner.go_backwards), **acts}
+    sequences, backwards = bool(inner.return_sequences), bool(inner.go_backwards)
     if kind is Kind.SIMPLE_RNN:
-        options.pop("recurrent_activation", None)
-        return R.simple_rnn(x, kernel, recurrent, bias, **options)
+        simple = {k: f for k, f in acts.items() if k != "recurrent_activation"}
+        return R.simple_rnn(x, kernel, recurrent, bias, return_sequences=sequences, go_backwards=backwards, **simple)
     if kind is Kind.LSTM:
-        return R.lstm(x, kernel, recurrent, bias, **options)
+        return R.lstm(x, kernel, recurrent, bias, return_sequences=sequences, go_backwards=backwards, **acts)
     if kind is Kind.GRU:
         reset_after = layer.geometry.reset_after
         reset_after = getattr(inner, "reset_after", True) if reset_after is None else reset_after
-        return R.gru(x, kernel, recurrent, bias, bool(reset_after), **options)
+        return R.gru(
+            x, kernel, recurrent, bias, bool(reset_after), return_sequences=sequences, go_backwards=backwards, **acts
+        )
     raise ValueError(f"no NumPy recurrence for a {type(inner).__name__} inside a Bidirectional layer")
 
 
