@@ -178,7 +178,8 @@ def _refuse_quantized_inside(layer: Any, name: str) -> None:
         raise UnsupportedError(
             f"layer '{name}' ({type(layer).__name__}) holds QKeras layer(s) {held} that the float twin cannot "
             "replace inside it; copied as they are, they would be compared with themselves. Fix: pass your own "
-            "float model (float_model=..., --float-model), or build the model without that wrapper."
+            "float model (float_model=...), or build the model without that wrapper.",
+            arguments=("float_model",),
         )
 
 

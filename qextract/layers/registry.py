@@ -51,7 +51,9 @@ def _inner_spec(wrapper: Any, inner: Any) -> LayerSpec:
     try:
         return spec_for(inner)
     except UnsupportedError as e:
-        raise UnsupportedError(f"inside layer '{wrapper.name}' ({type(wrapper).__name__}): {e}") from None
+        raise UnsupportedError(
+            f"inside layer '{wrapper.name}' ({type(wrapper).__name__}): {e}", arguments=e.arguments
+        ) from None
 
 
 def _kernel_bias(kernel: str = "kernel", quantizer: str = "kernel_quantizer") -> tuple[Binding, ...]:
@@ -254,7 +256,9 @@ def spec_for(layer: Any) -> LayerSpec:
     if "Wrapper" in classes or "Model" in classes:
         raise UnsupportedError(
             f"layer '{layer.name}' is a {name}, a wrapper qextract cannot see through; it reads "
-            "Bidirectional, TimeDistributed and models used as layers. Fix: unwrap the layer, or leave it out with --layers."
+            "Bidirectional, TimeDistributed and models used as layers. Fix: unwrap the layer, or leave it out with "
+            "layers=[...].",
+            arguments=("layers",),
         )
     hidden = [inner for inner in layer._flatten_layers(include_self=False) if _is_qkeras(inner)]
     if hidden:
@@ -262,6 +266,8 @@ def spec_for(layer: Any) -> LayerSpec:
         raise UnsupportedError(
             f"layer '{layer.name}' ({name}) holds QKeras layer '{inner.name}' ({type(inner).__name__}) inside a "
             "plain Keras layer, where qextract cannot read its quantizers: its weights would be exported unquantized. "
-            "Fix: put the QKeras layer at model level (or in a nested model), or leave the layer out with --layers."
+            "Fix: put the QKeras layer at model level (or in a nested model), or leave the layer out with "
+            "layers=[...].",
+            arguments=("layers",),
         )
     return class_spec(layer)

@@ -153,7 +153,7 @@ def read_manifest(root: Path) -> Manifest:
     A manifest that is qextract's but breaks the schema is a VerificationError:
     the export was changed after it was written (or by another version).
     """
-    fix = "Fix: give the folder 'qextract export --out DIR' wrote (it holds manifest.json)."
+    fix = "Fix: give the folder qextract exported into (export's out_dir; it holds manifest.json)."
     if not root.is_dir():
         raise NotAnExportError(
             f"{root}: {'no such folder' if not root.exists() else 'is not a folder'}; not a qextract export. {fix}"
