@@ -223,6 +223,18 @@ def test_library_error_speaks_the_api_and_the_cli_adds_the_options(capsys, tmp_p
     assert err == f"qextract: error: {message} On the command line: --out, --force."
 
 
+def test_the_error_line_ends_the_message_before_naming_the_options():
+    from qextract.cli.app import error_line
+
+    assert error_line(errors.ModelLoadError("w: is a folder", arguments=("weights",))) == (
+        "w: is a folder. On the command line: --weights."
+    )
+    assert error_line(errors.DataError("bad.npy: contains NaN")) == "bad.npy: contains NaN"
+    assert error_line(errors.UntrustedCodeError("m.h5: Fix: trusted=True.")).endswith(
+        "trusted=True. On the command line: --trust-model."
+    )
+
+
 def test_untrusted_code_keeps_its_command_line_hint(capsys, tmp_path):
     keras = tf().keras
     inp = keras.Input((2,))

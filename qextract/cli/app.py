@@ -48,10 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cli_hint(error: QExtractError) -> str:
-    """`` On the command line: --force.``: the options for the API arguments ``error``'s fix names ('' if none)."""
+def error_line(error: QExtractError) -> str:
+    """``error``'s message, then ``On the command line: --force.``: the options for the API arguments it names."""
+    message = str(error)
     flags = [FLAGS[a] for a in error.arguments if a in FLAGS]
-    return f" On the command line: {', '.join(flags)}." if flags else ""
+    if not flags:
+        return message
+    end = "" if message.rstrip().endswith((".", "!", "?")) else "."
+    return f"{message.rstrip()}{end} On the command line: {', '.join(flags)}."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QExtractError as e:
         if args.debug:
             raise
-        print(f"qextract: error: {e}{cli_hint(e)}", file=sys.stderr)
+        print(f"qextract: error: {error_line(e)}", file=sys.stderr)
         return e.exit_code
     except MemoryError as e:
         if args.debug:
