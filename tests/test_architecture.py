@@ -150,11 +150,8 @@ _FLAG = re.compile(r"(?<![\w-])--[a-z]")
 
 
 def _library_sources() -> list[Path]:
-    return [
-        p
-        for p in PACKAGE.rglob("*.py")
-        if "cli" not in p.relative_to(PACKAGE).parts[:1] and p.parent.name != "examples"
-    ]
+    """Every module outside the CLI (and outside examples/, whose build script is a command of its own)."""
+    return [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in ("cli", "examples")]
 
 
 def _strings_outside_docstrings(tree: ast.AST) -> list[tuple[int, str]]:
