@@ -146,19 +146,23 @@ def check_folder_target(path: PathLike, *, force: bool, protect: Iterable[PathLi
     if within(os.getcwd(), target):
         raise ExportError(
             f"{path}: is the current folder or contains it; an export is written beside its folder and renamed "
-            "into place, which cannot be done to the folder you are in. Fix: name a folder inside it, e.g. --out out."
+            "into place, which cannot be done to the folder you are in. "
+            "Fix: name a folder inside it, e.g. out_dir='out'.",
+            arguments=("out_dir",),
         )
     if os.path.lexists(target) and not target.is_dir():
-        raise ExportError(f"{path}: exists and is not a folder. Fix: choose another --out.")
+        raise ExportError(f"{path}: exists and is not a folder. Fix: choose another out_dir.", arguments=("out_dir",))
     held = held_inputs(target, protect) if os.path.lexists(target) else []
     if held:
         raise ExportError(
             f"{path}: holds the input {', '.join(map(str, held))}; qextract never replaces a folder holding its "
-            "input, even with --force. Fix: choose another --out."
+            "input, even with force=True. Fix: choose another out_dir.",
+            arguments=("out_dir",),
         )
     if target.is_dir() and any(target.iterdir()) and not force:
         raise ExportError(
-            f"{path}: folder exists and is not empty. Fix: choose another --out, or pass --force to replace it."
+            f"{path}: folder exists and is not empty. Fix: choose another out_dir, or pass force=True to replace it.",
+            arguments=("out_dir", "force"),
         )
     return target
 
@@ -187,7 +191,9 @@ def atomic_dir(
         parent.mkdir(parents=True, exist_ok=True)
         tmp, _ = _create(lambda p: os.mkdir(p, 0o777), parent, target.name, ".partial")
     except OSError as e:
-        raise ExportError(f"{path}: cannot write in {parent} ({e.strerror}). Fix: choose a writable --out.") from None
+        raise ExportError(
+            f"{path}: cannot write in {parent} ({e.strerror}). Fix: choose a writable out_dir.", arguments=("out_dir",)
+        ) from None
     try:
         yield tmp
         check_folder_target(path, force=force, protect=protect)

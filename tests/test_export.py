@@ -119,7 +119,7 @@ def test_existing_output_is_refused_without_force_and_kept_intact(tmp_path, digi
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(ExportError, match="not empty.*--force"):
+    with pytest.raises(ExportError, match="not empty.*force=True"):
         export(digits, out)
     assert (out / "keep.txt").read_text() == "mine"
     with pytest.raises(ExportError, match="is not a qextract export"):  # --force replaces only a previous export

@@ -70,7 +70,7 @@ CASES = {
     # name: (args builder, exit code, message)
     "missing path": (lambda d: ["inspect", d / "nope.h5"], 3, "nope.h5: no such model file"),
     "folder, not a file": (lambda d: ["inspect", d], 3, "is a folder but not a SavedModel"),
-    "folder as weights": (lambda d: ["inspect", JSON, "--weights", d], 3, "is a folder; --weights expects"),
+    "folder as weights": (lambda d: ["inspect", JSON, "--weights", d], 3, "is a folder; weights must name"),
     "truncated h5": (lambda d: ["inspect", d / "truncated.h5"], 3, "not a readable HDF5 file"),
     "random bytes h5": (lambda d: ["inspect", d / "random.h5"], 3, "not a readable HDF5 file"),
     "json that is not a model": (

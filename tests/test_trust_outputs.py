@@ -116,7 +116,7 @@ def test_force_replaces_only_a_qextract_export(capsys, tmp_path):
     (mine / "data.bin").write_bytes(b"keep")
     code, _, err = run(capsys, "export", H5, "--out", mine, "--force")
     assert (
-        code == 8 and "is not a qextract export" in one_line(err) and "--force only replaces a previous export" in err
+        code == 8 and "is not a qextract export" in one_line(err) and "force=True only replaces a previous export" in err
     )
     (mine / "manifest.json").write_text(json.dumps({"files": [], "model": "someone else's"}))
     code, _, err = run(capsys, "export", H5, "--out", mine, "--force")
@@ -151,7 +151,7 @@ def test_api_export_protects_inputs_and_foreign_folders(tmp_path, extraction):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "x").write_text("keep")
-    with pytest.raises(ExportError, match="is not a qextract export.*--force only replaces a previous export"):
+    with pytest.raises(ExportError, match="is not a qextract export.*force=True only replaces a previous export"):
         qextract.export(extraction, mine, force=True)
     assert (mine / "x").read_text() == "keep"
     qextract.export(extraction, out, force=True)  # a previous export, nothing else in it: replaced

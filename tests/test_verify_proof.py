@@ -580,7 +580,7 @@ QUANTIZED_ACTIVATIONS = [
 
 @pytest.mark.parametrize("spec", QUANTIZED_ACTIVATIONS)
 def test_numpy_quantized_activations_agree_with_qkeras(spec):
-    from qextract.verification.recomputation import _numpy_activation
+    from qextract.verification.recurrence import _numpy_activation
 
     q = Q.quantizers.get_quantizer(spec)
     act = _numpy_activation(q)
@@ -594,7 +594,7 @@ def test_numpy_quantized_activations_agree_with_qkeras(spec):
 
 
 def test_numpy_float_activations_agree_with_keras_and_qkeras():
-    from qextract.verification.recomputation import _numpy_activation
+    from qextract.verification.recurrence import _numpy_activation
 
     z = np.linspace(-5, 5, 1001)
     for fn in (

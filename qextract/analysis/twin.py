@@ -4,7 +4,9 @@
 *raw* weights and no quantizers, so that the quantized model can be compared
 with what it approximates (see :mod:`qextract.analysis.report`). Two registries drive it:
 
-``LayerSpec.twin`` of each :data:`qextract.layers.LAYERS` entry - QKeras layer class -> Keras layer(s):
+``LayerSpec.twin`` of each layer entry (:func:`qextract.layers.registry.twin_for`: the QKeras
+classes of ``LAYERS``, the Keras wrappers of ``KERAS_LAYERS`` and ``KERAS_WRAPPERS``) - layer class ->
+Keras layer(s):
 
 ==========================  ==================================================
 QKeras layer                float twin
@@ -25,20 +27,14 @@ QAveragePooling2D           AveragePooling2D (exact 1/area, no average quantizer
 QGlobalAveragePooling2D     GlobalAveragePooling2D (idem)
 QSimpleRNN / QLSTM / QGRU   SimpleRNN / LSTM / GRU, float (recurrent) activations
 QBidirectional              Bidirectional of the inner layers' twins
+Bidirectional               idem (a Keras wrapper around QKeras layers)
+TimeDistributed             TimeDistributed of the inner layer's twin
 any other Keras layer       itself, same config and weights
 ==========================  ==================================================
 
-The quantizer registry: a quantized activation becomes the float activation
-its quantizer's entry names (:func:`qextract.quantizers.float_twin`): what the quantizer
-approximates, i.e. the float value QKeras's own straight-through estimator
-passes on (``quantized_relu`` -> relu, ``quantized_tanh`` -> hard tanh, ...).
-QKeras functions (hard_sigmoid / smooth_sigmoid / hard_tanh / smooth_tanh /
-binary_sigmoid / binary_tanh) become their float forms; Keras activations stay.
-
-Activations without a Keras built-in become a :class:`FloatActivation` layer
-registered as ``qextract>FloatActivation``, so the twin saves and loads like any
-Keras model once :mod:`qextract.analysis.twin` has built one twin (or called
-:func:`float_activation_class`).
+The quantizer registry gives each quantized activation its float activation
+(:mod:`qextract.analysis.float_activations`). A user's own float model is
+checked by :mod:`qextract.analysis.twin_check`.
 
 Naming rule: the float layer that carries a quantized layer's name computes
 that layer's output, activation included. Where a QKeras layer becomes several
@@ -51,142 +47,35 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from .._keras import custom_objects, quiet_config, tf
-from ..errors import TwinMismatchError, UnsupportedError
+from ..errors import UnsupportedError
 from ..layers import LAYERS, LayerTwin
-from ..quantizers import float_twin, is_quantizer
+from ..layers.registry import twin_for
+from ..quantizers import is_quantizer
 from ..quantizers.activations import ActivationSpec
-from ..quantizers.activations import float_function as _float_fn
 from ..quantizers.activations import float_layer as _float_layer
+from .float_activations import (
+    ACTIVATION_LAYERS,
+    activation_label,
+    activation_layer_entry,
+    float_activation,
+    float_activation_class,
+)
+from .twin_check import check_float_model
 
-# Plain Keras wrappers whose wrapped QKeras layer gets its float twin inside the same wrapper.
-_WRAPPER_TWINS: dict[str, LayerTwin] = {
-    "TimeDistributed": LayerTwin("TimeDistributed", "wrapper"),
-    "Bidirectional": LayerTwin("Bidirectional", "wrapper"),
-}
+__all__ = [
+    "ACTIVATION_LAYERS",
+    "activation_label",
+    "check_float_model",
+    "float_activation",
+    "float_activation_class",
+    "float_model",
+]
 
 # Keys of the folded layers' configs that belong to their batch norm, not the conv.
 _FOLDING_KEYS = ("ema_freeze_delay", "folding_mode")
-
-# Keras layers that are nothing but an activation: their input is the pre-activation.
-ACTIVATION_LAYERS = frozenset(
-    {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU", "Softmax", "FloatActivation"}
-)
-
-# --------------------------------------------------------------------------- float activations
-
-
-_FLOAT_FUNCTIONS = ("hard_sigmoid", "smooth_sigmoid", "hard_tanh", "smooth_tanh", "half_tanh", "hard_swish")
-
-
-@cache
-def float_activation_class() -> type:
-    """The ``FloatActivation`` Keras layer, created and registered on first use.
-
-    It computes the float functions QKeras quantizes that Keras lacks:
-    ``hard_sigmoid`` ``clip(x/2 + 1/2, 0, 1)``, ``smooth_sigmoid``
-    ``clip(0.1875x + 1/2, 0, 1)``, ``hard_tanh`` / ``smooth_tanh``
-    ``2*sigmoid - 1`` of those, ``half_tanh`` ``2*sigmoid(x) - 1``, and
-    ``hard_swish`` ``x * min(relu(x + shift), upper) / upper``.
-    """
-    keras = tf().keras
-
-    @keras.utils.register_keras_serializable(package="qextract")
-    class FloatActivation(keras.layers.Layer):
-        """A float activation QKeras approximates and Keras has no built-in for."""
-
-        def __init__(self, function: str, relu_shift: float = 3.0, relu_upper_bound: float = 6.0, **kwargs: Any):
-            super().__init__(**kwargs)
-            if function not in _FLOAT_FUNCTIONS:
-                raise ValueError(f"unknown float activation '{function}'; known: {', '.join(_FLOAT_FUNCTIONS)}")
-            self.function = function
-            self.relu_shift = float(relu_shift)
-            self.relu_upper_bound = float(relu_upper_bound)
-
-        def call(self, inputs: Any) -> Any:
-            t = tf()
-            x = t.convert_to_tensor(inputs)
-            if self.function == "hard_sigmoid":
-                return t.clip_by_value(0.5 * x + 0.5, 0.0, 1.0)
-            if self.function == "smooth_sigmoid":
-                return t.clip_by_value(0.1875 * x + 0.5, 0.0, 1.0)
-            if self.function == "hard_tanh":
-                return 2.0 * t.clip_by_value(0.5 * x + 0.5, 0.0, 1.0) - 1.0
-            if self.function == "smooth_tanh":
-                return 2.0 * t.clip_by_value(0.1875 * x + 0.5, 0.0, 1.0) - 1.0
-            if self.function == "half_tanh":
-                return 2.0 * t.sigmoid(x) - 1.0
-            relu = t.clip_by_value(x + self.relu_shift, 0.0, self.relu_upper_bound)
-            return x * relu / self.relu_upper_bound
-
-        def compute_output_shape(self, input_shape: Any) -> Any:
-            return input_shape
-
-        def get_config(self) -> dict[str, Any]:
-            return {
-                **super().get_config(),
-                "function": self.function,
-                "relu_shift": self.relu_shift,
-                "relu_upper_bound": self.relu_upper_bound,
-            }
-
-    return FloatActivation
-
-
-_QKERAS_FUNCTIONS: dict[str, ActivationSpec] = {
-    "hard_sigmoid": _float_fn("hard_sigmoid"),
-    "binary_sigmoid": _float_fn("hard_sigmoid"),
-    "smooth_sigmoid": _float_fn("smooth_sigmoid"),
-    "hard_tanh": _float_fn("hard_tanh"),
-    "binary_tanh": _float_fn("hard_tanh"),
-    "smooth_tanh": _float_fn("smooth_tanh"),
-}
-
-
-def float_activation(activation: Any, where: str = "") -> ActivationSpec:
-    """The float activation standing in for ``activation`` (a quantizer, function or None).
-
-    >>> float_activation(quantized_relu(4, 0))        # doctest: +SKIP
-    'relu'
-    """
-    if activation is None:
-        return "linear"
-    keras = tf().keras
-    if is_quantizer(activation):
-        return float_twin(activation, where)
-    if isinstance(activation, keras.layers.Layer):
-        return keras.layers.serialize(activation)
-    module = getattr(activation, "__module__", "") or ""
-    fn_name = getattr(activation, "__name__", "")
-    if module.startswith("qkeras"):
-        if fn_name in _QKERAS_FUNCTIONS:
-            return copy.deepcopy(_QKERAS_FUNCTIONS[fn_name])
-        raise UnsupportedError(f"{where}QKeras function '{fn_name}' has no float twin; pass your own float model")
-    try:
-        spec = keras.activations.serialize(activation)
-    except Exception as exc:  # Keras raises ValueError or TypeError here
-        raise UnsupportedError(f"{where}activation {activation!r} cannot be serialized: {exc}") from None
-    return spec
-
-
-def activation_label(spec: ActivationSpec) -> str:
-    """A short readable name for an activation spec, e.g. ``relu`` or ``ReLU(max_value=6.0)``."""
-    if isinstance(spec, str):
-        return spec
-    cfg = spec.get("config", {})
-    if spec.get("class_name") == "qextract>FloatActivation":
-        return cfg["function"]
-    shown = {k: v for k, v in cfg.items() if k in ("max_value", "negative_slope") and v not in (None, 0.0)}
-    return f"{spec.get('class_name')}({', '.join(f'{k}={v}' for k, v in shown.items())})"
-
-
-def _activation_layer_entry(spec: ActivationSpec, name: str) -> dict[str, Any]:
-    if isinstance(spec, str):
-        return _float_layer("Activation", name=name, activation=spec)
-    return _float_layer(spec["class_name"], **{**spec["config"], "name": name})
 
 
 # --------------------------------------------------------------------------- layer configs
@@ -218,7 +107,7 @@ def _twin_entries(layer: Any, twin: LayerTwin, taken: set[str]) -> list[tuple[di
     name = layer.name
     where = f"layer '{name}' ({type(layer).__name__}): "
     if twin.activation == "layer":
-        return [(_activation_layer_entry(float_activation(layer.quantizer, where), name), "")]
+        return [(activation_layer_entry(float_activation(layer.quantizer, where), name), "")]
     if twin.activation == "wrapper":
         return [(_wrapper_entry(layer, name, twin.keras_class), "copy")]
 
@@ -252,7 +141,7 @@ def _twin_entries(layer: Any, twin: LayerTwin, taken: set[str]) -> list[tuple[di
     else:
         entries.append((_float_layer(twin.keras_class, **{**config, "name": base_name}), "layer"))
     if needs_activation:
-        entries.append((_activation_layer_entry(act_spec, name), ""))
+        entries.append((activation_layer_entry(act_spec, name), ""))
     return entries
 
 
@@ -263,7 +152,7 @@ def _wrapper_entry(layer: Any, name: str, keras_class: str = "Bidirectional") ->
     for key, inner in (("layer", layer.layer), ("backward_layer", getattr(layer, "backward_layer", None))):
         if inner is None or key not in original:
             continue
-        rule = _twin_of(type(inner).__name__)
+        rule = twin_for(type(inner).__name__)
         if rule is None:
             _refuse_quantized_inside(inner, name)
             config[key] = tf().keras.layers.serialize(inner)
@@ -289,14 +178,9 @@ def _refuse_quantized_inside(layer: Any, name: str) -> None:
         raise UnsupportedError(
             f"layer '{name}' ({type(layer).__name__}) holds QKeras layer(s) {held} that the float twin cannot "
             "replace inside it; copied as they are, they would be compared with themselves. Fix: pass your own "
-            "float model (float_model=..., --float-model), or build the model without that wrapper."
+            "float model (float_model=...), or build the model without that wrapper.",
+            arguments=("float_model",),
         )
-
-
-def _twin_of(class_name: str) -> LayerTwin | None:
-    """The float twin of a registered QKeras layer class (None: not registered, or without one)."""
-    spec = LAYERS.get(class_name)
-    return None if spec is None else spec.twin
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -366,7 +250,7 @@ def float_model(model: Any) -> Any:
             continue
         layer = model.get_layer(lname)
         cls = type(layer).__name__
-        twin = _twin_of(cls) or _WRAPPER_TWINS.get(cls)
+        twin = twin_for(cls)
         if twin is None:
             if cls.startswith("Q") and type(layer).__module__.startswith("qkeras"):
                 supported = ", ".join(n for n, spec in LAYERS.items() if spec.twin)
@@ -451,50 +335,3 @@ def _copy_weights(model: Any, twin_model: Any, plan: Mapping[str, list[tuple[str
                     )
                 values.append(by_name[_short(w)].numpy())
             flayer.set_weights(values)
-
-
-def check_float_model(model: Any, float_model: Any) -> None:
-    """Check that ``float_model`` has, for every layer of ``model``, a layer of
-    the same name with the same output shape, and the same input shape.
-
-    Raises :class:`TwinMismatchError` naming every layer that does not match.
-    """
-    problems: list[str] = []
-    q_in = [tuple(t.shape) for t in model.inputs]
-    f_in = [tuple(t.shape) for t in float_model.inputs]
-    if q_in != f_in:
-        problems.append(f"inputs: quantized model takes {_shapes(q_in)}, float model {_shapes(f_in)}")
-    missing = []
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
-        try:
-            flayer = float_model.get_layer(layer.name)
-        except ValueError:
-            missing.append(f"'{layer.name}' ({type(layer).__name__})")
-            continue
-        qs, fs = _output_shape(layer), _output_shape(flayer)
-        if qs != fs:
-            problems.append(
-                f"layer '{layer.name}': quantized {type(layer).__name__} outputs {qs}, "
-                f"float {type(flayer).__name__} outputs {fs}"
-            )
-    if missing:
-        problems.insert(0, f"no float layer named {', '.join(missing)}")
-    if problems:
-        raise TwinMismatchError(
-            f"float model '{float_model.name}' does not match quantized model '{model.name}': "
-            + "; ".join(problems)
-            + ". The float layer carrying a quantized layer's name must compute that layer's output."
-        )
-
-
-def _output_shape(layer: Any) -> Any:
-    out = layer.output
-    if isinstance(out, (list, tuple)):
-        return [tuple(t.shape) for t in out]
-    return tuple(out.shape)
-
-
-def _shapes(shapes: list[tuple[Any, ...]]) -> str:
-    return ", ".join(str(s) for s in shapes) or "nothing"

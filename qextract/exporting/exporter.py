@@ -102,7 +102,8 @@ def export(
         except OSError as e:
             raise ExportError(
                 f"{out_dir}: writing failed ({e.strerror or e}); nothing was left behind. "
-                "Fix: free space or choose another --out."
+                "Fix: free space or choose another out_dir.",
+                arguments=("out_dir",),
             ) from None
         files, per_tensor = _describe_files(tmp, written, tensors)
         manifest = Manifest(
@@ -221,8 +222,9 @@ def _previous_export(folder: Path) -> None:
         or not isinstance(manifest.get("files"), list)
     ):
         raise ExportError(
-            f"{folder}: is not a qextract export (no manifest.json written by qextract); --force only replaces a "
-            "previous export. Fix: choose another --out, or empty or remove that folder yourself."
+            f"{folder}: is not a qextract export (no manifest.json written by qextract); force=True only replaces a "
+            "previous export. Fix: choose another out_dir, or empty or remove that folder yourself.",
+            arguments=("out_dir",),
         )
     listed = {"manifest.json"} | {str(f.get("path")) for f in manifest["files"] if isinstance(f, dict)}
     foreign = sorted(
@@ -233,8 +235,9 @@ def _previous_export(folder: Path) -> None:
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise ExportError(
-            f"{folder}: holds files that are not part of its previous export ({shown}); --force only replaces an "
-            "export as qextract wrote it. Fix: move them elsewhere, or choose another --out."
+            f"{folder}: holds files that are not part of its previous export ({shown}); force=True only replaces an "
+            "export as qextract wrote it. Fix: move them elsewhere, or choose another out_dir.",
+            arguments=("out_dir",),
         )
 
 
@@ -257,8 +260,9 @@ def _lay_out_layer(
         if not lay.native and "X" in laid.axes:
             raise LayoutError(
                 f"layer '{record.name}' ({record.class_name}), tensor '{t.name}' {t.shape}: qextract has no {lay} "
-                f"layout rule for {record.class_name} layers. Fix: export with --layout hwio, or leave the layer "
-                "out with --layers."
+                f"layout rule for {record.class_name} layers. Fix: export with layout='hwio', or leave the layer "
+                "out with layers=[...].",
+                arguments=("layout", "layers"),
             )
         out.append(laid)
     return out, flatten

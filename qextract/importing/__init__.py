@@ -136,7 +136,8 @@ def _gather(
             if path.suffix.lower() == ".npz":
                 raise UsageError(
                     f"{path}: an .npz does not say its layout. Fix: pass layout='oihw' (PyTorch / ONNX / Caffe), "
-                    "'ohwi' (TFLite) or 'hwio' (Keras); on the command line --layout"
+                    "'ohwi' (TFLite) or 'hwio' (Keras).",
+                    arguments=("layout",),
                 )
             layout = Layout("oihw")
         found = read_arrays(path, targets, layout, flatten_order(order, layout), mapping)
@@ -198,7 +199,7 @@ def _plan(
         (t, name) for t in targets for name in t.tensors if (t.path, name) not in seen and name not in t.folded_tensors
     ]
     if strict and (missing or found.unused):
-        raise LayoutError(_strict_message(missing, found.unused, found.hint))
+        raise LayoutError(_strict_message(missing, found.unused, found.hint), arguments=("strict",))
     for t, name in missing:
         placements.append(Placement(t.path, t.class_name, name, "", "", (), t.shapes[name], "", "", KEPT))
     for t in targets:
@@ -221,7 +222,10 @@ def _strict_message(missing: list[tuple[Target, str]], unused: list[tuple[str, s
     if unused:
         names = "; ".join(f"{name} ({why})" for name, why in unused)
         parts.append(f"the model has no place for {len(unused)} source tensor(s): {names}")
-    fix = "Fix: load a source that fits the model, or pass strict=False (--no-strict) to keep the weights of what is missing and leave out the rest"
+    fix = (
+        "Fix: load a source that fits the model, or pass strict=False to keep the weights of what is missing "
+        "and leave out the rest"
+    )
     return "; ".join(parts) + (f". {hint.strip().rstrip('.')}" if hint else "") + f". {fix}"
 
 

@@ -4,6 +4,8 @@
 kind, its named tensors with their quantizers, its float twin and whether it
 fuses an activation. :data:`KERAS_LAYERS` - plain Keras layers, found by
 their class or its nearest registered base class: their weights are floats.
+:data:`KERAS_WRAPPERS` - Keras wrappers extraction walks through
+(TimeDistributed). :func:`twin_for` - the float twin a class's entry declares.
 
 Each tensor carries the model variables it was read from, so extraction can
 prove that every variable of a layer is exported exactly once (or is declared
@@ -49,7 +51,9 @@ def _inner_spec(wrapper: Any, inner: Any) -> LayerSpec:
     try:
         return spec_for(inner)
     except UnsupportedError as e:
-        raise UnsupportedError(f"inside layer '{wrapper.name}' ({type(wrapper).__name__}): {e}") from None
+        raise UnsupportedError(
+            f"inside layer '{wrapper.name}' ({type(wrapper).__name__}): {e}", arguments=e.arguments
+        ) from None
 
 
 def _kernel_bias(kernel: str = "kernel", quantizer: str = "kernel_quantizer") -> tuple[Binding, ...]:
@@ -174,11 +178,23 @@ KERAS_LAYERS: dict[str, LayerSpec] = {
     "LSTM": _floats(Kind.LSTM, fuses_activation=False),
     "GRU": _floats(Kind.GRU, fuses_activation=False),
     # Both directions' variables are named kernel, recurrent_kernel, bias: each direction is read by its own entry.
+    # Its float twin: the same wrapper around the twins of the layers it wraps.
     "Bidirectional": LayerSpec(
-        Kind.BIDIRECTIONAL, custom=_bidirectional, custom_activations=_bidirectional_activations, fuses_activation=False
+        Kind.BIDIRECTIONAL,
+        custom=_bidirectional,
+        custom_activations=_bidirectional_activations,
+        twin=LayerTwin("Bidirectional", "wrapper"),
+        fuses_activation=False,
     ),
 }
 """Plain Keras layer class name -> its entry; a layer takes the entry of the first class of its MRO found here."""
+
+KERAS_WRAPPERS: dict[str, LayerSpec] = {
+    "TimeDistributed": LayerSpec(Kind.OTHER, twin=LayerTwin("TimeDistributed", "wrapper"), fuses_activation=False),
+}
+"""Keras wrappers that extraction walks through (:mod:`qextract.reading.nested`): the layer they wrap is
+read by its own entry, under the key ``wrapper/inner``, so their entry holds no tensors. It owns what is
+known about the wrapper itself: its float twin, the same wrapper around the wrapped layer's twin."""
 
 # A Keras RNN around a QKeras cell quantizes as the QKeras layer built on that cell.
 _CELLS = {"QSimpleRNNCell": "QSimpleRNN", "QLSTMCell": "QLSTM", "QGRUCell": "QGRU"}
@@ -197,9 +213,18 @@ def class_spec(layer: Any) -> LayerSpec:
     cell = getattr(layer, "cell", None)
     if "RNN" in bases(layer) and type(cell).__name__ in _CELLS:
         return LAYERS[_CELLS[type(cell).__name__]]
-    return next(
-        (KERAS_LAYERS[c.__name__] for c in type(layer).__mro__ if c.__name__ in KERAS_LAYERS), KERAS_LAYERS["Layer"]
-    )
+    plain = {**KERAS_WRAPPERS, **KERAS_LAYERS}
+    return next((plain[c.__name__] for c in type(layer).__mro__ if c.__name__ in plain), KERAS_LAYERS["Layer"])
+
+
+def twin_for(class_name: str) -> LayerTwin | None:
+    """The float twin the entry of layer class ``class_name`` declares (exactly that class, not a base).
+
+    None: the class has no entry, or its entry has no twin (a plain Keras
+    layer is its own twin: copied as it is).
+    """
+    spec = LAYERS.get(class_name) or KERAS_LAYERS.get(class_name) or KERAS_WRAPPERS.get(class_name)
+    return None if spec is None else spec.twin
 
 
 def _is_qkeras(layer: Any) -> bool:
@@ -231,7 +256,9 @@ def spec_for(layer: Any) -> LayerSpec:
     if "Wrapper" in classes or "Model" in classes:
         raise UnsupportedError(
             f"layer '{layer.name}' is a {name}, a wrapper qextract cannot see through; it reads "
-            "Bidirectional, TimeDistributed and models used as layers. Fix: unwrap the layer, or leave it out with --layers."
+            "Bidirectional, TimeDistributed and models used as layers. Fix: unwrap the layer, or leave it out with "
+            "layers=[...].",
+            arguments=("layers",),
         )
     hidden = [inner for inner in layer._flatten_layers(include_self=False) if _is_qkeras(inner)]
     if hidden:
@@ -239,6 +266,8 @@ def spec_for(layer: Any) -> LayerSpec:
         raise UnsupportedError(
             f"layer '{layer.name}' ({name}) holds QKeras layer '{inner.name}' ({type(inner).__name__}) inside a "
             "plain Keras layer, where qextract cannot read its quantizers: its weights would be exported unquantized. "
-            "Fix: put the QKeras layer at model level (or in a nested model), or leave the layer out with --layers."
+            "Fix: put the QKeras layer at model level (or in a nested model), or leave the layer out with "
+            "layers=[...].",
+            arguments=("layers",),
         )
     return class_spec(layer)

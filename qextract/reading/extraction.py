@@ -101,7 +101,8 @@ def _refuse_unread(
     if missed:
         raise UnsupportedError(
             f"{where}: weight variable(s) {', '.join(missed)} {why}, so they would be missing from the export. "
-            "Fix: extend qextract.layers to read them, or leave the layer out with --layers."
+            "Fix: extend qextract.layers to read them, or leave the layer out with layers=[...].",
+            arguments=("layers",),
         )
 
 

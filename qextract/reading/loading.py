@@ -43,7 +43,9 @@ def load_model(
     if weights is not None:
         _must_exist(Path(weights), "weights")
         if Path(weights).is_dir():
-            raise ModelLoadError(f"{weights}: is a folder; --weights expects a weights .h5 file")
+            raise ModelLoadError(
+                f"{weights}: is a folder; weights must name a weights .h5 file", arguments=("weights",)
+            )
     if p.is_dir():
         return _load_savedmodel(p, trusted)
     suffix = p.suffix.lower()
@@ -56,7 +58,8 @@ def load_model(
         return model
     raise ModelLoadError(
         f"{p}: unknown model file type '{suffix or '(none)'}'. Fix: give a .h5, .keras, "
-        "architecture .json (with --weights), or a SavedModel folder."
+        "architecture .json (with weights=...), or a SavedModel folder.",
+        arguments=("weights",),
     )
 
 
@@ -112,7 +115,8 @@ def _check_h5(p: Path, trusted: bool) -> None:
     if config is None:
         raise ModelLoadError(
             f"{p}: holds weights only, no architecture. Fix: pass the architecture .json as the "
-            "model and this file as --weights."
+            "model and this file as its weights (load_model(path, weights=...)).",
+            arguments=("weights",),
         )
     if not trusted:
         _refuse_code(p, _parse_config(p, config))
@@ -217,7 +221,8 @@ def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -
     if weights is None:
         raise ModelLoadError(
             f"{p}: an architecture .json has no weights. Fix: pass the weights .h5 too "
-            "(--weights FILE, or load_model(path, weights=...))."
+            "(load_model(path, weights=...)).",
+            arguments=("weights",),
         )
     try:
         with quiet_keras(), _unsafe_if(trusted):

@@ -1,6 +1,9 @@
 """Verification: read an export back and prove it.
 
-``verifier`` checks the folder (paths, hashes, coverage, decode) and every tensor against the manifest;
-``recomputation`` recomputes each layer from the exported files with independent NumPy references
-(``reference``, ``reference_activations``) and compares them with the Keras layer (``layer_copy``).
+- ``readback`` reads the folder (paths, hashes, every file's codes agreeing, ``codes x scale``);
+- ``verifier`` (:func:`verify`) checks coverage, puts each tensor back into Keras's axes and compares each layer;
+- ``recomputation`` recomputes a layer by its kind's route: feed-forward and weights here, recurrent in
+  ``recurrence``; ``outcome`` holds what the routes share (input drawn, verdict, Outcome);
+- ``reference`` and ``reference_activations`` are the independent NumPy references, ``layer_copy`` the
+  Keras side.
 """

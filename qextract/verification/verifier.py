@@ -1,16 +1,11 @@
 """Proof by recomputation: layer outputs from the exported files against the Keras layers.
 
-Reads only the export: ``manifest.json`` and every file it lists. Every
-listed path must stay inside the export folder (no absolute paths, no
-``..``, no symlink leading out). Each file's sha256 is checked, then every
-file of every tensor is read back with its format's reader (npz, C header,
-.mem, .coe, .mif, CSV; the header's packed words too) and all of them must
-hold identical codes and signs: the files a hardware flow consumes are
-proven, not only one of them. Each tensor is then rebuilt as
-``codes x scale`` in the exported layout, that layout is interpreted from
-the manifest's axis letters (independently of the code that wrote it), and
-each layer is recomputed (:mod:`qextract.verification.recomputation`) and compared with the
-Keras layer's own output on deterministic input.
+The export is read back by :mod:`qextract.verification.readback` (paths,
+hashes, every file's codes agreeing, ``codes x scale``); here each tensor's
+exported layout is interpreted from the manifest's axis letters
+(independently of the code that wrote it) back into Keras's native order,
+and each layer is recomputed (:mod:`qextract.verification.recomputation`)
+and compared with the Keras layer's own output on deterministic input.
 
 The export must also be complete: it must hold every layer of the model
 that has weights, or say (``selected_layers``) exactly which layers it was
@@ -19,27 +14,23 @@ restricted to; an export without tensors proves nothing and is refused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Mapping
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import NotAnExportError, VerificationError
+from ..errors import VerificationError
 from ..kinds import Kind, find_kind
 from ..manifest.entries import LayerEntry, Manifest, TensorEntry
 from ..reading.nested import find_layer, placed_layers
-from ..tensor import along, decode
-from ..writers import FORMATS, Codes, Entry, entries
 from . import recomputation as recompute
+from .readback import check_all_files_listed, load, load_export, read_codes, read_manifest
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["load_export", "read_codes", "verify"]
+__all__ = ["load_export", "read_codes", "read_manifest", "verify"]
 
 # Native Keras axis letters per layer kind and tensor, in the manifest's alphabet.
 _NATIVE: dict[tuple[Kind, str], str] = {
@@ -57,239 +48,6 @@ _NATIVE: dict[tuple[Kind, str], str] = {
 }
 VERIFIED_KINDS = (*recompute.FEEDFORWARD, *recompute.RECURRENT)
 """Layer kinds recomputed in NumPy; any other kind's exported values are compared with the layer's variables."""
-
-
-def load_export(out_dir: str | os.PathLike[str]) -> tuple[Manifest, dict[str, np.ndarray]]:
-    """The manifest and every tensor decoded from its codes and scale, in the exported layout.
-
-    Every file's sha256 is checked against the manifest first; then every
-    file of every tensor is read and must hold the same codes (see :func:`read_codes`).
-    """
-    manifest, values, _ = _load(Path(out_dir))
-    _check_all_files_listed(Path(out_dir), manifest)
-    return manifest, values
-
-
-def _load(root: Path) -> tuple[Manifest, dict[str, np.ndarray], list[str]]:
-    """Manifest, decoded tensors and the formats whose files were cross-checked."""
-    manifest = _read_manifest(root)
-    where = root / "manifest.json"
-    _check_structure(where, manifest)
-    for i, f in enumerate(manifest.files):
-        p = _inside(root, f.path, f"files[{i}].path")
-        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f.sha256:
-            raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
-    table = _entries(root, manifest)
-    codes, formats = read_codes(root, manifest, table)
-    values = {t.key: _decode(where, t, codes[t.key], table[t.key]) for t in manifest.tensors}
-    return manifest, values, formats
-
-
-def _inside(root: Path, path: str, field: str) -> Path:
-    """``root / path``, refused unless it is a relative path that stays inside ``root`` after resolving symlinks.
-
-    The export folder itself may be reached through a symlink; what it lists may not lead out of it.
-    """
-    where = root / "manifest.json"
-    pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or PureWindowsPath(path).is_absolute() or ".." in pure.parts or "\\" in path:
-        raise VerificationError(
-            f"{where}: {field} {path!r} is not a relative path inside the export folder; refusing to read it"
-        )
-    p = root / pure
-    try:
-        resolved, folder = p.resolve(), root.resolve()
-    except (OSError, RuntimeError) as e:  # a symlink loop
-        raise VerificationError(f"{where}: {field} {path!r} cannot be resolved ({e}); refusing to read it") from None
-    if not resolved.is_relative_to(folder):
-        raise VerificationError(
-            f"{where}: {field} {path!r} leads outside the export folder (to {resolved}, through a symlink); refusing to read it"
-        )
-    return p
-
-
-def _check_structure(where: Path, manifest: Manifest) -> None:
-    """Layer names and tensor keys unique and consistent; every tensor the files hold belongs to a listed layer."""
-    seen: set[str] = set()
-    keys: set[str] = set()
-    for i, layer in enumerate(manifest.layers):
-        if layer.name in seen:
-            raise VerificationError(f"{where}: layers[{i}].name '{layer.name}' is listed twice")
-        seen.add(layer.name)
-        for j, t in enumerate(layer.tensors):
-            if t.key != f"{layer.name}/{t.name}" or t.key in keys:
-                raise VerificationError(
-                    f"{where}: layers[{i}].tensors[{j}].key '{t.key}' is not '{layer.name}/{t.name}' or is listed twice"
-                )
-            keys.add(t.key)
-    held = {k for f in manifest.files for k in f.tensors or ()}
-    orphans = sorted(held - keys)
-    if orphans:
-        raise VerificationError(
-            f"{where}: the files hold tensor(s) {', '.join(orphans[:5])} that no layer of the manifest lists "
-            "(a layer was removed from the manifest?); the export is not what was written. Fix: re-export."
-        )
-
-
-# What the writers name their files: a file like these that the manifest does not list is one verify cannot prove.
-_WRITTEN_SUFFIXES = (".npz", ".h", ".mem", ".coe", ".mif", ".csv")
-
-
-def _check_all_files_listed(root: Path, manifest: Manifest) -> None:
-    """Every format the manifest declares holds every tensor, and no exported-looking file goes unlisted.
-
-    Otherwise a format (say every ``.mem`` file) could be dropped from the
-    manifest while its files stay in the folder for a hardware flow to read,
-    and verify would pass without having read them.
-    """
-    where = root / "manifest.json"
-    declared = list(manifest.formats)
-    file_format = {PurePosixPath(f.path).as_posix(): f.format for f in manifest.files}
-    undeclared = sorted(set(file_format.values()) - set(declared))
-    if undeclared:
-        raise VerificationError(
-            f"{where}: files of format(s) {', '.join(undeclared)} are listed, but formats is {declared}"
-        )
-    for layer in manifest.layers:
-        for t in layer.tensors:
-            held = {file_format.get(PurePosixPath(p).as_posix()) for p in t.files}
-            lacking = [f for f in declared if f not in held]
-            if lacking and (int(np.prod(t.shape, dtype=np.float64)) > 0 or set(lacking) - {"mem", "coe", "mif"}):
-                raise VerificationError(
-                    f"{where}: tensor '{t.key}' has no file of format(s) {', '.join(lacking)}, which the manifest "
-                    "declares (formats); the export is incomplete or the manifest was edited. Fix: re-export."
-                )
-    stray = sorted(
-        rel
-        for p in root.rglob("*")
-        if p.suffix.lower() in _WRITTEN_SUFFIXES
-        and (p.is_symlink() or p.is_file())
-        and (rel := p.relative_to(root).as_posix()) not in file_format
-    )
-    if stray:
-        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
-        raise VerificationError(
-            f"{where}: the folder holds {shown}, which the manifest does not list, so verify cannot prove what "
-            "they hold (added after export, or removed from the manifest). Fix: re-export, or move them out of the folder."
-        )
-
-
-def _read_manifest(root: Path) -> Manifest:
-    """The export's manifest; NotAnExportError when ``root`` is not a folder qextract exported into.
-
-    A manifest that is qextract's but breaks the schema is a VerificationError:
-    the export was changed after it was written (or by another version).
-    """
-    fix = "Fix: give the folder 'qextract export --out DIR' wrote (it holds manifest.json)."
-    if not root.is_dir():
-        raise NotAnExportError(
-            f"{root}: {'no such folder' if not root.exists() else 'is not a folder'}; not a qextract export. {fix}"
-        )
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise NotAnExportError(f"{root}: not a qextract export (no manifest.json). {fix}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        bad = e.object[e.start : e.start + 1]
-        raise NotAnExportError(
-            f"{path}: not a readable manifest (not UTF-8 text: byte {e.start} is {bad!r}). {fix}"
-        ) from None
-    except RecursionError:
-        raise NotAnExportError(f"{path}: not a readable manifest (JSON nested too deeply to be one). {fix}") from None
-    except (OSError, ValueError) as e:
-        raise NotAnExportError(f"{path}: not a readable manifest ({e}). {fix}") from None
-    if not isinstance(manifest, dict) or "qextract_version" not in manifest:
-        raise NotAnExportError(f"{path}: not written by qextract (no qextract_version). {fix}")
-    try:
-        return Manifest.from_json(manifest)
-    except VerificationError as e:  # does not follow the schema
-        raise VerificationError(f"{path}: {e}") from None
-    except RecursionError:  # nested shallowly enough for json, too deeply for the schema check
-        raise NotAnExportError(f"{path}: not a readable manifest (JSON nested too deeply to be one). {fix}") from None
-
-
-def _entries(root: Path, manifest: Manifest) -> dict[str, Entry]:
-    try:
-        return entries(manifest)
-    except ValueError as e:
-        raise VerificationError(f"{root / 'manifest.json'}: {e}") from None
-
-
-def read_codes(
-    root: str | os.PathLike[str], manifest: Manifest | Mapping[str, Any], table: dict[str, Entry] | None = None
-) -> tuple[dict[str, Codes], list[str]]:
-    """Every tensor's codes read from each of its files, which must all agree; and the formats read.
-
-    Files are read in :data:`~qextract.writers.FORMATS` order (npz first when
-    exported); each later file is compared with the first. A difference is a
-    VerificationError naming the file, the tensor, the first differing index
-    and both values. ``table`` is :func:`~qextract.writers.entries` of the manifest, if already built.
-    ``manifest`` is a :class:`~qextract.manifest.Manifest` or its JSON form (which must follow the schema).
-    """
-    root = Path(root)
-    manifest = manifest if isinstance(manifest, Manifest) else Manifest.from_json(manifest)
-    file_format = {f.path: f.format for f in manifest.files}
-    table = _entries(root, manifest) if table is None else table
-    codes: dict[str, Codes] = {}
-    read: set[str] = set()
-    for t in manifest.tensors:
-        codes[t.key] = _agreed(root, table[t.key], t.files, file_format)
-        read.update(file_format[p] for p in t.files)
-    return codes, [name for name in FORMATS if name in read]
-
-
-def _agreed(root: Path, entry: Entry, paths: tuple[str, ...], file_format: dict[str, str]) -> Codes:
-    """The codes every file of ``entry`` holds; VerificationError at the first file that differs."""
-    unlisted = [p for p in paths if p not in file_format]
-    if unlisted:
-        raise VerificationError(f"{entry.key}: manifest.json names {unlisted[0]} for it but not among its files")
-    ordered = sorted(paths, key=lambda p: list(FORMATS).index(file_format[p]))
-    if not ordered:
-        if entry.size:
-            raise VerificationError(f"{entry.key}: no exported file holds this tensor")
-        return Codes.empty(entry.format, entry.shape)
-    first = FORMATS[file_format[ordered[0]]].read(root / ordered[0], entry)
-    for path in ordered[1:]:
-        differ = first.first_difference(FORMATS[file_format[path]].read(root / path, entry))
-        if differ is not None:
-            index, what, ours, theirs = differ
-            at = (
-                f"index {index} {tuple(int(i) for i in np.unravel_index(index, entry.shape))}"
-                if entry.size
-                else "shape"
-            )
-            raise VerificationError(
-                f"{root / path}: {entry.key} holds {what} {theirs} at {at}, but {ordered[0]} holds {ours}; "
-                "the exported files disagree (re-export, or find what changed this file)"
-            )
-    return first
-
-
-def _decode(where: Path, t: TensorEntry, read: Codes, entry: Entry) -> np.ndarray:
-    """``codes x scale`` (po2: ``signs * 2**codes``) with the manifest's scale along its axis."""
-    key, codes = t.key, read.codes
-    if not t.quantized:
-        return codes
-    if t.code_dtype is None or t.scale is None:
-        raise VerificationError(f"{where}: tensor '{key}' is quantized but has no code_dtype or scale")
-    if codes.shape != t.shape or str(codes.dtype) != t.code_dtype:
-        got, expected = f"{codes.dtype}{list(codes.shape)}", f"{t.code_dtype}{list(t.shape)}"
-        raise VerificationError(f"{where}: tensor '{key}': codes read are {got}, the manifest says {expected}")
-    axis, scale = t.scale.axis, t.scale.array
-    if axis is not None and not 0 <= axis < codes.ndim:
-        raise VerificationError(
-            f"{where}: tensor '{key}' scale.axis {axis} is out of range for its shape {list(t.shape)}"
-        )
-    expected_size = (1,) if axis is None else (1, codes.shape[axis])
-    if scale.size not in expected_size or (axis is None and scale.ndim):
-        along_what = (
-            "a single number (scale.axis is null)" if axis is None else f"1 or {codes.shape[axis]} values (axis {axis})"
-        )
-        raise VerificationError(
-            f"{where}: tensor '{key}' scale.values has {scale.size} value(s); expected {along_what}"
-        )
-    return decode(entry.format, codes, along(scale, axis, codes.ndim), read.signs)
 
 
 def _to_native(kind: str, t: TensorEntry, value: np.ndarray, layer: LayerEntry) -> np.ndarray:
@@ -398,10 +156,10 @@ def verify(out_dir: str | os.PathLike[str], model: Any, *, samples: int = 4, see
     import pandas as pd
 
     root = Path(out_dir)
-    manifest, values, formats = _load(root)
+    manifest, values, formats = load(root)
     where = root / "manifest.json"
     _check_coverage(where, manifest, model)
-    _check_all_files_listed(root, manifest)
+    check_all_files_listed(root, manifest)
     rng = np.random.default_rng(seed)
     rows = []
     for layer in manifest.layers:

@@ -1,0 +1,21 @@
+"""COMMANDS: the table of ``qextract`` subcommands, in the order ``qextract --help`` lists them.
+
+Each command is one module (``cmd_<name>.py``) that defines its
+:class:`~.options.Command` entry as ``COMMAND``: name, help, arguments, run.
+Adding a command is that module and one line here. Command modules import
+the library inside ``run`` only, so building the parser loads no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from . import cmd_export, cmd_fcn, cmd_import, cmd_inspect, cmd_report, cmd_verify
+from .options import Command
+
+COMMANDS: tuple[Command, ...] = (
+    cmd_inspect.COMMAND,
+    cmd_export.COMMAND,
+    cmd_verify.COMMAND,
+    cmd_report.COMMAND,
+    cmd_import.COMMAND,
+    cmd_fcn.COMMAND,
+)
