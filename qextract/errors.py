@@ -115,6 +115,13 @@ class NotAnExportError(QExtractError):
     meaning = "not a qextract export folder"
 
 
+class ExportsDiffer(QExtractError):
+    """Two exports compared by ``qextract diff`` hold different tensors (codes, scales, formats or shapes)."""
+
+    exit_code = 13
+    meaning = "the exports compared differ (diff)"
+
+
 class QExtractWarning(UserWarning):
     """Something worth knowing that does not stop extraction (e.g. stochastic quantizers)."""
 

@@ -8,13 +8,14 @@ the library inside ``run`` only, so building the parser loads no TensorFlow.
 
 from __future__ import annotations
 
-from . import cmd_export, cmd_fcn, cmd_import, cmd_inspect, cmd_report, cmd_verify
+from . import cmd_diff, cmd_export, cmd_fcn, cmd_import, cmd_inspect, cmd_report, cmd_verify
 from .options import Command
 
 COMMANDS: tuple[Command, ...] = (
     cmd_inspect.COMMAND,
     cmd_export.COMMAND,
     cmd_verify.COMMAND,
+    cmd_diff.COMMAND,
     cmd_report.COMMAND,
     cmd_import.COMMAND,
     cmd_fcn.COMMAND,
