@@ -123,7 +123,9 @@ def _own(layer: Any) -> tuple[int, ...] | None:
 
 def _zero_padding(layer: Any, rank: int) -> tuple[int, ...]:
     before = inbound_layer(layer)
-    name = type(before).__name__ if before is not None else ""
+    if before is None:
+        return (0,) * (2 * rank)
+    name = type(before).__name__
     if name == "ZeroPadding2D" and rank == 2:
         return tuple(int(p) for pair in before.padding for p in pair)
     if name == "ZeroPadding1D" and rank == 1:

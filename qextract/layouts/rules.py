@@ -74,7 +74,8 @@ LAYOUT_RULES: tuple[LayoutRule, ...] = (
 
 _CONV_BIAS = {"bias": ("bias",)}
 _RNN = {"kernel": ("rnn_kernel",), "recurrent_kernel": ("rnn_recurrent",), "bias": ("rnn_bias", "gru_bias")}
-KINDS: dict[Kind, dict[str, tuple[str, ...]]] = {
+# Keyed by Kind members; typed by str because a kind is a str and lookups come with plain strings.
+KINDS: dict[str, dict[str, tuple[str, ...]]] = {
     Kind.DENSE: {"kernel": ("dense",), **_CONV_BIAS},
     Kind.CONV1D: {"kernel": ("conv1d",), **_CONV_BIAS},
     Kind.CONV2D: {"kernel": ("conv2d",), **_CONV_BIAS},

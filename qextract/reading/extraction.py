@@ -408,8 +408,10 @@ def _shape(layer: Any, key: str) -> Any:
         if getattr(layer, "_inbound_nodes", None):  # several nodes of different shapes: no one shape
             return None
     built = getattr(layer, "_build_input_shape", None)
+    if built is None:  # never built with a shape
+        return None
     try:
-        shape = tuple(built.as_list() if hasattr(built, "as_list") else built)  # type: ignore[union-attr]
+        shape = tuple(built.as_list() if hasattr(built, "as_list") else built)
         if key == "output_shape":
             out = layer.compute_output_shape(shape)
             shape = tuple(out.as_list() if hasattr(out, "as_list") else out)
