@@ -80,7 +80,8 @@ def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Mapping[str, P
         for b in flags[i + 1 :]:
             if same_file(given[a], given[b]):
                 raise ExportError(
-                    f"{a} and {b} are the same file ({given[a]}); each output needs its own. Fix: give {b} another path."
+                    f"{a} and {b} are the same file ({given[a]}); each output needs its own. "
+                    f"Fix: give {b} another path."
                 )
 
 

@@ -100,7 +100,8 @@ def _source_kind(path: Path) -> str:
     kind = SOURCE_KINDS.get(path.suffix.lower())
     if kind is None:
         raise UsageError(
-            f"{path}: unknown kind of weights source '{path.suffix}'; give a qextract export folder, a .tflite, .npz or .pt file"
+            f"{path}: unknown kind of weights source '{path.suffix}'; "
+            "give a qextract export folder, a .tflite, .npz or .pt file"
         )
     return kind
 
@@ -221,7 +222,10 @@ def _strict_message(missing: list[tuple[Target, str]], unused: list[tuple[str, s
     if unused:
         names = "; ".join(f"{name} ({why})" for name, why in unused)
         parts.append(f"the model has no place for {len(unused)} source tensor(s): {names}")
-    fix = "Fix: load a source that fits the model, or pass strict=False (--no-strict) to keep the weights of what is missing and leave out the rest"
+    fix = (
+        "Fix: load a source that fits the model, or pass strict=False (--no-strict) "
+        "to keep the weights of what is missing and leave out the rest"
+    )
     return "; ".join(parts) + (f". {hint.strip().rstrip('.')}" if hint else "") + f". {fix}"
 
 

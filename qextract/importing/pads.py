@@ -47,7 +47,8 @@ def parse_rule(source_padding: Any, default: str) -> tuple[str, dict[str, Any]]:
         )
         if rule not in RULES:
             raise UsageError(
-                f"source_padding={source_padding!r}: choose 'symmetric' (PyTorch, Caffe), 'tf', or {{'layer': (top, bottom, left, right)}}"
+                f"source_padding={source_padding!r}: choose 'symmetric' (PyTorch, Caffe), "
+                f"'tf', or {{'layer': (top, bottom, left, right)}}"
             )
         return rule, {}
     if isinstance(source_padding, Mapping):
@@ -187,7 +188,8 @@ def padded_model(model: Any, targets: list[Target], checks: list[PaddingCheck]) 
         t = by_path[c.layer]
         if "/" in t.path:
             raise UnsupportedError(
-                f"{t.where} is inside a nested model; pad_explicitly changes top-level layers only. Fix: pad it yourself"
+                f"{t.where} is inside a nested model; pad_explicitly changes top-level layers only. "
+                "Fix: pad it yourself"
             )
         rank = len(t.layer.kernel_size)
         if any(_zero_padding(t.layer, rank)):

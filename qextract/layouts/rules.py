@@ -92,7 +92,10 @@ KINDS: dict[str, dict[str, tuple[str, ...]]] = {
     Kind.ACTIVATION: {},  # no tensors
     Kind.OTHER: {},  # plain Keras floats qextract has no rule for: exported as they are
 }
-"""Layer kind -> tensor -> candidate rules, chosen by the tensor's rank; every kind has an entry ({}: no layout applies)."""
+"""Layer kind -> tensor -> candidate rules, chosen by the tensor's rank.
+
+Every kind has an entry ({}: no layout applies).
+"""
 
 AXIS_MEANINGS: dict[str, str] = {
     "O": "output channels (depthwise kernel in ohwi/oihw: C*M, index c*M+m)",
