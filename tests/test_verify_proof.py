@@ -17,12 +17,12 @@ import pytest
 import zoo
 
 import qextract
-from qextract.verification import reference as R
 from qextract._keras import qkeras, tf
 from qextract.cli import main
 from qextract.errors import NotAnExportError, VerificationError
 from qextract.exporting.exporter import export
 from qextract.padding import same_pad
+from qextract.verification import reference as R
 from qextract.verification.verifier import verify
 
 Q = qkeras()
