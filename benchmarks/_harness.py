@@ -92,7 +92,7 @@ def table_cells(rows: Sequence[Row]) -> list[list[str]]:
 
 def render_text(rows: Sequence[Row]) -> str:
     """An aligned plain-text table (the note column is left unpadded, last)."""
-    cells = [list(COLUMNS)] + table_cells(rows)
+    cells = [list(COLUMNS), *table_cells(rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS) - 1)]
     lines = []
     for i, c in enumerate(cells):
@@ -205,7 +205,10 @@ def _blas() -> str:
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     return (
         "; ".join(
-            f"{p.get('internal_api')} {p.get('version')} {p.get('architecture', '')}, {p.get('num_threads')} threads".strip()
+            (
+                f"{p.get('internal_api')} {p.get('version')} {p.get('architecture', '')}, "
+                f"{p.get('num_threads')} threads"
+            ).strip()
             for p in pools
         )
         or "none found"

@@ -89,7 +89,8 @@ def run(ctx: Context) -> list[Row]:
             met=theirs >= 5 * ours,
             note=(
                 f"{theirs / ours:.1f}x faster; qextract {ours_bytes / mb:.0f} MB in {files} files at "
-                f"{ours_bytes / mb / ours:.0f} MB/s, savetxt {base_bytes / mb:.0f} MB at {base_bytes / mb / theirs:.1f} MB/s; "
+                f"{ours_bytes / mb / ours:.0f} MB/s, "
+                f"savetxt {base_bytes / mb:.0f} MB at {base_bytes / mb / theirs:.1f} MB/s; "
                 f"same .mem words: {'yes' if same else 'NO'}"
             ),
             samples=times,

@@ -181,7 +181,8 @@ def memory(ctx: Context) -> list[Row]:
                 for key in ("rss_before_mb", "rss_peak_mb", "ru_maxrss_mb", "seconds")
             },
             note=(
-                f"peak RSS (VmHWM) of a fresh process; the report itself added {own[large]:.0f} MB vs {own[small]:.0f} MB "
+                f"peak RSS (VmHWM) of a fresh process; the report itself added {own[large]:.0f} MB "
+                f"vs {own[small]:.0f} MB "
                 f"to the process's peak; {large:,} samples took {rss[large]['seconds']:.1f} s "
                 f"({large / rss[large]['seconds']:,.0f} samples/s)"
             ),

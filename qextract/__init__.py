@@ -31,6 +31,7 @@ from .verification.verifier import verify
 __all__ = [
     "ActivationRecord",
     "Binary",
+    "ExportDiff",
     "ExportResult",
     "ExportedTensor",
     "Extraction",
@@ -46,6 +47,7 @@ __all__ = [
     "QExtractWarning",
     "QuantizedTensor",
     "Ternary",
+    "diff",
     "error_report",
     "export",
     "extract",
@@ -54,7 +56,5 @@ __all__ = [
     "load_model",
     "load_weights",
     "verify",
-    "diff",
-    "ExportDiff",
     "weight_report",
 ]

@@ -21,10 +21,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import ExportError
 
 PathLike = str | os.PathLike[str]
+_T = TypeVar("_T")
 
 
 def _names(path: PathLike) -> set[Path]:
@@ -78,7 +80,8 @@ def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Mapping[str, P
         for b in flags[i + 1 :]:
             if same_file(given[a], given[b]):
                 raise ExportError(
-                    f"{a} and {b} are the same file ({given[a]}); each output needs its own. Fix: give {b} another path."
+                    f"{a} and {b} are the same file ({given[a]}); each output needs its own. "
+                    f"Fix: give {b} another path."
                 )
 
 
@@ -123,7 +126,7 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
         raise
 
 
-def _create(make: Callable[[Path], int | None], parent: Path, name: str, suffix: str) -> tuple[Path, int | None]:
+def _create(make: Callable[[Path], _T], parent: Path, name: str, suffix: str) -> tuple[Path, _T]:
     """Create a new temporary entry with ``make`` under a fresh random name; (its path, what ``make`` returned)."""
     for _ in range(100):
         tmp = _temp_name(parent, name, suffix)
@@ -246,5 +249,5 @@ def _signals_held() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for sig in dict.fromkeys(caught):
-            signal.raise_signal(sig)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)

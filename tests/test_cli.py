@@ -17,7 +17,11 @@ H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
 
 
 def test_help_does_not_import_tensorflow():
-    code = "import sys\nfrom qextract.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('tensorflow' in sys.modules)"
+    code = (
+        "import sys\nfrom qextract.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('tensorflow' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip().endswith("False"), r.stderr
     assert "inspect" in r.stdout

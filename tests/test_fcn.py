@@ -1,4 +1,7 @@
-"""fully_convolutional: a Flatten -> Dense head as convolutions, the same on the original size and on every window (issue 14)."""
+"""fully_convolutional: a Flatten -> Dense head as convolutions (issue 14).
+
+The same on the original size and on every window.
+"""
 
 from __future__ import annotations
 

@@ -18,12 +18,12 @@ import pytest
 import zoo
 
 from qextract import extract, layouts
-from qextract.analysis import taps
-from qextract.verification import recomputation as recompute
 from qextract._keras import qkeras, tf
+from qextract.analysis import taps
 from qextract.exporting.exporter import export
 from qextract.kinds import Kind, find_kind
 from qextract.layers import KERAS_LAYERS, LAYERS, LayerSpec, class_spec, spec_for
+from qextract.verification import recomputation as recompute
 from qextract.verification.verifier import _NATIVE, VERIFIED_KINDS, verify
 
 tf()

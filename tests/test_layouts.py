@@ -251,7 +251,7 @@ def test_conv2d_transpose_iohw_scatters_the_same():
     rng = np.random.default_rng(5)
     x = rng.integers(-8, 8, (3, 2, 4))  # P, Q, I
     k = rng.integers(-8, 8, (2, 3, 5, 4))  # H, W, O, I  (Keras)
-    H, W, O, I = k.shape
+    H, W, O, _ = k.shape
     y = np.zeros((3 + H - 1, 2 + W - 1, O), np.int64)
     for p, q in np.ndindex(3, 2):
         y[p : p + H, q : q + W] += np.einsum("hwoi,i->hwo", k, x[p, q])

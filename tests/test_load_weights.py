@@ -214,7 +214,11 @@ def test_tflite_layer_without_a_matching_op_names_the_candidates(tflite_file):
     model = keras.Model(
         inp, L.Dense(5, name="fc")(L.Flatten()(L.Conv2D(4, 3, strides=2, padding="same", name="conv")(inp)))
     )
-    message = r"nothing for 2 tensor\(s\) of the model: fc/kernel, fc/bias.*layer 'fc' \(Dense\) \(kernel\): no FULLY_CONNECTED op with weights \(5, 100\); the file's FULLY_CONNECTED ops: op \d+ FULLY_CONNECTED 'model\w*/fc/MatMul' \(7, 256\)"
+    message = (
+        r"nothing for 2 tensor\(s\) of the model: fc/kernel, fc/bias.*"
+        r"layer 'fc' \(Dense\) \(kernel\): no FULLY_CONNECTED op with weights \(5, 100\); "
+        r"the file's FULLY_CONNECTED ops: op \d+ FULLY_CONNECTED 'model\w*/fc/MatMul' \(7, 256\)"
+    )
     with pytest.raises(LayoutError, match=message):
         qextract.load_weights(model, path)
     with pytest.raises(UsageError, match="mapping pairs PyTorch modules"):
@@ -409,7 +413,8 @@ def test_symmetric_padding_mismatch_names_the_fix(torch_state):
     before = model.get_weights()
     message = (
         r"layer 'conv2' \(Conv2D\): the source pads \(top, bottom, left, right\) = \(1, 1, 1, 1\) .*"
-        r"pads \(0, 1, 0, 1\) on its 8x8 input with strides \(2, 2\).*ZeroPadding2D\(\(\(1, 1\), \(1, 1\)\)\) before 'conv2' "
+        r"pads \(0, 1, 0, 1\) on its 8x8 input with strides \(2, 2\).*"
+        r"ZeroPadding2D\(\(\(1, 1\), \(1, 1\)\)\) before 'conv2' "
         r"and use padding='valid'.*pad_explicitly=True"
     )
     with pytest.raises(LayoutError, match=message):
@@ -470,9 +475,11 @@ def test_separable_and_transposed_convolutions_from_a_state_dict(tmp_path):
     rng = np.random.default_rng(0)
     sd = {
         "dw.weight": rng.standard_normal((4, 1, 3, 3)).astype(np.float32),
-        "pw.weight": rng.standard_normal((3, 4, 1, 1)).astype(np.float32), "pw.bias": rng.standard_normal(3).astype(np.float32),
-        "up.weight": rng.standard_normal((3, 4, 3, 3)).astype(np.float32), "up.bias": rng.standard_normal(4).astype(np.float32),
-    }  # fmt: skip
+        "pw.weight": rng.standard_normal((3, 4, 1, 1)).astype(np.float32),
+        "pw.bias": rng.standard_normal(3).astype(np.float32),
+        "up.weight": rng.standard_normal((3, 4, 3, 3)).astype(np.float32),
+        "up.bias": rng.standard_normal(4).astype(np.float32),
+    }
     np.savez(tmp_path / "s.npz", **sd)
     qextract.load_weights(model, tmp_path / "s.npz", layout="oihw")
     xin = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
@@ -551,7 +558,8 @@ def test_strict_names_missing_and_extra_tensors(tmp_path, torch_state):
     before = model.get_weights()
     with pytest.raises(
         LayoutError,
-        match=r"nothing for 1 tensor\(s\) of the model: fc2/bias.*no place for 1 source tensor\(s\): classifier.9.weight",
+        match=r"nothing for 1 tensor\(s\) of the model: fc2/bias.*"
+        r"no place for 1 source tensor\(s\): classifier.9.weight",
     ):
         qextract.load_weights(model, tmp_path / "b.npz", layout="oihw")
     assert all(_same_bytes(a, b) for a, b in zip(before, model.get_weights()))

@@ -109,7 +109,7 @@ _ORACLE_NAMES = {"rnn_kernel": "rnn", "rnn_recurrent": "rnn"}  # test_layouts' n
 
 
 def test_every_layout_and_rule_has_an_oracle_and_every_kind_a_case():
-    """A layout, a rule or a layer kind added to qextract/layouts/rules.py without a test case in test_layouts fails here."""
+    """A layout, a rule or a layer kind added to qextract/layouts/rules.py without a test case in test_layouts fails."""
     assert LAYOUTS == tuple(rule.name for rule in LAYOUT_RULES) and LAYOUTS[0] == "hwio"
     for layout in LAYOUT_RULES[1:]:
         for rule in layout.moves:
@@ -279,7 +279,8 @@ def _edited(exported: ExportResult, tmp_path: Path, edit) -> Path:
         ),
         (
             lambda m: _layer(m, "bn")["geometry"].pop("epsilon"),
-            r"manifest\.json: layer 'bn' \(batchnorm\) cannot be recomputed from its manifest entry \(KeyError: 'epsilon'\)",
+            r"manifest\.json: layer 'bn' \(batchnorm\) cannot be recomputed from its manifest entry "
+            r"\(KeyError: 'epsilon'\)",
         ),
         (
             lambda m: _layer(m, "c")["tensors"][0].__setitem__("code_dtype", "int16"),

@@ -157,7 +157,10 @@ def test_keras3_already_imported_is_a_clear_error():
 
 
 def test_importing_qextract_selects_legacy_keras_lazily():
-    code = "import sys, os, qextract\nassert os.environ['TF_USE_LEGACY_KERAS'] == '1'\nassert 'tensorflow' not in sys.modules\nprint('ok')"
+    code = (
+        "import sys, os, qextract\nassert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
+        "assert 'tensorflow' not in sys.modules\nprint('ok')"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "ok", r.stderr
 

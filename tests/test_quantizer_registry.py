@@ -246,8 +246,8 @@ CASES: dict[str, Case] = {
         ties=(
             Tie("quantized_relu(4,2)", halves(0.25, -3, 18), relu_ref(4, 2)),
             # ties of round(p) at x = (k + 1/2) / 2, of round(p / 4) at odd negative x
-            Tie("quantized_relu(4,2,negative_slope=0.25)", np.concatenate([halves(0.5, -2, 10), -(2.0 * np.arange(6) + 1)]),
-                relu_ref(4, 2, 0.25)),
+            Tie("quantized_relu(4,2,negative_slope=0.25)",
+                np.concatenate([halves(0.5, -2, 10), -(2.0 * np.arange(6) + 1)]), relu_ref(4, 2, 0.25)),
             Tie("quantized_relu(4,1,use_sigmoid=1)", halves(0.25, 4, 24) - 2.0, relu_sigmoid_ref(4, 1)),
         ),
         twins=(
@@ -344,8 +344,11 @@ CASES: dict[str, Case] = {
 
 def by_name(kind: str) -> list:
     """Pytest parameters ``(name, item)`` of one kind over every case, ids naming the item."""
-    return [pytest.param(name, item, id=str(item if isinstance(item, str) else item[0] if isinstance(item, tuple) else item.spec))
-            for name, case in CASES.items() for item in getattr(case, kind)]  # fmt: skip
+    return [pytest.param(name, item, id=_item_id(item)) for name, case in CASES.items() for item in getattr(case, kind)]
+
+
+def _item_id(item) -> str:
+    return str(item if isinstance(item, str) else item[0] if isinstance(item, tuple) else item.spec)
 
 
 # --------------------------------------------------------------------------- the registry itself

@@ -181,7 +181,7 @@ CORRUPTIONS = {
             r"(p_kernel_words\[[^{]*\{\n\s*0x[0-9a-f]*)([0-9a-f])", lambda m: m[1] + "%x" % (int(m[2], 16) ^ 1), s
         ),
         r"p_kernel_words\[\] holds code",
-    ),  # fmt: skip
+    ),
     "csv-row-missing": (
         "csv",
         TERNARY,

@@ -103,7 +103,8 @@ def test_tensorflow_imported_first_without_the_variable_is_a_clear_error(prelude
 
 def test_qkeras_imported_under_keras3_is_a_clear_error():
     r = _run(
-        "import qkeras, qextract\nfrom qextract._keras import qkeras as q\ntry:\n    q()\nexcept Exception as e:\n    print(type(e).__name__, e)",
+        "import qkeras, qextract\nfrom qextract._keras import qkeras as q\n"
+        "try:\n    q()\nexcept Exception as e:\n    print(type(e).__name__, e)",
         False,
     )
     assert r.stdout.startswith("KerasEnvironmentError"), r.stdout + r.stderr[-2000:]

@@ -324,7 +324,10 @@ def test_below_2_to_the_23_a_non_power_of_two_scale_still_gives_unique_codes():
 
 
 def test_a_clipped_weight_rounded_by_the_straight_through_form_keeps_the_end_code():
-    """At 24 bits x + (q - x) rounds q = 1 - 2**-23 to 1.0 for x = 4: the code is the range's end, as for other widths."""
+    """At 24 bits x + (q - x) rounds q = 1 - 2**-23 to 1.0 for x = 4.
+
+    The code is the range's end, as for other widths.
+    """
     q = Qz.quantized_bits(24, 0, alpha=1)
     x = np.array([4.0, -4.0, 0.5], np.float32)
     assert direct(q, x).tolist() == [1.0, -1.0, 0.5]  # the straight-through rounding, in QKeras itself
@@ -454,7 +457,8 @@ def test_header_with_extreme_codes_compiles_cleanly_and_holds_them(tmp_path):
         lines.append(f'for (i = 0; i < {t.size}; i++) printf("{name} %lld\\n", (long long){name}[i]);')
         words = f"{name}_words"
         lines.append(
-            f'for (i = 0; i < sizeof {words} / sizeof {words}[0]; i++) printf("{words} %llu\\n", (unsigned long long){words}[i]);'
+            f"for (i = 0; i < sizeof {words} / sizeof {words}[0]; i++) "
+            f'printf("{words} %llu\\n", (unsigned long long){words}[i]);'
         )
     (tmp_path / "main.c").write_text(
         '#include <stdio.h>\n#include "weights.h"\nint main(void) {\n size_t i;\n '

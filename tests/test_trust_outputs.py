@@ -260,8 +260,8 @@ def test_outputs_get_the_modes_the_umask_gives_and_report_layers_filters_every_t
         qextract.export(digits, tmp_path / "E", formats=["npz", "mem", "csv"])
         assert run(capsys, "inspect", H5, "--layers", "fc5", "--csv", tmp_path / "t.csv")[0] == 0
         reports = [tmp_path / n for n in ("layers.csv", "weights.csv", "r.png")]
-        code, _, err = run(capsys, "report", H5, "--data", tmp_path / "x.npy", "--csv", reports[0], "--weights-csv", reports[1],
-                           "--plot", reports[2], "--layers", "act1", "fc5")  # fmt: skip
+        code, _, err = run(capsys, "report", H5, "--data", tmp_path / "x.npy", "--csv", reports[0],
+                           "--weights-csv", reports[1], "--plot", reports[2], "--layers", "act1", "fc5")  # fmt: skip
         assert code == 0, err
     finally:
         os.umask(previous)

@@ -17,12 +17,12 @@ import pytest
 import zoo
 
 import qextract
-from qextract.verification import reference as R
 from qextract._keras import qkeras, tf
 from qextract.cli import main
 from qextract.errors import NotAnExportError, VerificationError
 from qextract.exporting.exporter import export
 from qextract.padding import same_pad
+from qextract.verification import reference as R
 from qextract.verification.verifier import verify
 
 Q = qkeras()
@@ -237,7 +237,8 @@ HOSTILE = {
     ),
     "epsilon as a string": (
         VerificationError,
-        r"manifest\.json: does not follow the manifest schema \(field \$\.layers\[2\]\.geometry\.epsilon: 'small' is not of type 'number'",
+        r"manifest\.json: does not follow the manifest schema "
+        r"\(field \$\.layers\[2\]\.geometry\.epsilon: 'small' is not of type 'number'",
     ),
     "strides as a string": (
         VerificationError,
@@ -249,7 +250,8 @@ HOSTILE = {
     ),
     "flatten_shape that does not fit": (
         VerificationError,
-        r"manifest\.json: tensor 'd/kernel' with axes 'HWIO', shape \[4, 4, 4, 3\] and flatten_shape \[2, 2, 5\] cannot be read back",
+        r"manifest\.json: tensor 'd/kernel' with axes 'HWIO', shape \[4, 4, 4, 3\] and flatten_shape \[2, 2, 5\] "
+        r"cannot be read back",
     ),
     "axes that mean nothing": (VerificationError, r"manifest\.json: c/kernel: cannot interpret exported axes 'QQQQ'"),
     "explicit_padding without its bottom": (
@@ -574,7 +576,8 @@ QUANTIZED_ACTIVATIONS = [
     "quantized_sigmoid(5)", "quantized_sigmoid(6,use_real_sigmoid=1)", "quantized_sigmoid(4,symmetric=1)",
     "quantized_relu(4,1)", "quantized_relu(6,2,negative_slope=0.25)", "quantized_relu(5,1,use_sigmoid=1)",
     "quantized_relu(4,2,is_quantized_clip=False,relu_upper_bound=3.0)",
-    "quantized_bits(6,2,1)", "quantized_bits(4,0,0,keep_negative=0)", "quantized_bits(5,1,0,alpha=1)", "quantized_bits(1,0)",
+    "quantized_bits(6,2,1)", "quantized_bits(4,0,0,keep_negative=0)", "quantized_bits(5,1,0,alpha=1)",
+    "quantized_bits(1,0)",
 ]  # fmt: skip
 
 

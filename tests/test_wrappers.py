@@ -21,11 +21,11 @@ import pytest
 import zoo
 
 import qextract
-from qextract.verification import reference as R
 from qextract._keras import qkeras, tf
 from qextract.errors import QExtractError, UnsupportedError
 from qextract.reading.nested import find_layer
 from qextract.reading.summary import inspect_table
+from qextract.verification import reference as R
 from qextract.writers import FORMATS
 
 Q = qkeras()

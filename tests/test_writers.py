@@ -87,7 +87,7 @@ def exported(fmt, shape=(3, 2, 5), per_channel=False, seed=0, layer="conv_1", na
 
 def word_widths(fmt) -> list[int | None]:
     w = code_width(fmt)
-    return [None] + sorted({w, *(b for b in (8, 13, 32, 64, 72, 128) if b >= w)})
+    return [None, *sorted({w, *(b for b in (8, 13, 32, 64, 72, 128) if b >= w)})]
 
 
 # --- independent parsers and decoders ----------------------------------------------------
@@ -379,7 +379,8 @@ def golden_tensor() -> ExportedTensor:
     codes = np.array([[-3, 1], [7, -8]], np.int8)
     return ExportedTensor(
         layer="fc", layer_class="QDense", kind="dense", name="kernel", layout=Layout.parse("hwio"), axes="IO",
-        values=np.array([[-0.75, 0.25], [1.75, -2.0]], np.float32), raw=np.array([[-0.7, 0.3], [1.8, -2.1]], np.float32),
+        values=np.array([[-0.75, 0.25], [1.75, -2.0]], np.float32),
+        raw=np.array([[-0.7, 0.3], [1.8, -2.1]], np.float32),
         format=FixedPoint(bits=4, integer=1), codes=codes, scale=np.asarray(np.float32(0.25)),
         quantizer_str="quantized_bits(4,1,alpha=1)", native_shape=(2, 2),
     )  # fmt: skip
@@ -498,7 +499,7 @@ PO2_3 = PowerOfTwo(bits=4, exponent_min=-3, exponent_max=0)
         "float",
         "float-72",
         "straddle",
-    ],  # fmt: skip
+    ],
 )
 def test_golden_words(tmp_path, tensor, word_bits, lines):
     (p,) = FORMATS["mem"].write([tensor], tmp_path, word_bits=word_bits)
@@ -542,7 +543,8 @@ def test_names_are_sanitized_and_unique(tmp_path):
     ]
     mems = FORMATS["mem"].write(tensors, tmp_path)
     assert [p.name for p in mems] == [
-        "block_1_conv.forward_kernel.mem", "conv-1.kernel.mem", "conv_1.kernel.mem", "Conv_1.kernel_2.mem", "1st.bias.mem",
+        "block_1_conv.forward_kernel.mem", "conv-1.kernel.mem", "conv_1.kernel.mem", "Conv_1.kernel_2.mem",
+        "1st.bias.mem",
     ]  # fmt: skip
     FORMATS["header"].write(tensors, tmp_path)
     _, arrays, _ = parse_header((tmp_path / "weights.h").read_text())

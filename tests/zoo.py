@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow)
-from qextract.verification import reference as R
 from qextract._keras import qkeras, tf
+from qextract.verification import reference as R
 
 tf()
 Q = qkeras()

@@ -74,7 +74,7 @@ def plot_report(
     ax_snr, ax_rel = fig.subplots(1, 2, sharey=True)
     y = np.arange(n)
     bar_h = 0.8 / k
-    for j, (label, frame) in enumerate(frames.items()):
+    for j, frame in enumerate(frames.values()):
         offset = (j - (k - 1) / 2) * bar_h
         pre = (frame["stage"] == "pre_activation").to_numpy()
         colors = [_LIGHT[j % 4] if p else _COLORS[j % 4] for p in pre]

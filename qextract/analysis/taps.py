@@ -153,8 +153,9 @@ def plan_rows(nodes: list[Node]) -> list[Row]:
 @cache
 def _tap_class() -> type:
     keras = tf().keras
+    base: Any = keras.layers.Layer  # a class known only at run time: TensorFlow is imported lazily
 
-    class LayerTap(keras.layers.Layer):
+    class LayerTap(base):
         """Runs ``target.call`` on new inputs, optionally with its activation set to linear."""
 
         def __init__(self, target: Any, pre_activation: bool, **kwargs: Any):

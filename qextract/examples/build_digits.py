@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     probs = model.predict(x_test, batch_size=256, verbose=0)
     accuracy = float(np.mean(np.argmax(probs, axis=1) == y_test))
-    print(f"test accuracy: {accuracy:.4f} ({int(round(accuracy * len(y_test)))}/{len(y_test)})")
+    print(f"test accuracy: {accuracy:.4f} ({round(accuracy * len(y_test))}/{len(y_test)})")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path, weights_path = companion_paths(out)

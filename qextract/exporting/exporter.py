@@ -124,7 +124,7 @@ def export(
         except OSError as e:
             raise ExportError(f"{Path(out_dir) / 'manifest.json'}: cannot write ({e.strerror})") from None
     out = Path(out_dir)
-    return ExportResult(out, manifest, tuple(out / f.path for f in files) + (out / "manifest.json",))
+    return ExportResult(out, manifest, (*(out / f.path for f in files), out / "manifest.json"))
 
 
 def _selected_layers(source: Any, layers: list[str] | None, records: list[LayerRecord]) -> tuple[str, ...] | None:
@@ -147,7 +147,8 @@ def _check_word_bits(word_bits: Any, formats: list[str]) -> None:
     if not set(formats) & set(WORD_FORMATS):
         raise UsageError(
             f"word_bits={word_bits} changes only the formats that store memory words ({', '.join(WORD_FORMATS)}); "
-            f"the formats asked for ({', '.join(formats)}) would ignore it. Fix: add one of them, or leave word_bits unset."
+            f"the formats asked for ({', '.join(formats)}) would ignore it. "
+            "Fix: add one of them, or leave word_bits unset."
         )
 
 

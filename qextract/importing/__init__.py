@@ -100,7 +100,8 @@ def _source_kind(path: Path) -> str:
     kind = SOURCE_KINDS.get(path.suffix.lower())
     if kind is None:
         raise UsageError(
-            f"{path}: unknown kind of weights source '{path.suffix}'; give a qextract export folder, a .tflite, .npz or .pt file"
+            f"{path}: unknown kind of weights source '{path.suffix}'; "
+            "give a qextract export folder, a .tflite, .npz or .pt file"
         )
     return kind
 

@@ -57,7 +57,8 @@ def to_native(target: Target, incoming: Incoming) -> tuple[np.ndarray, str]:
     if not np.all(np.isfinite(values)):
         bad = int(np.count_nonzero(~np.isfinite(values)))
         raise ExactnessError(
-            f"{where}: {bad} value(s) are NaN or Inf. Fix: repair the source; nothing meaningful can be loaded from them."
+            f"{where}: {bad} value(s) are NaN or Inf. "
+            "Fix: repair the source; nothing meaningful can be loaded from them."
         )
     fs = None
     if target.kind == Kind.DENSE and tensor == "kernel":

@@ -30,7 +30,8 @@ def read_export(root: Path, targets: list[Target], layout: Layout | None) -> Gat
 
     if not (root / "manifest.json").is_file():
         raise NotAnExportError(
-            f"{root}: no manifest.json, so not a folder written by 'qextract export'. Fix: give an export folder, a .tflite, .npz or .pt file."
+            f"{root}: no manifest.json, so not a folder written by 'qextract export'. "
+            "Fix: give an export folder, a .tflite, .npz or .pt file."
         )
     manifest, values = load_export(root)
     exported = manifest.layout

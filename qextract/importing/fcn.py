@@ -54,7 +54,8 @@ def fully_convolutional(model: Any) -> Any:
     trunk_dense = [layer.name for layer in model.layers if type(layer).__name__ in DENSE and layer.name not in head]
     if trunk_dense:
         raise UnsupportedError(
-            f"model '{model.name}': Dense layer(s) {', '.join(map(repr, trunk_dense))} are not in the Flatten -> Dense head; "
+            f"model '{model.name}': Dense layer(s) {', '.join(map(repr, trunk_dense))} "
+            "are not in the Flatten -> Dense head; "
             "fully_convolutional converts only a head fed by Flatten"
         )
     _free_input(config, model)
@@ -86,7 +87,8 @@ def _the_flatten(model: Any) -> Any:
     if len(flattens) != 1:
         found = ", ".join(f"'{f.name}'" for f in flattens) or "none"
         raise UnsupportedError(
-            f"model '{model.name}': fully_convolutional needs exactly one Flatten feeding the Dense head at the top level; found {found}"
+            f"model '{model.name}': fully_convolutional needs exactly one Flatten feeding the Dense head "
+            f"at the top level; found {found}"
         )
     flatten = flattens[0]
     shape = flatten.input_shape
@@ -107,7 +109,8 @@ def _head(model: Any, config: dict[str, Any], flatten: str) -> list[str]:
             break
         if len(after) > 1:
             raise UnsupportedError(
-                f"layer '{current}' feeds {', '.join(map(repr, after))}: fully_convolutional converts a head that is one chain"
+                f"layer '{current}' feeds {', '.join(map(repr, after))}: "
+                "fully_convolutional converts a head that is one chain"
             )
         current = after[0]
         cls = type(model.get_layer(current)).__name__

@@ -47,7 +47,8 @@ def parse_rule(source_padding: Any, default: str) -> tuple[str, dict[str, Any]]:
         )
         if rule not in RULES:
             raise UsageError(
-                f"source_padding={source_padding!r}: choose 'symmetric' (PyTorch, Caffe), 'tf', or {{'layer': (top, bottom, left, right)}}"
+                f"source_padding={source_padding!r}: choose 'symmetric' (PyTorch, Caffe), "
+                f"'tf', or {{'layer': (top, bottom, left, right)}}"
             )
         return rule, {}
     if isinstance(source_padding, Mapping):
@@ -123,7 +124,9 @@ def _own(layer: Any) -> tuple[int, ...] | None:
 
 def _zero_padding(layer: Any, rank: int) -> tuple[int, ...]:
     before = inbound_layer(layer)
-    name = type(before).__name__ if before is not None else ""
+    if before is None:
+        return (0,) * (2 * rank)
+    name = type(before).__name__
     if name == "ZeroPadding2D" and rank == 2:
         return tuple(int(p) for pair in before.padding for p in pair)
     if name == "ZeroPadding1D" and rank == 1:
@@ -185,7 +188,8 @@ def padded_model(model: Any, targets: list[Target], checks: list[PaddingCheck]) 
         t = by_path[c.layer]
         if "/" in t.path:
             raise UnsupportedError(
-                f"{t.where} is inside a nested model; pad_explicitly changes top-level layers only. Fix: pad it yourself"
+                f"{t.where} is inside a nested model; pad_explicitly changes top-level layers only. "
+                "Fix: pad it yourself"
             )
         rank = len(t.layer.kernel_size)
         if any(_zero_padding(t.layer, rank)):

@@ -128,6 +128,7 @@ class LoadReport:
         padded = sum(p.status == "padded explicitly" for p in self.paddings)
         extra = f", {padded} layer(s) padded explicitly" if padded else ""
         return (
-            f"LoadReport({self.source_kind} '{self.source}' -> model '{self.model.name}': {self.count(ASSIGNED)} tensors "
+            f"LoadReport({self.source_kind} '{self.source}' -> model '{self.model.name}': "
+            f"{self.count(ASSIGNED)} tensors "
             f"in {layers} layers assigned, {self.count(KEPT)} kept, {self.count(UNUSED)} unused{extra})"
         )

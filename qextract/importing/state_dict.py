@@ -89,7 +89,8 @@ def read_arrays(
     if _keras_named(arrays, targets):
         if mapping:
             raise UsageError(
-                f"{path}: its keys are Keras names '<layer>/<tensor>', matched by name; mapping applies to PyTorch names only"
+                f"{path}: its keys are Keras names '<layer>/<tensor>', matched by name; "
+                "mapping applies to PyTorch names only"
             )
         return _by_keras_names(path, arrays, targets, layout, order)
     return _by_modules(path, arrays, targets, layout, order, mapping or {})
@@ -176,12 +177,14 @@ def _pairs(
         prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
         if layer not in by_path:
             raise UsageError(
-                f"mapping names layer '{layer}', which is not a layer with weights of the model; those are: {', '.join(by_path)}"
+                f"mapping names layer '{layer}', which is not a layer with weights of the model; "
+                f"those are: {', '.join(by_path)}"
             )
         unknown = [p for p in prefixes if p not in modules]
         if unknown:
             raise UsageError(
-                f"mapping names module(s) {', '.join(map(repr, unknown))} for '{layer}', not in {path}; its modules are: {', '.join(modules)}"
+                f"mapping names module(s) {', '.join(map(repr, unknown))} for '{layer}', not in {path}; "
+                f"its modules are: {', '.join(modules)}"
             )
         explicit[layer] = prefixes
     taken = {p for ps in explicit.values() for p in ps}
@@ -282,7 +285,8 @@ def _rnn(
     """PyTorch's weight_ih / weight_hh / bias_ih + bias_hh -> Keras kernel / recurrent_kernel / bias."""
     if kind not in RNN_KINDS:
         raise UnsupportedError(
-            f"{target.where}: qextract maps PyTorch recurrent modules to SimpleRNN, LSTM and GRU layers only, not {kind}"
+            f"{target.where}: qextract maps PyTorch recurrent modules to "
+            f"SimpleRNN, LSTM and GRU layers only, not {kind}"
         )
     gru = kind is Kind.GRU
     reorder = _gru_gates if gru else (lambda a: a)

@@ -54,7 +54,10 @@ class Target:
 
 
 def targets_of(model: Any) -> list[Target]:
-    """Every leaf layer of ``model`` with weights (or exported derived tensors), in model order, keyed as extraction keys it."""
+    """Every leaf layer of ``model`` with weights (or exported derived tensors), in model order.
+
+    Keyed as extraction keys it.
+    """
     out = []
     for placed in placed_layers(model):
         target = _target(placed)

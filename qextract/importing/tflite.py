@@ -89,7 +89,10 @@ def read_tflite(path: Path, targets: list[Target]) -> Gathered:
         if not candidates:
             same_type = "; ".join(f"{op.label} {op.weight.shape}" for op in ops if op.type == signature[0]) or "none"
             layers = ", ".join(f"{s.target.where} ({s.tensor})" for s in group)
-            found.hint += f"{layers}: no {signature[0]} op with weights {signature[1]}; the file's {signature[0]} ops: {same_type}. "
+            found.hint += (
+                f"{layers}: no {signature[0]} op with weights {signature[1]}; "
+                f"the file's {signature[0]} ops: {same_type}. "
+            )
         for slot, op in _pair(group, candidates):
             used.add(op.index)
             _bind(slot, op, found)
@@ -198,7 +201,8 @@ def _constant(
     d = details[index]
     if index in producer:
         raise LayoutError(
-            f"TFLite tensor '{d['name']}' is computed by a {producer[index]['op_name']} op, not stored; qextract reads stored weights only"
+            f"TFLite tensor '{d['name']}' is computed by a {producer[index]['op_name']} op, not stored; "
+            "qextract reads stored weights only"
         )
     a = interpreter.get_tensor(index)
     q = d["quantization_parameters"]
@@ -264,8 +268,10 @@ def _pair(group: list[_Slot], candidates: list[_Op]) -> list[tuple[_Slot, _Op]]:
         else "the layers lie on parallel branches, so graph order does not say which is which"
     )
     raise LayoutError(
-        f"cannot tell which {kind} op with weights {shape} belongs to which layer: {layers}; candidates: {ops} ({why}). "
-        "Fix: name the Keras layers as in the converted model (TFLite's tensor names then decide), or load from an export or .npz"
+        f"cannot tell which {kind} op with weights {shape} belongs to which layer: {layers}; "
+        f"candidates: {ops} ({why}). "
+        "Fix: name the Keras layers as in the converted model "
+        "(TFLite's tensor names then decide), or load from an export or .npz"
     )
 
 
@@ -295,7 +301,8 @@ def _bind(slot: _Slot, op: _Op, found: Gathered) -> None:
         others = ", ".join(sorted(op.mentions - {t.path}))
         raise LayoutError(
             f"{t.where}: {op.label} mixes the tensors of layers {others} into this layer's (TFLite's converter "
-            "folded them), so it does not hold the layer's own weights. Fix: load from a qextract export or a state dict"
+            "folded them), so it does not hold the layer's own weights. "
+            "Fix: load from a qextract export or a state dict"
         )
     weight = op.weight.reshape(op.weight.shape[:1] + op.weight.shape[2:]) if slot.squeeze else op.weight
     note = "unit axis 1 of the 2-D op dropped" if slot.squeeze else ""

@@ -1,4 +1,7 @@
-"""A layout's name: :class:`Layout`, parsed from the names and aliases of :data:`~qextract.layouts.rules.LAYOUT_RULES`."""
+"""A layout's name: :class:`Layout`.
+
+Parsed from the names and aliases of :data:`~qextract.layouts.rules.LAYOUT_RULES`.
+"""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ class LayoutPlan:
 
     @property
     def flatten_order(self) -> str | None:
-        """A Dense kernel fed by Flatten: the order of the flat input it expects (``"HWC"``, ``"CHW"``...); else None."""
+        """A Dense kernel fed by Flatten: the order of its flat input (``"HWC"``, ``"CHW"``...); else None."""
         return _flatten_order(self.recipe) if self.recipe.flattened else None
 
     def apply(self, array: np.ndarray) -> np.ndarray:
@@ -85,7 +85,8 @@ class LayoutPlan:
         array = np.asarray(array)
         if array.shape != self.native_shape:
             raise LayoutError(
-                f"{self.kind} tensor '{self.tensor}' has shape {array.shape}; this plan lays out native shape {self.native_shape}"
+                f"{self.kind} tensor '{self.tensor}' has shape {array.shape}; "
+                f"this plan lays out native shape {self.native_shape}"
             )
         expanded = [self.sizes[letter] for letter in self.recipe.native_letters]
         return np.ascontiguousarray(array.reshape(expanded).transpose(self.recipe.perm).reshape(self.shape))
@@ -216,7 +217,10 @@ def from_layout(
     flatten_shape: tuple[int, ...] | None = None,
     dense_as_conv: bool = True,
 ) -> np.ndarray:
-    """The exact inverse of :func:`to_layout`: ``array`` in ``layout`` back to ``native_shape`` (:meth:`LayoutPlan.invert`)."""
+    """The exact inverse of :func:`to_layout`: ``array`` in ``layout`` back to ``native_shape``.
+
+    The same as :meth:`LayoutPlan.invert`.
+    """
     plan = LayoutPlan.of(
         kind, tensor_name, layout, native_shape, flatten_shape=flatten_shape, dense_as_conv=dense_as_conv
     )

@@ -74,7 +74,8 @@ LAYOUT_RULES: tuple[LayoutRule, ...] = (
 
 _CONV_BIAS = {"bias": ("bias",)}
 _RNN = {"kernel": ("rnn_kernel",), "recurrent_kernel": ("rnn_recurrent",), "bias": ("rnn_bias", "gru_bias")}
-KINDS: dict[Kind, dict[str, tuple[str, ...]]] = {
+# Keyed by Kind members; typed by str because a kind is a str and lookups come with plain strings.
+KINDS: dict[str, dict[str, tuple[str, ...]]] = {
     Kind.DENSE: {"kernel": ("dense",), **_CONV_BIAS},
     Kind.CONV1D: {"kernel": ("conv1d",), **_CONV_BIAS},
     Kind.CONV2D: {"kernel": ("conv2d",), **_CONV_BIAS},
@@ -91,7 +92,10 @@ KINDS: dict[Kind, dict[str, tuple[str, ...]]] = {
     Kind.ACTIVATION: {},  # no tensors
     Kind.OTHER: {},  # plain Keras floats qextract has no rule for: exported as they are
 }
-"""Layer kind -> tensor -> candidate rules, chosen by the tensor's rank; every kind has an entry ({}: no layout applies)."""
+"""Layer kind -> tensor -> candidate rules, chosen by the tensor's rank.
+
+Every kind has an entry ({}: no layout applies).
+"""
 
 AXIS_MEANINGS: dict[str, str] = {
     "O": "output channels (depthwise kernel in ohwi/oihw: C*M, index c*M+m)",

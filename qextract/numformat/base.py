@@ -142,7 +142,10 @@ class NumberFormat:
                 f"[{CODE_RANGE[0]}, {CODE_RANGE[1]}] qextract holds codes in"
             )
         if self.storage_bits > MAX_STORAGE_BITS:
-            return f"one stored code needs {self.storage_bits} bits, more than the {MAX_STORAGE_BITS} a memory word field holds"
+            return (
+                f"one stored code needs {self.storage_bits} bits, "
+                f"more than the {MAX_STORAGE_BITS} a memory word field holds"
+            )
         return None
 
     def ap_type(self, scale: np.ndarray | float = 1.0) -> str | None:

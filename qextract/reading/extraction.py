@@ -220,7 +220,10 @@ def _not_finite_message(where: str, q: Any) -> str:
     if type(q).__name__ == "quantized_relu" and int(q.bits) >= 32:
         why = " (QKeras's quantized_relu computes 2**bits in int32, which overflows from 32 bits on)"
         fix = "quantized_relu of at most 31 bits"
-    return f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights{why}; the layer computes with them too. Fix: {fix}"
+    return (
+        f"{where}: quantizer {describe(q)} produced NaN or Inf from finite weights{why}; "
+        f"the layer computes with them too. Fix: {fix}"
+    )
 
 
 def _small_float_codes(codes: np.ndarray, fmt: Any) -> np.ndarray | None:
@@ -295,10 +298,11 @@ def _outside_message(where: str, q: Any, fmt: Any, codes: np.ndarray, outside: n
     magnitude = fmt.bits - int(fmt.signed) if isinstance(fmt, FixedPoint) else 0
     if magnitude > 24 and abs(code) == 2**magnitude:
         text += (
-            f". At {fmt.bits} bits QKeras's clip bound, {'+' if code > 0 else '-'}(2**{magnitude} - 1), is not a float32 "
-            f"number and rounds to {'+' if code > 0 else '-'}2**{magnitude} in its float32 arithmetic, so weights at "
-            f"the end of the range quantize to a code the {fmt.bits}-bit format cannot hold. Fix: at most 24 bits "
-            "besides the sign (bits - keep_negative <= 24), or raw weights strictly inside the quantizer's range"
+            f". At {fmt.bits} bits QKeras's clip bound, {'+' if code > 0 else '-'}(2**{magnitude} - 1), "
+            f"is not a float32 number and rounds to {'+' if code > 0 else '-'}2**{magnitude} in its float32 "
+            f"arithmetic, so weights at the end of the range quantize to a code the {fmt.bits}-bit format "
+            "cannot hold. Fix: at most 24 bits besides the sign (bits - keep_negative <= 24), "
+            "or raw weights strictly inside the quantizer's range"
         )
     return text
 
@@ -333,10 +337,11 @@ def _ambiguous_message(
     twin = next(c for c in (code - 1, code + 1) if np.float32(c) * s == grid[i])
     return (
         f"{where}: {int(ambiguous.sum())} value(s) of {describe(q)} do not determine their codes (first at "
-        f"{tuple(int(k) for k in i)}: value {float(grid[i])!r} is float32(code x {float(s)!r}) for codes {min(code, twin)} "
-        f"and {max(code, twin)} alike). With a scale that is not a power of two, float32's 24-bit significand cannot "
-        f"tell codes of magnitude about 2**{max(abs(code), 1).bit_length() - 1} apart, so the layer's integers cannot be "
-        "recovered from its values. Fix: a power-of-two scale (alpha=1 or 'auto_po2'), or fewer bits (|code| below 2**22)"
+        f"{tuple(int(k) for k in i)}: value {float(grid[i])!r} is float32(code x {float(s)!r}) "
+        f"for codes {min(code, twin)} and {max(code, twin)} alike). With a scale that is not a power of two, "
+        f"float32's 24-bit significand cannot tell codes of magnitude about "
+        f"2**{max(abs(code), 1).bit_length() - 1} apart, so the layer's integers cannot be recovered from its values. "
+        "Fix: a power-of-two scale (alpha=1 or 'auto_po2'), or fewer bits (|code| below 2**22)"
     )
 
 
@@ -409,8 +414,10 @@ def _shape(layer: Any, key: str) -> Any:
         if getattr(layer, "_inbound_nodes", None):  # several nodes of different shapes: no one shape
             return None
     built = getattr(layer, "_build_input_shape", None)
+    if built is None:  # never built with a shape
+        return None
     try:
-        shape = tuple(built.as_list() if hasattr(built, "as_list") else built)  # type: ignore[union-attr]
+        shape = tuple(built.as_list() if hasattr(built, "as_list") else built)
         if key == "output_shape":
             out = layer.compute_output_shape(shape)
             shape = tuple(out.as_list() if hasattr(out, "as_list") else out)

@@ -103,7 +103,8 @@ def _walk(
     elif _is_time_distributed(layer):
         _walk(layer.layer, key + "/", _per_step(layer, shapes), out, seen, (*outer, layer), again)
     else:
-        out.append(Placed(key, layer, *(shapes or (None, None)), outer=outer))
+        input_shape, output_shape = shapes or (None, None)
+        out.append(Placed(key, layer, input_shape, output_shape, outer=outer))
 
 
 def _per_step(wrapper: Any, shapes: tuple[Shape, Shape] | None) -> tuple[Shape, Shape] | None:

@@ -196,4 +196,5 @@ def _same_scale(a: TensorEntry, b: TensorEntry) -> bool:
     sa, sb = np.asarray(a.scale.array, np.float64).reshape(-1), np.asarray(b.scale.array, np.float64).reshape(-1)
     if sa.size != sb.size and 1 not in (sa.size, sb.size):
         return False
-    return bool(np.array_equal(*np.broadcast_arrays(sa, sb)))
+    wide_a, wide_b = np.broadcast_arrays(sa, sb)
+    return bool(np.array_equal(wide_a, wide_b))

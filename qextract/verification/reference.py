@@ -32,6 +32,7 @@ def _patches(
     ``(before, after)`` pairs per spatial axis.
     """
     spatial = x.shape[1:-1]
+    pads: Sequence[tuple[int, ...]]
     if isinstance(padding, str):
         pads = conv_pads(padding, tuple(spatial), tuple(kernel), tuple(strides), tuple(dilation))
     else:

@@ -116,7 +116,10 @@ def _mix(x: np.ndarray, xq: np.ndarray, qnoise_factor: float) -> np.ndarray:
 def quantized_tanh(
     bits: int, symmetric: bool = False, use_real_tanh: bool = False, sigmoid: str = "hard"
 ) -> Activation:
-    """``clip(round(p * m) / m, -1 + symmetric/m, 1 - 1/m)`` with ``p = tanh(x)`` or ``2 sigmoid(x) - 1``, ``m = 2**(bits-1)``."""
+    """``clip(round(p * m) / m, -1 + symmetric/m, 1 - 1/m)``.
+
+    With ``p = tanh(x)`` or ``2 sigmoid(x) - 1`` and ``m = 2**(bits-1)``.
+    """
     m = 2.0 ** (bits - 1)
     sig = sigmoid_of(sigmoid)
 

@@ -90,7 +90,10 @@ def _item_text(x: np.generic) -> str:
 
 
 def storage_words(t: ExportedTensor) -> np.ndarray:
-    """The flat (C-order) uint64 storage word of every element of ``t``; ExportError for a code its format cannot store."""
+    """The flat (C-order) uint64 storage word of every element of ``t``.
+
+    ExportError for a code its format cannot store.
+    """
     try:
         return t.format.to_storage(t.codes if t.quantized else t.values, t.signs)  # type: ignore[arg-type]
     except ValueError as e:
