@@ -116,7 +116,9 @@ def test_force_replaces_only_a_qextract_export(capsys, tmp_path):
     (mine / "data.bin").write_bytes(b"keep")
     code, _, err = run(capsys, "export", H5, "--out", mine, "--force")
     assert (
-        code == 8 and "is not a qextract export" in one_line(err) and "force=True only replaces a previous export" in err
+        code == 8
+        and "is not a qextract export" in one_line(err)
+        and "force=True only replaces a previous export" in err
     )
     (mine / "manifest.json").write_text(json.dumps({"files": [], "model": "someone else's"}))
     code, _, err = run(capsys, "export", H5, "--out", mine, "--force")
