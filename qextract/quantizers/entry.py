@@ -15,6 +15,7 @@ method                 answers
 ``float_twin(q)``      the float activation it approximates
 ``rounding(q)``        how it rounds ties (:class:`~.rounding.Rounding`)
 ``requantize(q, ...)`` its output codes from integer accumulator codes
+``qonnx(q)``           the QONNX node it becomes as an activation quantizer
 =====================  =======================================================
 
 Entries never decide what the layer computes: :func:`~.execution.apply` runs
@@ -49,6 +50,27 @@ class Encoding:
     scale: np.ndarray
     scale_axis: int | None = None
     signs: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class QonnxQuant:
+    """An activation quantizer as one QONNX node, computing exactly what QKeras computes.
+
+    ``op`` is ``"Quant"`` (IntQuant: ``clip(round(x / scale)) * scale`` with
+    ``rounding``, zero point 0, ``bits`` wide, ``signed``, ``narrow`` dropping
+    the most negative code) or ``"BipolarQuant"`` (``scale`` times +1 where
+    ``x >= 0``, else -1). ``alpha``, where not None, is a float multiplication
+    after the node: QKeras rounds ``x`` on the unscaled grid and multiplies the
+    result by alpha, which one Quant node (rounding ``x / (alpha * step)``) does not.
+    """
+
+    op: str
+    scale: float
+    bits: int = 1
+    signed: bool = True
+    narrow: bool = False
+    rounding: Rounding = Rounding.HALF_EVEN
+    alpha: float | None = None
 
 
 class QuantizerEntry:
@@ -115,6 +137,18 @@ class QuantizerEntry:
         raise NotImplementedError(
             f"integer requantization of {self.name} is not implemented: it applies a function QKeras computes "
             "in float before rounding"
+        )
+
+    def qonnx(self, q: Any) -> QonnxQuant:
+        """The QONNX node ``q`` becomes where it quantizes activations; an UnsupportedError where none is exact.
+
+        Weights need no such answer: their exact values are stored and their
+        number format says which node re-quantizes them.
+        """
+        raise UnsupportedError(
+            f"{describe(q)} has no exact QONNX form as an activation: QONNX's Quant and BipolarQuant round x / scale "
+            f"on a uniform grid, and {self.name} computes another function of x first. Fix: quantized_relu or "
+            "quantized_bits with alpha None or a number, or binary"
         )
 
 

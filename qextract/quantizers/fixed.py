@@ -19,15 +19,18 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..numformat import Binary, FixedPoint, NumberFormat
 from .activations import ActivationSpec, float_function
 from .entry import (
     Bounds,
     Encoding,
+    QonnxQuant,
     QuantizerEntry,
     check_qnoise,
     config_int,
     data_scale_refused,
+    describe,
     plain_number,
     qkeras_variables,
 )
@@ -101,6 +104,25 @@ class QuantizedBits(QuantizerEntry):
             return Rounding.HALF_POSITIVE  # sign with 0 -> +1
         return Rounding.HALF_EVEN  # tf.round
 
+    def qonnx(self, q: Any) -> QonnxQuant:
+        """``Quant`` on the grid ``2**(integer - (bits - keep_negative))``, half to even, then ``* alpha``.
+
+        QKeras rounds ``x / step`` and multiplies the grid value by alpha; the
+        one-bit signed form is ``BipolarQuant`` with scale alpha (0 goes to +1).
+        """
+        check_qnoise(q)
+        if isinstance(q.alpha, str):
+            raise data_scale_refused(q)
+        alpha = None if q.alpha is None else np.asarray(q.alpha, np.float32)
+        if alpha is not None and alpha.size != 1:
+            raise UnsupportedError(f"{describe(q)} has an array alpha {alpha.shape}: one Quant node takes one alpha")
+        a = None if alpha is None or float(alpha) == 1.0 else float(alpha)
+        fmt = self.number_format(q)
+        if isinstance(fmt, Binary):
+            return QonnxQuant("BipolarQuant", 1.0 if a is None else a, rounding=self.rounding(q))
+        fixed = cast(FixedPoint, fmt)
+        return QonnxQuant("Quant", fixed.step, fixed.bits, fixed.is_signed, fixed.symmetric, self.rounding(q), alpha=a)
+
     def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
         check_qnoise(q)
         if isinstance(q.alpha, str):
@@ -135,3 +157,6 @@ class QuantizedHswish(QuantizedBits):
 
     def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
         return QuantizerEntry.requantize(self, q, acc, scale)
+
+    def qonnx(self, q: Any) -> QonnxQuant:
+        return QuantizerEntry.qonnx(self, q)
