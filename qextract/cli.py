@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="npz,header,mem",
         type=_format_list,
         metavar="LIST",
-        help=f"comma-separated, from: {','.join(FORMATS)} (default npz,header,mem)",
+        help=f"comma-separated, from: {','.join(FORMATS)}; or qonnx alone: the whole network as one QONNX file "
+        "(default npz,header,mem)",
     )
     p.add_argument(
         "--word-bits",
@@ -260,6 +261,8 @@ def _format_list(text: str) -> list[str]:
     """``--format``'s comma-separated names, validated where every format name is (argparse's error, exit 2)."""
     from .writers import check_names
 
+    if text.strip().lower() == "qonnx":
+        return ["qonnx"]
     return check_names([n.strip() for n in text.split(",") if n.strip()], argparse.ArgumentTypeError, typed=True)
 
 
@@ -308,6 +311,10 @@ def _inspect(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .exporting.exporter import WORD_FORMATS, check_output, export
 
+    if args.format == ["qonnx"]:
+        from .exporting.qonnx import export_command
+
+        return export_command(args)
     if args.word_bits is not None and not set(args.format) & set(WORD_FORMATS):
         raise UsageError(
             f"--word-bits {args.word_bits} changes only the formats that store memory words ({', '.join(WORD_FORMATS)}); "
