@@ -157,9 +157,10 @@ def _build(model: Any, batch: int) -> tuple[Graph, list[Value], list[Value], lis
     from ..reading.extraction import extract
 
     require_keras_model(model)
-    records = {r.name: r for r in extract(model)}
     if len(model.inputs) != 1:
         raise UnsupportedError(f"model '{model.name}' has {len(model.inputs)} inputs; QONNX export takes one")
+    plan = _plan(model)  # every layer checked before the slower extraction
+    records = {r.name: r for r in extract(model)}
     g = Graph(batch)
     values: dict[tuple[str, int, int], Value] = {}
     inputs = []
@@ -170,6 +171,25 @@ def _build(model: Any, batch: int) -> tuple[Graph, list[Value], list[Value], lis
         values[(history.layer.name, history.node_index, history.tensor_index)] = v
         inputs.append(v)
     layers: list[LayerOutput] = []
+    for layer, index, node, emitter, out_shape in plan:
+        ins = [values[(lay.name, ni, ti)] for lay, ni, ti, _ in node.iterate_inbound()]
+        out = emitter(Site(g, layer, records.get(layer.name), ins, out_shape))
+        values[(layer.name, index, 0)] = out
+        quantized = out.name in g.quantized
+        layers.append(LayerOutput(layer.name, type(layer).__name__, out.name, str(out.placement), out.shape, quantized))
+    outputs = []
+    for kt in model.outputs:
+        history = kt._keras_history
+        v = g.keras(values[(history.layer.name, history.node_index, history.tensor_index)])
+        if v.name in {i.name for i in inputs}:
+            raise UnsupportedError(f"model '{model.name}': an output is its input; there is no graph to export")
+        outputs.append(v)
+    return g, inputs, outputs, layers
+
+
+def _plan(model: Any) -> list[tuple[Any, int, Any, Any, tuple[int, ...]]]:
+    """Each layer with its one call site in ``model``, emitter and output shape; refusals by layer name."""
+    plan = []
     for layer in model.layers:
         nodes = _nodes(model, layer)
         if type(layer).__name__ == "InputLayer" or not nodes:
@@ -184,20 +204,8 @@ def _build(model: Any, batch: int) -> tuple[Graph, list[Value], list[Value], lis
             raise UnsupportedError(
                 f"{where} has no QONNX form in qextract; QONNX export refuses it. Supported: {_supported()}"
             )
-        ins = [values[(lay.name, ni, ti)] for lay, ni, ti, _ in node.iterate_inbound()]
-        site = Site(g, layer, records.get(layer.name), ins, _static(outs[0].shape, where))
-        out = emitter(site)
-        values[(layer.name, index, 0)] = out
-        quantized = any(n.op in ("Quant", "BipolarQuant") and out.name in n.outputs for n in g.nodes[-2:])
-        layers.append(LayerOutput(layer.name, type(layer).__name__, out.name, str(out.placement), out.shape, quantized))
-    outputs = []
-    for kt in model.outputs:
-        history = kt._keras_history
-        v = g.keras(values[(history.layer.name, history.node_index, history.tensor_index)])
-        if v.name in {i.name for i in inputs}:
-            raise UnsupportedError(f"model '{model.name}': an output is its input; there is no graph to export")
-        outputs.append(v)
-    return g, inputs, outputs, layers
+        plan.append((layer, index, node, emitter, _static(outs[0].shape, where)))
+    return plan
 
 
 def _nodes(model: Any, layer: Any) -> list[tuple[int, Any]]:
@@ -356,6 +364,7 @@ def run_qonnx(
 
 def export_command(args: Any) -> int:
     """``qextract export MODEL --format qonnx --out DIR``: DIR/model.onnx (or --out FILE.onnx); prints one line."""
+    require("onnx")  # before anything else: the extra is missing
     options = {"--layers": args.layers, "--word-bits": args.word_bits, "--dense-as-conv": args.dense_as_conv}
     refused = [flag for flag, given in {**options, "--verify": args.verify}.items() if given]
     if refused:

@@ -86,6 +86,7 @@ class Graph:
         self.batch = batch
         self.nodes: list[Node] = []
         self.initializers: dict[str, np.ndarray] = {}
+        self.quantized: set[str] = set()  # tensors that are an activation quantizer's output
         self._names: set[str] = set()
 
     def fresh(self, hint: str) -> str:
@@ -100,7 +101,7 @@ class Graph:
     def const(self, hint: str, array: Any, dtype: Any = np.float32) -> str:
         """A new initializer holding ``array`` (float32 unless ``dtype`` says otherwise)."""
         name = self.fresh(hint)
-        self.initializers[name] = np.ascontiguousarray(np.asarray(array, dtype))
+        self.initializers[name] = np.array(array, dtype, order="C")  # keeps 0-d scalars 0-d
         return name
 
     def add(self, op: str, inputs: list[str], hint: str, *, domain: str = "", **attrs: Any) -> str:

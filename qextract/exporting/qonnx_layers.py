@@ -147,6 +147,7 @@ def activate(site: Site, v: Value, obj: Any, hint: str) -> Value:
             name = g.quant(v.name, hint, form.scale, form.bits, form.signed, form.narrow, rounding)
         if form.alpha is not None:
             name = g.add("Mul", [name, g.const(f"{hint}/alpha", form.alpha)], f"{hint}/alpha")
+        g.quantized.add(name)
         return replace(v, name=name)
     fname = getattr(obj, "__name__", None)
     if fname == "linear":

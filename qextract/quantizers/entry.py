@@ -218,6 +218,33 @@ def check_qnoise(q: Any) -> None:
         )
 
 
+def activation_alpha(q: Any) -> float | None:
+    """The alpha an activation quantizer multiplies its grid value by: None for alpha None, else a power of two.
+
+    QKeras returns ``x + (alpha * q - x)`` (its straight-through form), which
+    float32 rounds unless ``alpha * q`` has few significant bits: with
+    ``ternary(alpha=0.6)`` an input of -12 comes out as -0.6000004, no multiple
+    of alpha. A power of two keeps the sum exact (for ``|x|`` below
+    ``2**24 * alpha``), so only those are written as QONNX nodes.
+    """
+    if isinstance(q.alpha, str):
+        raise data_scale_refused(q)
+    if q.alpha is None:
+        return None
+    alpha = np.asarray(q.alpha, np.float64)
+    if alpha.size != 1:
+        raise UnsupportedError(f"{describe(q)} has an array alpha {alpha.shape}: one QONNX node takes one alpha")
+    a = float(alpha.reshape(()))
+    mantissa, _ = np.frexp(a)
+    if not (a > 0 and mantissa == 0.5):
+        raise UnsupportedError(
+            f"{describe(q)} has no exact QONNX form: QKeras returns x + (alpha * q - x), which float32 rounds off "
+            f"the grid for alpha={a:g} (not a power of two), so its outputs are no multiples of alpha. "
+            "Fix: a power-of-two alpha"
+        )
+    return a
+
+
 def data_scale_refused(q: Any) -> UnsupportedError:
     """The error for requantizing a quantizer whose scale comes from the data (``alpha="auto"``)."""
     return UnsupportedError(

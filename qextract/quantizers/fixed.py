@@ -19,7 +19,6 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..errors import UnsupportedError
 from ..numformat import Binary, FixedPoint, NumberFormat
 from .activations import ActivationSpec, float_function
 from .entry import (
@@ -27,10 +26,10 @@ from .entry import (
     Encoding,
     QonnxQuant,
     QuantizerEntry,
+    activation_alpha,
     check_qnoise,
     config_int,
     data_scale_refused,
-    describe,
     plain_number,
     qkeras_variables,
 )
@@ -111,12 +110,8 @@ class QuantizedBits(QuantizerEntry):
         one-bit signed form is ``BipolarQuant`` with scale alpha (0 goes to +1).
         """
         check_qnoise(q)
-        if isinstance(q.alpha, str):
-            raise data_scale_refused(q)
-        alpha = None if q.alpha is None else np.asarray(q.alpha, np.float32)
-        if alpha is not None and alpha.size != 1:
-            raise UnsupportedError(f"{describe(q)} has an array alpha {alpha.shape}: one Quant node takes one alpha")
-        a = None if alpha is None or float(alpha) == 1.0 else float(alpha)
+        alpha = activation_alpha(q)
+        a = None if alpha == 1.0 else alpha
         fmt = self.number_format(q)
         if isinstance(fmt, Binary):
             return QonnxQuant("BipolarQuant", 1.0 if a is None else a, rounding=self.rounding(q))

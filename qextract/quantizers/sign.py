@@ -18,7 +18,15 @@ from ..errors import UnsupportedError
 from ..numformat import Binary, Ternary
 from ..tensor import along
 from .activations import ActivationSpec
-from .entry import Encoding, QonnxQuant, QuantizerEntry, check_qnoise, data_scale_refused, describe
+from .entry import (
+    Encoding,
+    QonnxQuant,
+    QuantizerEntry,
+    activation_alpha,
+    check_qnoise,
+    data_scale_refused,
+    describe,
+)
 from .grid import grid_encoding, output_scale
 from .registry import register
 from .rounding import Rounding, scale_exponents
@@ -32,13 +40,9 @@ def alpha_scale(q: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, int | None]
 
 
 def _activation_alpha(q: Any) -> float:
-    """The output scale of a sign quantizer on activations: 1 for alpha None, else alpha (refused from the data)."""
-    if isinstance(q.alpha, str):
-        raise data_scale_refused(q)
-    alpha = np.asarray(1.0 if q.alpha is None else q.alpha, np.float32)
-    if alpha.size != 1:
-        raise UnsupportedError(f"{describe(q)} has an array alpha {alpha.shape}: one QONNX node takes one scale")
-    return float(alpha)
+    """The output scale of a sign quantizer on activations: 1 for alpha None, else alpha (a power of two)."""
+    alpha = activation_alpha(q)
+    return 1.0 if alpha is None else alpha
 
 
 def _sign_twin(q: Any) -> ActivationSpec:
