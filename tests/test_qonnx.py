@@ -182,6 +182,41 @@ def test_checker_cleanup_and_shape_inference(exported):
     assert np.array_equal(old, new)
 
 
+def test_hls4ml_preparation_keeps_it_equal(exported):
+    """The qonnx transforms hls4ml's ONNX front end asks for first (its docs): clean, channels last, Gemm to MatMul."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    _, x, result = exported
+    x = x[:200]
+    prepared = cleanup_model(ModelWrapper(str(result.path)), override_inpsize=len(x))
+    prepared = cleanup_model(prepared.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul()))
+    assert "Gemm" not in {n.op_type for n in prepared.graph.node}
+    want = run_qonnx(result.path, x)[result.output_names[0]]
+    got = run_qonnx(prepared, {prepared.graph.input[0].name: x})[prepared.graph.output[0].name]
+    assert np.array_equal(got, want)
+
+
+def test_hls4ml_front_end_parses_it(tmp_path):
+    """Where hls4ml is installed: its ONNX front end reads the prepared file (optional)."""
+    hls4ml = pytest.importorskip("hls4ml")
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    result = qextract.to_qonnx(H5, tmp_path / "digits.onnx")
+    model = cleanup_model(ModelWrapper(str(result.path)))
+    model = cleanup_model(model.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul()))
+    config = hls4ml.utils.config.config_from_onnx_model(model, granularity="name", backend="Vitis")
+    hls_model = hls4ml.converters.convert_from_onnx_model(
+        model, output_dir=str(tmp_path / "hls"), backend="Vitis", hls_config=config
+    )
+    assert len(hls_model.get_layers()) > 5
+
+
 def test_renamed_input_is_caught_not_run_on_zeros(tmp_path):
     """qonnx's cleanup renames the graph input; qonnx's executor would run on zeros for the old name."""
     from qonnx.core.modelwrapper import ModelWrapper
@@ -271,6 +306,21 @@ def test_metadata(tmp_path):
     assert props["qextract.input_layout"].startswith("NHWC")
     assert "2**e_lo" in props["qextract.po2"] and "rsqrt" in props["qextract.batchnorm"]
     assert [o.layer for o in layer_outputs(result.path)][:2] == ["conv1", "act1"]
+
+
+def test_float_weights_are_written_exactly_and_said(tmp_path):
+    import onnx
+
+    inp = keras.Input((6,))
+    x = Q.QDense(4, kernel_quantizer="quantized_bits(4,0,1)", bias_quantizer="quantized_bits(4,0,1)", name="q")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3, name="plain")(x))
+    with pytest.warns(qextract.QExtractWarning, match="unquantized floats.*plain/kernel"):
+        result = qextract.to_qonnx(model, tmp_path)
+    props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert props["qextract.float_tensors"] == '["plain/kernel", "plain/bias"]'
+    x = grid_inputs((6,), 3)
+    got = run_qonnx(result.path, x)[result.output_names[0]]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)  # a float sum's order may differ
 
 
 def test_existing_file_is_replaced_only_with_force_and_only_if_qextract_wrote_it(tmp_path):

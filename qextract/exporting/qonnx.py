@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, ExportError, UnsupportedError, UsageError
+from ..errors import DataError, ExportError, QExtractWarning, UnsupportedError, UsageError
 from .qonnx_graph import QONNX_DOMAIN, Graph, Placement, Value
 from .qonnx_layers import Site, emitter_for
 
@@ -108,6 +109,14 @@ def to_qonnx(
         raise UsageError(f"batch_size must be a positive integer, not {batch_size!r}")
     target = _target(path, force)
     graph, inputs, outputs, layers = _build(model, batch_size)
+    if graph.float_tensors:
+        warnings.warn(
+            f"model '{model.name}': {len(graph.float_tensors)} weight tensor(s) are unquantized floats, written as "
+            f"plain initializers without a Quant node ({', '.join(graph.float_tensors[:4])}"
+            f"{', ...' if len(graph.float_tensors) > 4 else ''}); FINN and hls4ml need every weight quantized",
+            QExtractWarning,
+            stacklevel=2,
+        )
     proto = _proto(graph, inputs, outputs, layers, source or model.name)
     try:
         onnx.checker.check_model(proto)
@@ -260,6 +269,7 @@ def _proto(g: Graph, inputs: list[Value], outputs: list[Value], layers: list[Lay
         if image
         else "NC: the Keras model's input shape",
         "qextract.layers": json.dumps([_layer_json(x) for x in layers]),
+        "qextract.float_tensors": json.dumps(g.float_tensors),
         **{f"qextract.{k}": v for k, v in REPRESENTATION.items()},
     }
     helper.set_model_props(proto, meta)

@@ -87,6 +87,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.initializers: dict[str, np.ndarray] = {}
         self.quantized: set[str] = set()  # tensors that are an activation quantizer's output
+        self.float_tensors: list[str] = []  # unquantized weights, written as plain float initializers
         self._names: set[str] = set()
 
     def fresh(self, hint: str) -> str:

@@ -64,6 +64,7 @@ def _weight(g: Graph, t: QuantizedTensor, arrange: Callable[[np.ndarray], np.nda
     values = np.asarray(arrange(t.values), np.float32)
     init = g.const(hint, values)
     if not t.quantized:
+        g.float_tensors.append(hint)
         return init
     what = f"{where}, tensor '{t.name}' ({t.quantizer_str}, {t.format})"
     scale = _channel_scale(np.asarray(arrange(np.broadcast_to(t.broadcast_scale(), t.values.shape))), what)
