@@ -117,6 +117,19 @@ def branches() -> Any:
     return randomize(keras.Model(inp, out, name="branches"), seed=3)
 
 
+def flat_tail() -> Any:
+    """Quantizers and a batch norm on flattened channels-first data, and a flat output (Keras's H,W,C order)."""
+    inp = keras.Input((4, 5, 3), name="image")
+    x = Q.QConv2D(4, 2, kernel_quantizer="quantized_bits(4,0,1)", bias_quantizer="quantized_bits(8,3)", name="c")(inp)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dropout(0.5, name="drop")(x)
+    x = Q.QBatchNormalization(gamma_quantizer="quantized_bits(6,2,1)", beta_quantizer="quantized_bits(8,3)",
+                              mean_quantizer="quantized_bits(8,3)", variance_quantizer="quantized_relu(8,3)",
+                              name="bn")(x)  # fmt: skip
+    x = Q.QActivation("quantized_bits(6,2,1)", name="out")(x)
+    return randomize(keras.Model(inp, x, name="flat_tail"), seed=4)
+
+
 def digits() -> tuple[Any, np.ndarray]:
     from sklearn.datasets import load_digits
 
@@ -129,6 +142,7 @@ NETWORKS = {
     "jet_mlp": lambda: (jet_mlp(), grid_inputs((16,), 11, 1 / 32, 4.0)),
     "small_cnn": lambda: (small_cnn(), grid_inputs((8, 8, 3), 12)),
     "branches": lambda: (branches(), grid_inputs((8, 8, 2), 13)),
+    "flat_tail": lambda: (flat_tail(), grid_inputs((4, 5, 3), 14)),
 }
 
 

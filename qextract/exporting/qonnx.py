@@ -53,7 +53,11 @@ REPRESENTATION = {
 
 @dataclass(frozen=True)
 class LayerOutput:
-    """Where a Keras layer's output lies in the graph: tensor name, placement, Keras shape, its last quantizer."""
+    """Where a Keras layer's output lies in the graph: tensor name, placement and Keras shape.
+
+    ``quantized``: the tensor is an activation quantizer's output. ``flat_from``:
+    for a flattened channels-first tensor, the Keras shape it was flattened from.
+    """
 
     layer: str
     class_name: str
@@ -61,6 +65,7 @@ class LayerOutput:
     placement: str
     shape: tuple[int, ...]
     quantized: bool
+    flat_from: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,8 @@ def _build(model: Any, batch: int) -> tuple[Graph, list[Value], list[Value], lis
         out = emitter(Site(g, layer, records.get(layer.name), ins, out_shape))
         values[(layer.name, index, 0)] = out
         quantized = out.name in g.quantized
-        layers.append(LayerOutput(layer.name, type(layer).__name__, out.name, str(out.placement), out.shape, quantized))
+        where = (layer.name, type(layer).__name__, out.name, str(out.placement), out.shape)
+        layers.append(LayerOutput(*where, quantized, out.flat_from))
     outputs = []
     for kt in model.outputs:
         history = kt._keras_history
@@ -284,6 +290,7 @@ def _layer_json(x: LayerOutput) -> dict[str, Any]:
         "placement": x.placement,
         "shape": list(x.shape),
         "quantized": x.quantized,
+        "flat_from": list(x.flat_from),
     }
 
 
@@ -292,8 +299,9 @@ def layer_outputs(model: Any) -> list[LayerOutput]:
     props = {p.key: p.value for p in _proto_of(model).metadata_props}
     if "qextract.layers" not in props:
         raise DataError("the ONNX file carries no qextract.layers metadata: it was not written by qextract.to_qonnx")
+    fields = ("layer", "class", "tensor", "placement", "shape", "quantized", "flat_from")
     return [
-        LayerOutput(d["layer"], d["class"], d["tensor"], d["placement"], tuple(d["shape"]), d["quantized"])
+        LayerOutput(*(tuple(d[f]) if isinstance(d[f], list) else d[f] for f in fields))
         for d in json.loads(props["qextract.layers"])
     ]
 
@@ -303,7 +311,8 @@ def to_keras_order(array: np.ndarray, out: LayerOutput) -> np.ndarray:
     if out.placement == Placement.CHANNELS_FIRST.value:
         return np.moveaxis(array, 1, -1)
     if out.placement == Placement.FLAT_CHANNELS_FIRST.value:
-        raise DataError(f"layer '{out.layer}': a flattened channels-first tensor; compare the next layer instead")
+        unflat = array.reshape(len(array), out.flat_from[-1], *out.flat_from[:-1])
+        return np.moveaxis(unflat, 1, -1).reshape(array.shape)
     return array
 
 
