@@ -299,9 +299,16 @@ def layer_outputs(model: Any) -> list[LayerOutput]:
     props = {p.key: p.value for p in _proto_of(model).metadata_props}
     if "qextract.layers" not in props:
         raise DataError("the ONNX file carries no qextract.layers metadata: it was not written by qextract.to_qonnx")
-    fields = ("layer", "class", "tensor", "placement", "shape", "quantized", "flat_from")
     return [
-        LayerOutput(*(tuple(d[f]) if isinstance(d[f], list) else d[f] for f in fields))
+        LayerOutput(
+            layer=d["layer"],
+            class_name=d["class"],
+            tensor=d["tensor"],
+            placement=d["placement"],
+            shape=tuple(d["shape"]),
+            quantized=bool(d["quantized"]),
+            flat_from=tuple(d["flat_from"]),
+        )
         for d in json.loads(props["qextract.layers"])
     ]
 
