@@ -266,14 +266,12 @@ def _proto(g: Graph, inputs: list[Value], outputs: list[Value], layers: list[Lay
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(QONNX_DOMAIN, 1)],
     )
     proto.ir_version = min(proto.ir_version, 8)  # onnxruntime and older onnx read IR 8 with opset 13
-    image = len(inputs[0].shape) > 1
+    axes = {1: "NC", 2: "NLC", 3: "NHWC", 4: "NDHWC"}.get(len(inputs[0].shape), "channels last")
+    moved = "; the graph moves channels first (a Transpose) where a convolution or pooling needs it"
     meta = {
         "qextract.version": __version__,
         "qextract.source_model": source,
-        "qextract.input_layout": "NHWC: the Keras model's input shape and order; the graph transposes to NCHW where "
-        "a convolution or pooling needs it"
-        if image
-        else "NC: the Keras model's input shape",
+        "qextract.input_layout": f"{axes}: the Keras model's input shape and order{moved if axes != 'NC' else ''}",
         "qextract.layers": json.dumps([_layer_json(x) for x in layers]),
         "qextract.float_tensors": json.dumps(g.float_tensors),
         **{f"qextract.{k}": v for k, v in REPRESENTATION.items()},
