@@ -354,6 +354,27 @@ def test_existing_file_is_replaced_only_with_force_and_only_if_qextract_wrote_it
 # ---------------------------------------------------------------------------------------------- single layers
 
 
+def test_layers_without_weights(tmp_path):
+    """Padding, pooling ("same" windows that leave the padding out), merges across placements, reshapes, ReLU caps."""
+    L = keras.layers
+    inp = keras.Input((6, 6, 2))
+    x = L.ZeroPadding2D(((1, 0), (0, 2)))(inp)
+    c = Q.QConv2D(3, 3, kernel_quantizer="quantized_bits(4,0,1)", activation="quantized_relu(4,2)")(x)
+    a = L.AveragePooling2D(3, strides=2, padding="same")(c)  # windows of 9, 6 and 4 at the borders
+    m = L.MaxPooling2D(2, padding="same")(c)
+    merged = L.Concatenate()([L.Subtract()([a, m]), L.Maximum()([a, m]), L.Multiply()([a, m])])
+    g = L.GlobalMaxPooling2D(keepdims=True)(merged)
+    r = L.Reshape((9,))(g)
+    k = L.ReLU(max_value=0.5)(L.Flatten()(c))
+    both = L.Concatenate()([r, k])  # a flat channels-first tensor beside a Keras-order one
+    out = L.Softmax()(L.Dense(5, activation="tanh")(both))
+    model = randomize(keras.Model(inp, out), seed=9)
+    x = grid_inputs((6, 6, 2), 31)[:200]
+    result = qextract.to_qonnx(model, tmp_path)
+    got = run_qonnx(result.path, x)[result.output_names[0]]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 ZOO_RECURRENT = {"simple_rnn", "lstm", "gru", "bidirectional"}
 
 
