@@ -400,8 +400,11 @@ def export_command(args: Any) -> int:
 
     target = _target(args.out, args.force)  # before the slow model load
     check_outputs({"--out": target}, {"model": args.model, "weights file": args.weights})
+    from .._keras import start_quietly
     from ..reading.loading import load_model
 
+    if not args.debug:
+        start_quietly()
     model = load_model(args.model, weights=args.weights, trusted=args.trust_model)
     result = to_qonnx(model, target, force=args.force, source=os.path.basename(args.model))
     print(
