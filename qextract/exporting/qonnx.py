@@ -21,21 +21,28 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..errors import DataError, ExportError, QExtractWarning, UnsupportedError, UsageError
-from .qonnx_graph import QONNX_DOMAIN, Graph, Placement, Value
+from ..errors import ExportError, QExtractWarning, UnsupportedError, UsageError
+from .qonnx_graph import QONNX_DOMAIN, Graph, Value
 from .qonnx_layers import Site, emitter_for
+from .qonnx_run import LayerOutput, layer_outputs, require, run_qonnx, to_keras_order
+
+__all__ = [
+    "LayerOutput",
+    "QonnxExport",
+    "export_command",
+    "layer_outputs",
+    "require",
+    "run_qonnx",
+    "to_keras_order",
+    "to_qonnx",
+]
 
 OPSET = 13
 """The ONNX opset of the standard nodes (Softmax over one axis; FINN and hls4ml read it)."""
-
-EXTRA = "pip install 'qextract[qonnx]'"
 
 REPRESENTATION = {
     "weights": "initializers in ONNX layout (Conv OIHW, depthwise (C*M,1,H,W), Dense/Gemm (O,I)) holding the values "
@@ -52,23 +59,6 @@ REPRESENTATION = {
 
 
 @dataclass(frozen=True)
-class LayerOutput:
-    """Where a Keras layer's output lies in the graph: tensor name, placement and Keras shape.
-
-    ``quantized``: the tensor is an activation quantizer's output. ``flat_from``:
-    for a flattened channels-first tensor, the Keras shape it was flattened from.
-    """
-
-    layer: str
-    class_name: str
-    tensor: str
-    placement: str
-    shape: tuple[int, ...]
-    quantized: bool
-    flat_from: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
 class QonnxExport:
     """What :func:`to_qonnx` wrote: the file, its input and output names, and every layer's output tensor."""
 
@@ -77,18 +67,6 @@ class QonnxExport:
     output_names: tuple[str, ...]
     layers: tuple[LayerOutput, ...]
     nodes: int
-
-
-def require(module: str = "onnx") -> Any:
-    """Import ``module`` (onnx or qonnx), or say which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise UnsupportedError(
-            f"QONNX export needs the '{module}' package, which is not installed ({e}). Fix: {EXTRA}"
-        ) from None
 
 
 def to_qonnx(
@@ -272,115 +250,12 @@ def _proto(g: Graph, inputs: list[Value], outputs: list[Value], layers: list[Lay
         "qextract.version": __version__,
         "qextract.source_model": source,
         "qextract.input_layout": f"{axes}: the Keras model's input shape and order{moved if axes != 'NC' else ''}",
-        "qextract.layers": json.dumps([_layer_json(x) for x in layers]),
+        "qextract.layers": json.dumps([x.to_json() for x in layers]),
         "qextract.float_tensors": json.dumps(g.float_tensors),
         **{f"qextract.{k}": v for k, v in REPRESENTATION.items()},
     }
     helper.set_model_props(proto, meta)
     return proto
-
-
-def _layer_json(x: LayerOutput) -> dict[str, Any]:
-    return {
-        "layer": x.layer,
-        "class": x.class_name,
-        "tensor": x.tensor,
-        "placement": x.placement,
-        "shape": list(x.shape),
-        "quantized": x.quantized,
-        "flat_from": list(x.flat_from),
-    }
-
-
-def layer_outputs(model: Any) -> list[LayerOutput]:
-    """The ``qextract.layers`` metadata of a written file (names as written: before any cleanup renamed them)."""
-    props = {p.key: p.value for p in _proto_of(model).metadata_props}
-    if "qextract.layers" not in props:
-        raise DataError("the ONNX file carries no qextract.layers metadata: it was not written by qextract.to_qonnx")
-    return [
-        LayerOutput(
-            layer=d["layer"],
-            class_name=d["class"],
-            tensor=d["tensor"],
-            placement=d["placement"],
-            shape=tuple(d["shape"]),
-            quantized=bool(d["quantized"]),
-            flat_from=tuple(d["flat_from"]),
-        )
-        for d in json.loads(props["qextract.layers"])
-    ]
-
-
-def to_keras_order(array: np.ndarray, out: LayerOutput) -> np.ndarray:
-    """A graph tensor of ``out`` back in the Keras layer's own order (batch first)."""
-    if out.placement == Placement.CHANNELS_FIRST.value:
-        return np.moveaxis(array, 1, -1)
-    if out.placement == Placement.FLAT_CHANNELS_FIRST.value:
-        unflat = array.reshape(len(array), out.flat_from[-1], *out.flat_from[:-1])
-        return np.moveaxis(unflat, 1, -1).reshape(array.shape)
-    return array
-
-
-# ---------------------------------------------------------------------------------------------- execution
-
-
-def _proto_of(model: Any) -> Any:
-    onnx = require("onnx")
-    if isinstance(model, (str, os.PathLike)):
-        return onnx.load(os.fspath(model))
-    return getattr(model, "model", model)  # a qonnx ModelWrapper holds the proto in .model
-
-
-def run_qonnx(
-    model: Any, inputs: np.ndarray | Mapping[str, np.ndarray], *, full_context: bool = False
-) -> dict[str, np.ndarray]:
-    """Execute a QONNX file or model with qonnx's executor (``execute_onnx``) on a batch of inputs.
-
-    ``inputs`` is one array for the graph's single input, or a mapping whose
-    keys must be exactly the graph's input names *as they are now*: qonnx's
-    cleanup renames inputs (e.g. to ``global_in``), and its executor would
-    ignore an unknown name and run on zeros. The batch axis is set to the
-    inputs' (qonnx's ``ChangeBatchSize``). Returns the outputs by name (every
-    tensor with ``full_context``).
-    """
-    require("qonnx")
-    import copy
-
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.transformation.change_batchsize import ChangeBatchSize
-    from qonnx.transformation.infer_shapes import InferShapes
-
-    wrapper = ModelWrapper(copy.deepcopy(_proto_of(model)))
-    names = [i.name for i in wrapper.graph.input if wrapper.get_initializer(i.name) is None]
-    if isinstance(inputs, Mapping):
-        unknown, missing = sorted(set(inputs) - set(names)), sorted(set(names) - set(inputs))
-        if unknown or missing:
-            problems = [
-                f"{what}: {', '.join(bad)}" for what, bad in (("unknown", unknown), ("missing", missing)) if bad
-            ]
-            raise DataError(
-                f"the graph's inputs are {names}; got {sorted(inputs)} ({'; '.join(problems)}). qonnx's "
-                "cleanup renames graph inputs, and its executor runs on zeros for a name it does not know. "
-                "Fix: read the input name from the model (model.graph.input[0].name) after cleanup"
-            )
-        feed = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
-    else:
-        if len(names) != 1:
-            raise DataError(f"the graph has inputs {names}: pass a mapping of name -> array")
-        feed = {names[0]: np.asarray(inputs, np.float32)}
-    batch = {a.shape[0] if a.ndim else None for a in feed.values()}
-    if len(batch) != 1 or None in batch:
-        raise DataError(f"inputs need one common batch axis first; got shapes {[a.shape for a in feed.values()]}")
-    n = int(next(iter(batch)) or 0)
-    if wrapper.get_tensor_shape(names[0])[0] != n:
-        wrapper = wrapper.transform(ChangeBatchSize(n))
-    wrapper = wrapper.transform(InferShapes())
-    for name, a in feed.items():
-        expected = tuple(wrapper.get_tensor_shape(name))
-        if a.shape != expected:
-            raise DataError(f"input '{name}' has shape {a.shape}; the graph takes {expected}")
-    return execute_onnx(wrapper, feed, return_full_exec_context=full_context)
 
 
 # ---------------------------------------------------------------------------------------------- CLI glue

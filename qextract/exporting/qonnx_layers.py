@@ -60,6 +60,45 @@ Emitter = Callable[[Site], Value]
 # ---------------------------------------------------------------------------------------------- weights
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The Quant node that reproduces a weight tensor: bit width, signedness, narrow range, and its own scale.
+
+    ``scale`` None: the tensor's scale (per tensor or per output channel).
+    """
+
+    bits: int
+    signed: bool
+    narrow: bool
+    scale: np.ndarray | None = None
+
+
+def _po2_grid(fmt: Any, values: np.ndarray) -> Grid:
+    """Powers of two as codes of one grid: scale ``2**e_lo``, ``e_hi - e_lo + 1`` magnitude bits (+ sign).
+
+    Every value ``+-2**e`` with ``e_lo <= e <= e_hi`` (the tensor's smallest and
+    largest exponent) is the integer ``+-2**(e - e_lo)`` times that scale, so the
+    Quant node reproduces the values exactly; its bit width is the span of
+    exponents the tensor holds, not the po2 format's bits.
+    """
+    signed = bool(fmt.signed)
+    nonzero = np.abs(values[values != 0])
+    if nonzero.size == 0:
+        return Grid(2, True, True, np.asarray(1.0, np.float32))
+    exponents = np.frexp(nonzero)[1] - 1
+    lo, hi = int(exponents.min()), int(exponents.max())
+    return Grid(hi - lo + 1 + int(signed), signed, signed, np.asarray(np.ldexp(1.0, lo), np.float32))
+
+
+GRIDS: dict[str, Callable[[Any, np.ndarray], Grid | None]] = {
+    "fixed": lambda fmt, values: Grid(fmt.bits, bool(fmt.signed), bool(fmt.symmetric)),
+    "ternary": lambda fmt, values: Grid(2, True, True),
+    "binary": lambda fmt, values: Grid(1, False, False) if fmt.use_01 else None,  # None: BipolarQuant
+    "po2": _po2_grid,
+}
+"""Number format kind -> the Quant node of its tensors (a look-up table, u-law, has none: refused)."""
+
+
 def _weight(g: Graph, t: QuantizedTensor, arrange: Callable[[np.ndarray], np.ndarray], hint: str, where: str) -> str:
     values = np.asarray(arrange(t.values), np.float32)
     init = g.const(hint, values)
@@ -68,23 +107,16 @@ def _weight(g: Graph, t: QuantizedTensor, arrange: Callable[[np.ndarray], np.nda
         return init
     what = f"{where}, tensor '{t.name}' ({t.quantizer_str}, {t.format})"
     scale = _channel_scale(np.asarray(arrange(np.broadcast_to(t.broadcast_scale(), t.values.shape))), what)
-    kind = t.format.kind
-    if kind == "binary" and not getattr(t.format, "use_01", False):
-        return g.bipolar(init, f"{hint}/quant", scale)
-    if kind == "fixed":
-        bits, signed, narrow = t.format.bits, bool(t.format.signed), bool(getattr(t.format, "symmetric", False))
-    elif kind == "ternary":
-        bits, signed, narrow = 2, True, True
-    elif kind == "binary":  # use_01: codes 0/1
-        bits, signed, narrow = 1, False, False
-    elif kind == "po2":
-        scale, bits, signed, narrow = _po2_grid(values, bool(t.format.signed))
-    else:
+    if t.format.kind not in GRIDS:
         raise UnsupportedError(f"{what}: a {t.format} tensor lies on no uniform grid a Quant node can hold")
+    grid = GRIDS[t.format.kind](t.format, values)
+    if grid is None:
+        return g.bipolar(init, f"{hint}/quant", scale)
+    scale = scale if grid.scale is None else grid.scale
     scale = np.where(scale == 0, np.float32(1), scale).astype(np.float32)  # an all-zero channel: codes 0 either way
-    if not np.array_equal(_requantized(values, scale, bits, signed, narrow), values):
+    if not np.array_equal(_requantized(values, scale, grid), values):
         raise ExactnessError(f"{what}: a Quant node with scale {scale.ravel()[:4]}... does not reproduce its values")
-    return g.quant(init, f"{hint}/quant", scale, bits, signed, narrow)
+    return g.quant(init, f"{hint}/quant", scale, grid.bits, grid.signed, grid.narrow)
 
 
 def _channel_scale(full: np.ndarray, what: str) -> np.ndarray:
@@ -98,26 +130,11 @@ def _channel_scale(full: np.ndarray, what: str) -> np.ndarray:
     raise UnsupportedError(f"{what}: its scale varies along an axis other than the output channels")
 
 
-def _po2_grid(values: np.ndarray, signed: bool) -> tuple[np.ndarray, int, bool, bool]:
-    """Powers of two as codes of one grid: scale ``2**e_lo``, ``e_hi - e_lo + 1`` magnitude bits (+ sign).
-
-    Every value ``+-2**e`` with ``e_lo <= e <= e_hi`` (the tensor's smallest and
-    largest exponent) is the integer ``+-2**(e - e_lo)`` times that scale, so the
-    Quant node reproduces the values exactly; its bit width is the span of
-    exponents the tensor holds, not the po2 format's bits.
-    """
-    nonzero = np.abs(values[values != 0])
-    if nonzero.size == 0:
-        return np.asarray(1.0, np.float32), 2, True, True
-    exponents = np.frexp(nonzero)[1] - 1
-    lo, hi = int(exponents.min()), int(exponents.max())
-    return np.asarray(np.ldexp(1.0, lo), np.float32), hi - lo + 1 + int(signed), signed, signed
-
-
-def _requantized(values: np.ndarray, scale: np.ndarray, bits: int, signed: bool, narrow: bool) -> np.ndarray:
+def _requantized(values: np.ndarray, scale: np.ndarray, grid: Grid) -> np.ndarray:
     """What qonnx's Quant computes on ``values``: clip, then round half to even, then times scale (float32)."""
-    lo = (-(2 ** (bits - 1)) + int(narrow)) if signed else 0
-    hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+    bits, narrow = grid.bits, int(grid.narrow)
+    lo = -(2 ** (bits - 1)) + narrow if grid.signed else 0
+    hi = 2 ** (bits - 1) - 1 if grid.signed else 2**bits - 1 - narrow
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = np.rint(np.clip(values / scale, np.float32(lo), np.float32(hi)))
         return (q * scale).astype(np.float32)
