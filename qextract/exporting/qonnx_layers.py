@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ExactnessError, QExtractError, UnsupportedError
 from ..kinds import Kind
 from ..layers import LAYERS, class_spec
+from ..numformat import Binary, FixedPoint, NumberFormat, PowerOfTwo, Ternary
 from ..padding import conv_pads, transpose_crop
 from ..quantizers import describe, entry_for, is_quantizer
 from ..tensor import LayerRecord, QuantizedTensor
@@ -90,13 +91,13 @@ def _po2_grid(fmt: Any, values: np.ndarray) -> Grid:
     return Grid(hi - lo + 1 + int(signed), signed, signed, np.asarray(np.ldexp(1.0, lo), np.float32))
 
 
-GRIDS: dict[str, Callable[[Any, np.ndarray], Grid | None]] = {
-    "fixed": lambda fmt, values: Grid(fmt.bits, bool(fmt.signed), bool(fmt.symmetric)),
-    "ternary": lambda fmt, values: Grid(2, True, True),
-    "binary": lambda fmt, values: Grid(1, False, False) if fmt.use_01 else None,  # None: BipolarQuant
-    "po2": _po2_grid,
+GRIDS: dict[type[NumberFormat], Callable[[Any, np.ndarray], Grid | None]] = {
+    FixedPoint: lambda fmt, values: Grid(fmt.bits, bool(fmt.signed), bool(fmt.symmetric)),
+    Ternary: lambda fmt, values: Grid(2, True, True),
+    Binary: lambda fmt, values: Grid(1, False, False) if fmt.use_01 else None,  # None: BipolarQuant
+    PowerOfTwo: _po2_grid,
 }
-"""Number format kind -> the Quant node of its tensors (a look-up table, u-law, has none: refused)."""
+"""Number format class -> the Quant node of its tensors (a look-up table, u-law, has none: refused)."""
 
 
 def _weight(g: Graph, t: QuantizedTensor, arrange: Callable[[np.ndarray], np.ndarray], hint: str, where: str) -> str:
@@ -107,9 +108,10 @@ def _weight(g: Graph, t: QuantizedTensor, arrange: Callable[[np.ndarray], np.nda
         return init
     what = f"{where}, tensor '{t.name}' ({t.quantizer_str}, {t.format})"
     scale = _channel_scale(np.asarray(arrange(np.broadcast_to(t.broadcast_scale(), t.values.shape))), what)
-    if t.format.kind not in GRIDS:
+    grid_of = GRIDS.get(type(t.format))
+    if grid_of is None:
         raise UnsupportedError(f"{what}: a {t.format} tensor lies on no uniform grid a Quant node can hold")
-    grid = GRIDS[t.format.kind](t.format, values)
+    grid = grid_of(t.format, values)
     if grid is None:
         return g.bipolar(init, f"{hint}/quant", scale)
     scale = scale if grid.scale is None else grid.scale
