@@ -18,6 +18,7 @@ from .analysis.report import error_report, weight_report
 from .analysis.twin import float_model
 from .errors import QExtractError, QExtractWarning
 from .exporting.exporter import ExportResult, export
+from .exporting.qonnx import to_qonnx
 from .importing import LoadReport, load_weights
 from .importing.fcn import fully_convolutional
 from .layouts import ExportedTensor, Layout
@@ -55,6 +56,7 @@ __all__ = [
     "fully_convolutional",
     "load_model",
     "load_weights",
+    "to_qonnx",
     "verify",
     "weight_report",
 ]

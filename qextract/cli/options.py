@@ -113,4 +113,6 @@ def format_list(text: str) -> list[str]:
     """``--format``'s comma-separated names, validated where every format name is (argparse's error, exit 2)."""
     from ..writers import check_names
 
+    if text.strip().lower() == "qonnx":  # the whole network as one file: a format of its own, alone
+        return ["qonnx"]
     return check_names([n.strip() for n in text.split(",") if n.strip()], argparse.ArgumentTypeError, typed=True)
