@@ -17,7 +17,9 @@ renamed into place only when complete (as an export is):
 - ``vectors.json``: what every file holds (:mod:`qextract.network.vector_manifest`).
 
 :func:`read_vectors` reads every file back, each with its own reader, and
-requires them all to hold the same codes.
+requires them all to hold the same codes. Both trust the folder by the
+rules of an export folder (:mod:`qextract._folder`, here
+:data:`~qextract.network.vector_manifest.VECTORS`).
 
 >>> d1 = LayerVectors("d1", x_codes, FixedPoint(8, 0), 2**-7, y_codes, FixedPoint(6, 2), 2**-3)  # doctest: +SKIP
 >>> write_vectors([d1], "vectors", samples=100)  # doctest: +SKIP
@@ -43,12 +45,20 @@ from ..numformat import NumberFormat
 from ..writers import FORMATS, Codes, Entry, _words
 from ..writers.memory import _mem_frame  # the .mem syntax of the weight files (words framed one per line)
 from . import testbench
-from .vector_folder import check_listed, previous_vectors, read_manifest, verified_path
-from .vector_manifest import LAYOUT, SIDES, VectorFile, VectorsManifest, VectorTensor, axes_of
+from .vector_manifest import (
+    LAYOUT,
+    MANIFEST,
+    SIDES,
+    VECTORS,
+    VectorFile,
+    VectorsManifest,
+    VectorTensor,
+    axes_of,
+    read_manifest,
+)
 
 __all__ = ["LayerVectors", "VectorsResult", "read_vectors", "write_vectors"]
 
-MANIFEST = "vectors.json"
 NPZ = "vectors.npz"
 TB_INPUT = "tb_data/tb_input_features.dat"
 TB_OUTPUT = "tb_data/tb_output_predictions.dat"
@@ -196,11 +206,15 @@ def write_vectors(
     n = _check_layers(layers, samples)
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
     stems = _stems([lv.name for lv in layers])
-    with atomic_dir(out, force=force, protect=protect, replaceable=previous_vectors) as tmp:
+    with atomic_dir(out, force=force, protect=protect, replaceable=VECTORS.check_replaceable) as tmp:
         try:
             tensors, files = _write(tmp, layers, stems, n, model_name)
         except OSError as e:
-            raise ExportError(f"{out}: writing failed ({e.strerror or e}); nothing was left behind") from None
+            raise ExportError(
+                f"{out}: writing failed ({e.strerror or e}); nothing was left behind. "
+                "Fix: free space or choose another out.",
+                arguments=("out",),
+            ) from None
         manifest = VectorsManifest(
             __version__,
             model_name,
@@ -336,10 +350,10 @@ def read_vectors(path: str | os.PathLike[str]) -> dict[str, LayerVectors]:
     qextract; VerificationError naming the file otherwise.
     """
     root = Path(path)
-    manifest = read_manifest(root, MANIFEST)
-    for f in manifest.files:
-        verified_path(root, MANIFEST, f.path, f.sha256)
-    check_listed(root, MANIFEST, [f.path for f in manifest.files])
+    manifest = read_manifest(root)
+    for i, f in enumerate(manifest.files):
+        VECTORS.verified(root, f.path, f.sha256, f"files[{i}].path")
+    VECTORS.check_listed(root, [f.path for f in manifest.files])
     npz = next(f.path for f in manifest.files if f.kind == "npz")
     stored = {t.key: _read_npz(root / npz, t) for t in manifest.tensors}
     for t in manifest.tensors:
