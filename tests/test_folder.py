@@ -64,6 +64,19 @@ def test_vectors_force_over_a_foreign_folder_speaks_the_api(tmp_path: Path) -> N
     assert (folder / "notes.txt").read_text() == "keep"
 
 
+def test_vectors_target_checks_name_write_vectors_own_argument(tmp_path: Path) -> None:
+    folder = _foreign(tmp_path)
+    with pytest.raises(ExportError) as info:
+        write_vectors([_layer()], folder)
+    assert (
+        str(info.value)
+        == f"{folder}: folder exists and is not empty. Fix: choose another out, or pass force=True to replace it."
+    )
+    assert error_line(info.value).endswith("to replace it. On the command line: --out, --force.")
+    with pytest.raises(ExportError, match=r"notes\.txt: exists and is not a folder\. Fix: choose another out\.$"):
+        write_vectors([_layer()], folder / "notes.txt", force=True)
+
+
 def test_vectors_force_over_a_previous_folder_with_added_files_speaks_the_api(tmp_path: Path) -> None:
     folder = tmp_path / "v"
     write_vectors([_layer()], folder)

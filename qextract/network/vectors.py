@@ -100,7 +100,8 @@ def write_vectors(
     n = _check_layers(layers, samples)
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
     stems = _stems([lv.name for lv in layers])
-    with atomic_dir(out, force=force, protect=protect, replaceable=VECTORS.check_replaceable) as tmp:
+    replaceable = VECTORS.check_replaceable
+    with atomic_dir(out, force=force, protect=protect, replaceable=replaceable, argument=VECTORS.argument) as tmp:
         try:
             tensors, files = _write(tmp, layers, stems, n, model_name)
         except OSError as e:
