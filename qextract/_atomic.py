@@ -21,10 +21,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import ExportError
 
 PathLike = str | os.PathLike[str]
+_T = TypeVar("_T")
 
 
 def _names(path: PathLike) -> set[Path]:
@@ -124,7 +126,7 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
         raise
 
 
-def _create(make: Callable[[Path], int | None], parent: Path, name: str, suffix: str) -> tuple[Path, int | None]:
+def _create(make: Callable[[Path], _T], parent: Path, name: str, suffix: str) -> tuple[Path, _T]:
     """Create a new temporary entry with ``make`` under a fresh random name; (its path, what ``make`` returned)."""
     for _ in range(100):
         tmp = _temp_name(parent, name, suffix)
@@ -254,5 +256,5 @@ def _signals_held() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for sig in dict.fromkeys(caught):
-            signal.raise_signal(sig)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
