@@ -26,6 +26,7 @@ FLAGS: dict[str, str] = {
     "layers": "--layers",
     "layout": "--layout",
     "out_dir": "--out",
+    "out": "--out",
     "force": "--force",
     "strict": "--no-strict",
     "float_model": "--float-model",
