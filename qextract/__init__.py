@@ -21,6 +21,7 @@ from .exporting.exporter import ExportResult, export
 from .importing import LoadReport, load_weights
 from .importing.fcn import fully_convolutional
 from .layouts import ExportedTensor, Layout
+from .network import simulate
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from .reading.extraction import extract
 from .reading.loading import load_model
@@ -52,6 +53,7 @@ __all__ = [
     "fully_convolutional",
     "load_model",
     "load_weights",
+    "simulate",
     "verify",
     "weight_report",
 ]
