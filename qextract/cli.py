@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_report)
 
+    from .network import command as simulate_command  # the command's logic lives with the simulation
+
+    p = sub.add_parser(
+        "simulate", parents=[common], help="the network in exact integers, compared with QKeras per layer"
+    )
+    simulate_command.add_arguments(p)
+    p.set_defaults(handler=simulate_command.run)
+
     # --- issue 14: weights into a model, and fully convolutional models ---
     p = sub.add_parser(
         "import", parents=[common], help="load weights from an export, .tflite or state dict into a copy of MODEL"

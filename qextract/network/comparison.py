@@ -27,8 +27,8 @@ import numpy as np
 from .plan import Plan, build, check_layers
 from .quantize import quantize
 from .signal import Signal
-from .simulation import prepared, run
-from .step import CAUSES, FLOAT_FUNCTION_TOLERANCE, Output, Step, is_float_function, quantizer_text
+from .simulation import one_thread_blas, prepared, run
+from .step import CAUSES, FLOAT_FUNCTION_TOLERANCE, Output, Step, activation_name, is_float_function, quantizer_text
 
 COLUMNS = (
     "layer",
@@ -69,7 +69,9 @@ class Tally:
         return {
             "layer": self.step.name,
             "class": self.step.class_name,
-            "output": quantizer_text(self.step.activation) if self.step.activation is not None else "-",
+            "output": quantizer_text(self.step.activation)
+            if activation_name(self.step.activation) != "linear"
+            else "-",
             "format": self.format,
             "exact_integer": self.exact_integer,
             "elements": self.elements,
@@ -90,8 +92,11 @@ def compare(
     input_format: Any = None,
     batch_size: int = 1024,
     layers: list[str] | None = None,
+    samples: int | None = None,
 ) -> Any:
     """Simulate ``model`` on ``data`` and compare every layer with QKeras, streaming: memory of one batch.
+
+    ``samples`` stops after that many samples of ``data``.
 
     Returns a DataFrame, one row per layer: ``elements`` compared, ``equal``
     bit for bit, ``differ``, then the differing elements sorted into
@@ -103,7 +108,8 @@ def compare(
     """
     plan = build(model, input_format)
     keep = check_layers(plan, layers)
-    return compare_plan(plan, model, prepared(plan, data, batch_size), [s.name for s in plan.steps if s.name in keep])
+    inputs = prepared(plan, data, batch_size, samples)
+    return compare_plan(plan, model, inputs, [s.name for s in plan.steps if s.name in keep])
 
 
 def compare_plan(plan: Plan, model: Any, inputs: Iterable[Signal], keep: list[str]) -> Any:
@@ -119,7 +125,9 @@ def compare_plan(plan: Plan, model: Any, inputs: Iterable[Signal], keep: list[st
         samples += x.shape[0]
         theirs = dict(zip([s.name for s in plan.steps], taps(x.values.astype(np.float32))))
         theirs[plan.input_name] = x.values
-        _compare_batch(plan, x, run(plan, x), theirs, tallies)
+        with one_thread_blas():
+            ours = run(plan, x)
+        _compare_batch(plan, x, ours, theirs, tallies)
     frame = pd.DataFrame([t.row() for t in tallies.values()], columns=list(COLUMNS))
     frame.attrs["samples"] = samples
     frame.attrs["passed"] = bool(frame["passed"].all()) if len(frame) else True

@@ -11,13 +11,13 @@ quantized kernel and bias it computes with at inference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import kernels
 from .result import AccumulatorRange
-from .signal import INT_LIMIT, Overflow, Signal, collapse, exponent_scale, is_po2, max_abs, uniform
+from .signal import INT_LIMIT, Overflow, Signal, channel_range, collapse, exponent_scale, is_po2, max_abs, uniform
 from .step import U32, Output, Step
 from .weights import IntegerTensor
 
@@ -34,6 +34,7 @@ class Contraction(Step):
     dilation: tuple[int, ...] = ()
     padding: str = "valid"
     weights_po2: bool = True  # every weight scale a power of two (a float alpha is not)
+    _cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     # ---------------------------------------------------------------- running
 
@@ -56,24 +57,31 @@ class Contraction(Step):
 
     def _integer(self, x: Signal) -> Output:
         xc, e_in = uniform(x)
-        x_max = max_abs(xc)
-        acc, exps = self._products(xc, e_in, x_max)
-        bound = kernels.bound(x_max, *self._bound_operands())
-        shift = 0
+        x_max = x.code_bound() if xc is x.codes else max_abs(xc)
+        k, w_exp = self._effective()
+        contracted = tuple(range(k.ndim - 1))
+        products = kernels.bound(x_max, k, contracted)
+        exps, b, up = self._bias_units(e_in + w_exp)
+        shift = int(up.max()) if up.size else 0
+        limit = (products << shift) + max_abs(b)
+        acc = self._contract(xc, k, kernels.exact_dtype(products if shift else limit))
+        if shift:  # the bias is finer than the products: refine the accumulator to its scale first
+            acc = acc.astype(np.int64) << up
         if self.bias is not None:
-            acc, exps, shift = self._add_bias(acc, exps, bound)
+            acc += b.astype(acc.dtype)
+        lo, hi = channel_range(acc)
+        acc = acc.astype(np.int64, copy=False)
         scale = collapse(exponent_scale(exps))
-        pre = Signal(acc, scale, None, None, True)
+        span = (int(lo.min()), int(hi.max())) if lo.size else (0, 0)
+        pre = Signal(acc, scale, None, None, True, span)
         cause = None
         if not (self.weights_po2 and is_po2(x.scale)):
             cause = "float32_scale"
-        elif (bound << shift) >= 2**24:
+        elif limit >= 2**24:
             cause = "float32_accumulator"
-        reduce = tuple(range(acc.ndim - 1))
-        channels = acc.shape[-1]
         accumulator = AccumulatorRange(
-            min=acc.min(axis=reduce) if acc.size else np.zeros(channels, np.int64),
-            max=acc.max(axis=reduce) if acc.size else np.zeros(channels, np.int64),
+            min=lo.astype(np.int64),
+            max=hi.astype(np.int64),
             scale=float(scale) if np.ndim(scale) == 0 else scale,
             input_format=x.format,
             input_scale=float(2.0**e_in),
@@ -88,80 +96,71 @@ class Contraction(Step):
             )
         return Output(pre, pre, accumulator, cause, notes)
 
-    def _bound_operands(self) -> tuple[np.ndarray, tuple[int, ...]]:
-        """A kernel whose column sums bound every output's sum of |products| (for separable: both combined)."""
+    def _effective(self) -> tuple[np.ndarray, np.ndarray]:
+        """The layer as one integer kernel and each output channel's exponent (before the input's).
+
+        A depthwise kernel with few channels becomes its block-diagonal
+        convolution kernel; a separable layer the convolution it equals,
+        ``sum_m dw[..., c, m] * pw[c*M + m, o]`` (its per-channel depthwise
+        scales moved into the integers). Computed once.
+        """
+        if self._cache is not None:
+            return self._cache
         assert self.kernel is not None
-        k = self.kernel.ints
-        nd = k.ndim - 2
+        k = self.kernel
+        if self.kind in ("dense", "conv"):
+            ints, e = k.per_channel(-1, k.ints.shape[-1])
+        else:
+            c, m = k.ints.shape[-2:]
+            dw, de = k.per_channel(-1, m)
+            exps = np.tile(de, c)
+            if self.kind == "depthwise":
+                ints, e = (kernels.block_diagonal(dw) if c * m <= kernels.DENSE_DEPTHWISE else dw), exps
+            else:
+                assert self.pointwise is not None
+                pw, e_pw = self.pointwise.per_channel(-1, self.pointwise.ints.shape[-1])
+                up = (exps - exps.min()).reshape(c, m)
+                scaled = dw.astype(np.int64) << up
+                pw3 = pw.reshape(c, m, -1).astype(np.int64)
+                if max_abs(scaled) * int(np.abs(pw3).sum(axis=1).max(initial=0)) >= INT_LIMIT:
+                    raise Overflow("the separable layer's combined kernel outgrows 64 bits")
+                ints, e = np.einsum("...cm,cmo->...co", scaled, pw3), int(exps.min()) + e_pw
+        self._cache = (ints, np.asarray(e, np.int64))
+        return self._cache
+
+    def _contract(self, xc: np.ndarray, k: np.ndarray, dtype: type) -> np.ndarray:
         if self.kind == "dense":
-            return k, (0,)
-        if self.kind == "conv":
-            return k, tuple(range(nd + 1))
-        per_channel = np.abs(k).astype(np.float64).sum(axis=tuple(range(nd)))  # (C, M)
-        if self.kind == "depthwise":
-            return per_channel.reshape(1, -1), (0,)
-        assert self.pointwise is not None
-        pw = np.abs(self.pointwise.ints).astype(np.float64).reshape(-1, self.pointwise.ints.shape[-1])
-        # the pointwise input channel c*M+m carries at most x_max * sum|dw[..., c, m]| (shifted to a common scale)
-        spread = self._separable_shifts()
-        return (per_channel.reshape(-1, 1) * np.ldexp(1.0, spread)[:, None] * pw), (0,)
+            return kernels.dense(xc, k, dtype)
+        nd = k.ndim - 2
+        pads = self._pads(xc.shape, k.shape[:nd])
+        if self.kind == "depthwise" and not self._block_diagonal():
+            return kernels.depthwise(xc, k, self.strides, self.dilation, pads, dtype)
+        return kernels.conv(xc, k, self.strides, self.dilation, pads, dtype)
+
+    def _block_diagonal(self) -> bool:
+        assert self.kernel is not None
+        c, m = self.kernel.ints.shape[-2:]
+        return c * m <= kernels.DENSE_DEPTHWISE
 
     def _pads(self, x_shape: tuple[int, ...], kernel_shape: tuple[int, ...]) -> list[tuple[int, int]]:
         nd = len(kernel_shape)
         return kernels.pads_for(self.padding, x_shape[1 : 1 + nd], kernel_shape, self.strides, self.dilation)
 
-    def _products(self, xc: np.ndarray, e_in: int, x_max: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact sums of products, and each output channel's scale exponent."""
-        assert self.kernel is not None
-        k = self.kernel
-        if self.kind == "dense":
-            ints, e = k.per_channel(-1, k.ints.shape[-1])
-            return kernels.dense(xc, ints, x_max), e_in + e
-        nd = k.ints.ndim - 2
-        pads = self._pads(xc.shape, k.ints.shape[:nd])
-        if self.kind == "conv":
-            ints, e = k.per_channel(-1, k.ints.shape[-1])
-            return kernels.conv(xc, ints, self.strides, self.dilation, pads, x_max), e_in + e
-        c, m = k.ints.shape[-2:]
-        ints, e = k.per_channel(-1, m)
-        acc = kernels.depthwise(xc, ints, self.strides, self.dilation, pads, x_max)
-        exps = np.tile(e_in + e, c)
-        if self.kind == "depthwise":
-            return acc, exps
-        assert self.pointwise is not None
-        low = int(exps.min())
-        up = exps - low
-        dw_max = kernels.bound(x_max, np.abs(ints).reshape(-1, c * m), (0,)) << int(up.max())
-        if dw_max >= INT_LIMIT:
-            raise Overflow("the depthwise sums outgrow 64 bits at a common scale")
-        if up.any():
-            acc = acc << up
-        pw_ints, pw_e = self.pointwise.per_channel(-1, self.pointwise.ints.shape[-1])
-        return kernels.dense(acc, pw_ints.reshape(-1, pw_ints.shape[-1]), dw_max), low + pw_e
+    def _bias_units(self, exps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The accumulator exponents once the bias fits, the bias in their units, and the refinement per channel.
 
-    def _separable_shifts(self) -> np.ndarray:
-        assert self.kernel is not None
-        c, m = self.kernel.ints.shape[-2:]
-        _, e = self.kernel.per_channel(-1, m)
-        exps = np.tile(e, c)
-        return exps - exps.min()
-
-    def _add_bias(self, acc: np.ndarray, exps: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """The accumulator plus the bias, at the coarsest power-of-two scale holding both exactly.
-
-        ``bound`` bounds ``|acc|``; where the bias is finer than the products,
-        the accumulator is refined (shifted left) to the bias's scale.
+        Where the bias is finer than the products (its exponent lower), the
+        accumulator takes the bias's exponent and its products are shifted up.
         """
-        assert self.bias is not None
-        b, be = self.bias.per_channel(0, acc.shape[-1])
+        if self.bias is None:
+            return exps, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        b, be = self.bias.per_channel(0, exps.shape[0])
         up = np.maximum(exps - be, 0)
         new = exps - up
         b_up = be - new
-        if (bound << int(up.max())) >= INT_LIMIT or max_abs(b) * 2 ** int(b_up.max()) >= INT_LIMIT // 2:
+        if max_abs(b) * 2 ** int(b_up.max()) >= INT_LIMIT // 2:
             raise Overflow("aligning the bias with the accumulator outgrows 64 bits")
-        if up.any():
-            acc = acc << up
-        return acc + (b << b_up), new, int(up.max())
+        return new, b.astype(np.int64) << b_up, up
 
     def _float(self, x: Signal, notes: tuple[str, ...] = ()) -> Output:
         pre = Signal.of_floats(self._float_values(x.values, absolute=False))

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import kernels
 from .result import AccumulatorRange
-from .signal import Signal, collapse, exponent_scale, is_po2, max_abs, uniform
+from .signal import Signal, channel_range, collapse, exponent_scale, is_po2, max_abs, uniform
 from .step import U32, Output, Step
 from .weights import IntegerTensor
 
@@ -56,7 +56,7 @@ class Pooling(Step):
             y = self._global(data, "max")
         else:
             y = kernels.window_max(data, self.pool, self.strides, self._pads(data.shape))
-        pre = Signal(y, x.scale, None, x.format, True) if x.codes is not None else Signal.of_floats(y)
+        pre = Signal(y, x.scale, None, x.format, True, x.span) if x.codes is not None else Signal.of_floats(y)
         return Output(pre, pre, None, None if x.codes is not None else "float_input")
 
     def _sums(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -94,10 +94,10 @@ class Pooling(Step):
         return Output(pre, pre, None, "float32_scale" if x.codes is not None else "float_input")
 
     def _range(self, acc: np.ndarray, scale: np.ndarray, x: Signal, e_in: int) -> AccumulatorRange:
-        reduce = tuple(range(acc.ndim - 1))
+        lo, hi = channel_range(acc)
         return AccumulatorRange(
-            min=acc.min(axis=reduce),
-            max=acc.max(axis=reduce),
+            min=lo,
+            max=hi,
             scale=float(scale) if np.ndim(scale) == 0 else scale,
             input_format=x.format,
             input_scale=float(2.0**e_in),

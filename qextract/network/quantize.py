@@ -39,7 +39,8 @@ def quantize(q: Any, sig: Signal, where: str) -> Signal:
         except Overflow:
             sig = Signal.of_floats(sig.values)
         else:
-            return _requantize(entry, q, acc, np.asarray(e), True, where)
+            span = sig.limits() if acc is sig.codes else None
+            return _requantize(entry, q, acc, np.asarray(e), True, where, span)
     acc, e = float_codes(sig.values, _float_bits(entry, q, where))
     return _requantize(entry, q, acc, np.asarray(e), sig.exact, where)
 
@@ -48,7 +49,15 @@ TABLE_LIMIT = 1 << 20
 """Largest accumulator range requantized through a table (one ``requantize`` call per distinct scale)."""
 
 
-def _requantize(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray, exact: bool, where: str) -> Signal:
+def _requantize(
+    entry: Any,
+    q: Any,
+    acc: np.ndarray,
+    exponent: np.ndarray,
+    exact: bool,
+    where: str,
+    span: tuple[int, int] | None = None,
+) -> Signal:
     """``entry.requantize`` of ``acc`` at scale ``2**exponent`` (() or per channel along the last axis).
 
     A quantizer maps each accumulator value independently, so where the
@@ -56,7 +65,7 @@ def _requantize(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray, exact
     distinct scale) and the codes are looked up: the same outputs, in one pass.
     """
     try:
-        enc = _by_table(entry, q, acc, exponent)
+        enc = _by_table(entry, q, acc, exponent, span)
         if enc is None:
             enc = entry.requantize(q, acc, exponent_scale(exponent))
     except NotImplementedError as e:
@@ -69,11 +78,11 @@ def _requantize(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray, exact
     return Signal(np.asarray(enc.codes, np.int64), np.asarray(enc.scale, np.float64), None, enc.format, exact)
 
 
-def _by_table(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray) -> Any:
+def _by_table(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray, span: tuple[int, int] | None) -> Any:
     """The requantization by table look-up, or None where the range is too wide to pay off."""
     if acc.size < 4096:
         return None
-    lo, hi = int(acc.min()), int(acc.max())
+    lo, hi = span if span is not None else (int(acc.min()), int(acc.max()))
     span = hi - lo + 1
     if span > min(TABLE_LIMIT, acc.size):
         return None
@@ -83,13 +92,9 @@ def _by_table(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray) -> Any:
     if any(np.ndim(t.scale) for t in tables):
         return None  # a per-channel output scale (an array alpha): no single table
     first = tables[0]
-    index = acc - lo
-    if len(tables) == 1:
-        codes = np.take(np.asarray(first.codes, np.int64), index)
-    else:
-        stacked = np.stack([np.asarray(t.codes, np.int64) for t in tables])
-        codes = stacked[which.reshape(exponent.shape), index]
-    return replace(first, codes=codes)
+    flat = np.concatenate([np.asarray(t.codes, np.int64) for t in tables])
+    offset = which.reshape(exponent.shape) * span - lo  # channel c reads table which[c]
+    return replace(first, codes=np.take(flat, acc + offset))
 
 
 def _float_bits(entry: Any, q: Any, where: str) -> int:
@@ -143,6 +148,8 @@ def ap_round(y: np.ndarray, mode: str) -> np.ndarray:
 
 def ap_overflow(c: np.ndarray, lo: int, hi: int, bits: int, signed: bool, mode: str) -> np.ndarray:
     """Integer codes ``c`` (float64) brought into ``[lo, hi]`` by a Vivado HLS overflow mode."""
+    if c.size == 0 or (c.min() >= lo and c.max() <= hi):
+        return c
     if mode == "AP_SAT":
         return np.clip(c, lo, hi)
     if mode == "AP_SAT_ZERO":

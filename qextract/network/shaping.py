@@ -23,7 +23,7 @@ class Identity(Step):
     def run(self, inputs: list[Signal]) -> Output:
         x = inputs[0]
         if x.codes is not None and not x.exact:  # passing codes on is exact, whatever computed them
-            x = Signal(x.codes, x.scale, None, x.format, True)
+            x = Signal(x.codes, x.scale, None, x.format, True, x.span)
         float_input = (x.codes is None and self.quantizer is None) or is_float_function(self.activation)
         return Output(self.activate(x), x, None, "float_input" if float_input else None)
 
@@ -43,13 +43,13 @@ class Reshape(Step):
             return Output(out, out, None, "float_input")
         scale = np.asarray(x.scale)
         codes = x.codes.reshape(n, *target)
-        fmt = x.format
+        fmt, span = x.format, x.span
         if scale.ndim and self.target is None:
             scale = np.tile(scale, int(np.prod(x.shape[1:-1])))  # the channel axis ran fastest: C scales repeat
         elif scale.ndim and codes.shape[-1] != scale.shape[0]:
             c, e = uniform(x)  # the last axis changed size: one scale for all
-            codes, scale, fmt = c.reshape(n, *target), exponent_scale(e), None
-        out = Signal(codes, collapse(scale), None, fmt, True)
+            codes, scale, fmt, span = c.reshape(n, *target), exponent_scale(e), None, None
+        out = Signal(codes, collapse(scale), None, fmt, True, span)
         return Output(out, out, None, None)
 
 

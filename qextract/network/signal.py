@@ -42,6 +42,24 @@ class Signal:
     floats: np.ndarray | None = None
     format: NumberFormat | None = None
     exact: bool = True
+    span: tuple[int, int] | None = None  # known lowest and highest code (an accumulator's), else None
+
+    def limits(self) -> tuple[int, int]:
+        """Lowest and highest code: known (``span``, the format's range) or computed (two passes)."""
+        assert self.codes is not None
+        if self.span is not None:
+            return self.span
+        fmt = self.format
+        if fmt is not None and fmt.quantized and fmt.bits <= 62 and not fmt.has_signs:
+            return int(fmt.code_min), int(fmt.code_max)
+        if self.codes.size == 0:
+            return 0, 0
+        return int(self.codes.min()), int(self.codes.max())
+
+    def code_bound(self) -> int:
+        """The largest code magnitude (known, or computed)."""
+        lo, hi = self.limits()
+        return max(abs(lo), abs(hi))
 
     @property
     def values(self) -> np.ndarray:
@@ -103,6 +121,16 @@ def max_abs(a: np.ndarray) -> int:
     return max(abs(int(a.max())), abs(int(a.min())))
 
 
+def channel_range(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per last-axis channel minimum and maximum of ``a`` (reduced over rows of whole samples: long inner loops)."""
+    if a.size == 0:
+        return np.zeros(a.shape[-1], a.dtype), np.zeros(a.shape[-1], a.dtype)
+    rows = a.reshape(a.shape[0], -1)
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    c = a.shape[-1]
+    return lo.reshape(-1, c).min(axis=0), hi.reshape(-1, c).max(axis=0)
+
+
 def uniform(sig: Signal) -> tuple[np.ndarray, int]:
     """The signal's codes at one power-of-two scale ``2**E``: ``(codes, E)``.
 
@@ -113,6 +141,8 @@ def uniform(sig: Signal) -> tuple[np.ndarray, int]:
     m, e = split(sig.scale)
     if m.ndim == 0 and int(m) == 1:
         return sig.codes, int(e)
+    if np.all(m == 1) and np.all(e == e.flat[0]):
+        return sig.codes, int(e.flat[0])
     live = m != 0
     low = int(e[live].min()) if np.any(live) else 0
     factor = m * np.ldexp(1.0, np.where(live, e - low, 0)).astype(np.float64)
@@ -167,8 +197,8 @@ def float_codes(x: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     clamped to ``2**58`` (saturated anyway by any quantizer the caller admits).
     Returns the codes and the exponent of their scale, ``-(k+2)``.
     """
-    y = np.clip(np.ldexp(np.asarray(x, np.float64), k), -(2.0**58), 2.0**58)
-    whole = np.floor(y)
-    frac = y - whole
-    cls = np.where(frac == 0, 0, np.where(frac < 0.5, 1, np.where(frac == 0.5, 2, 3)))
-    return whole.astype(np.int64) * 4 + cls, -(k + 2)
+    twice = np.clip(np.ldexp(np.asarray(x, np.float64), k + 1), -(2.0**58), 2.0**58)
+    half_steps = np.floor(twice)  # 2*floor(y) + (frac >= 1/2): the half is kept exactly...
+    codes = half_steps.astype(np.int64) * 2
+    codes += half_steps != twice  # ...and anything left over as one sticky bit
+    return codes, -(k + 2)

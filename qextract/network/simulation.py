@@ -13,7 +13,8 @@ layer name, in model order, and compares them with QKeras's own forward pass
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -86,9 +87,15 @@ def _input_batches(inp: LayerResult, batch_size: int) -> Iterator[Signal]:
             yield Signal(None, np.ones(()), inp.values[start : start + batch_size], None, True)
 
 
-def prepared(plan: Plan, data: Any, batch_size: int) -> Iterator[Signal]:
-    """The data in batches, each put on the input grid (or kept as floats where the model takes floats)."""
+def prepared(plan: Plan, data: Any, batch_size: int, samples: int | None = None) -> Iterator[Signal]:
+    """The data in batches (the first ``samples`` only, if given), each put on the input grid
+    (or kept as floats where the model takes floats)."""
+    left = samples
     for x in _stream(plan, data, batch_size):
+        if left is not None:
+            if left <= 0:
+                return
+            x, left = x[:left], left - len(x)
         yield _on_grid(plan, x)
 
 
@@ -185,8 +192,32 @@ class _Collector:
         return replace(whole, exact_integer=self.exact, accumulator=self.accumulator, notes=tuple(self.notes))
 
 
-def _batch_simulation(plan: Plan, x: Signal, keep: set[str]) -> Simulation:
-    outputs = run(plan, x)
+def one_thread_blas() -> Any:
+    """A context keeping BLAS to one thread: the products here are small (a few hundred columns), and BLAS
+    threads waiting for each other or for a busy core cost more than they give (3x on a loaded 2-core machine)."""
+    global _CONTROLLER
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        return contextlib.nullcontext()
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_CONTROLLER: Any = None
+
+
+def _computed(plan: Plan, stream: Iterable[np.ndarray]) -> Iterator[tuple[Signal, dict[str, Output]]]:
+    """Each batch on the input grid, and every layer's output."""
+    for x in stream:
+        with one_thread_blas():
+            sig = _on_grid(plan, x)
+            outputs = run(plan, sig)
+        yield sig, outputs
+
+
+def _batch_simulation(plan: Plan, x: Signal, outputs: dict[str, Output], keep: set[str]) -> Simulation:
     results = {
         s.name: result(s.name, outputs[s.name].signal, s.inbound, s.class_name, outputs[s.name])
         for s in plan.steps
@@ -201,8 +232,8 @@ def simulate_batches(
     """:func:`simulate`, one :class:`Simulation` per batch: memory stays that of one batch, whatever the data's size."""
     plan = build(model, input_format)
     keep = check_layers(plan, layers)
-    for x in prepared(plan, data, batch_size):
-        yield _batch_simulation(plan, x, keep)
+    for x, outputs in _computed(plan, _stream(plan, data, batch_size)):
+        yield _batch_simulation(plan, x, outputs, keep)
 
 
 def simulate(
@@ -227,8 +258,8 @@ def simulate(
     keep = check_layers(plan, layers)
     stream = _stream(plan, data, batch_size)
     collectors = {name: _Collector(stream.total) for name in [plan.input_name, *(s.name for s in plan.steps)]}
-    for x in stream:
-        sim = _batch_simulation(plan, _on_grid(plan, x), keep)
+    for x, outputs in _computed(plan, stream):
+        sim = _batch_simulation(plan, x, outputs, keep)
         collectors[plan.input_name].add(sim.input)
         for name, r in sim.items():
             collectors[name].add(r)

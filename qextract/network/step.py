@@ -153,6 +153,7 @@ def check_activation(fn: Any, where: str) -> None:
 
 
 def quantizer_text(fn: Any) -> str:
-    if fn is None:
+    """A quantizer's description, an activation's name, or "-" for none."""
+    if fn is None or activation_name(fn) == "linear":
         return "-"
     return describe(fn) if is_quantizer(fn) else str(activation_name(fn))
