@@ -41,7 +41,7 @@ def per_layer_report(
 
     ``limit`` keeps only the first rows (quick runs).
     """
-    from qextract import taps
+    from qextract.analysis import taps
     from qextract.analysis.report import ErrorStats, quantizer_bounds
 
     nodes = taps.graph(model)

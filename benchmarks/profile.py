@@ -140,7 +140,7 @@ def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
 
 
 def report_stages(ctx: Context, repeats: int) -> None:
-    from qextract import report, taps
+    from qextract.analysis import report, taps
     from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin
@@ -192,7 +192,7 @@ def _largest_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 def report_what_if(ctx: Context, repeats: int) -> None:
     """The report as it is, and with its tap models cached per model pair (what-if C)."""
-    from qextract import taps
+    from qextract.analysis import taps
     from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin
@@ -277,7 +277,7 @@ def report_blas(ctx: Context, calls: int) -> None:
     """
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from qextract import report
+    from qextract.analysis import report
     from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin

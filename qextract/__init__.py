@@ -26,6 +26,7 @@ from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, Pow
 from .reading.extraction import extract
 from .reading.loading import load_model
 from .tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor
+from .verification.comparison import ExportDiff, diff
 from .verification.verifier import verify
 
 __all__ = [
@@ -55,5 +56,7 @@ __all__ = [
     "load_weights",
     "simulate",
     "verify",
+    "diff",
+    "ExportDiff",
     "weight_report",
 ]

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import zoo
 
-from qextract import extract, layouts, recompute, taps
+from qextract import extract, layouts
+from qextract.analysis import taps
+from qextract.verification import recomputation as recompute
 from qextract._keras import qkeras, tf
 from qextract.exporting.exporter import export
 from qextract.kinds import Kind, find_kind

@@ -228,7 +228,7 @@ def test_streaming_in_batches_equals_all_at_once(model, x, propagated):
 
 
 def test_one_forward_pass_per_model_per_batch(model, x, monkeypatch):
-    from qextract import taps
+    from qextract.analysis import taps
 
     calls = []
     original = taps.Runner.__call__

@@ -17,7 +17,7 @@ import pytest
 import zoo
 
 import qextract
-from qextract import reference as R
+from qextract.verification import reference as R
 from qextract._keras import qkeras, tf
 from qextract.cli import main
 from qextract.errors import NotAnExportError, VerificationError

@@ -21,7 +21,7 @@ import pytest
 import zoo
 
 import qextract
-from qextract import reference as R
+from qextract.verification import reference as R
 from qextract._keras import qkeras, tf
 from qextract.errors import QExtractError, UnsupportedError
 from qextract.reading.nested import find_layer

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow)
-from qextract import reference as R
+from qextract.verification import reference as R
 from qextract._keras import qkeras, tf
 
 tf()

@@ -293,7 +293,7 @@ def error_report(
 
     One row per layer output, in model order; a layer with a fused quantized
     activation gets a ``pre_activation`` row before its ``output`` row. The
-    float counterpart is :func:`qextract.twin.float_model` unless
+    float counterpart is :func:`qextract.analysis.twin.float_model` unless
     ``float_model`` is given (matched by layer name). Either model may be
     given as a path for :func:`qextract.load_model`.
 

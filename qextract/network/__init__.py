@@ -1,4 +1,4 @@
-"""The whole network in integers: a bit-exact NumPy simulation of a QKeras model, checked against QKeras.
+"""The whole network in integers: simulation, golden vectors and accumulator widths.
 
 - :mod:`.simulation`: :func:`simulate`, :func:`simulate_batches`, :class:`Simulation`;
 - :mod:`.comparison`: the per-layer comparison with QKeras's own forward pass;
@@ -7,7 +7,8 @@
 - :mod:`.signal`, :mod:`.weights`, :mod:`.kernels`, :mod:`.quantize`, :mod:`.input_format`: exact
   arithmetic on codes and scales, integer weights, the registry's requantization, input grids;
 - :mod:`.result`: :class:`LayerResult` and :class:`AccumulatorRange`, plain data;
-- :mod:`.command`: the ``qextract simulate`` command.
+- :mod:`.command`: the ``qextract simulate`` command;
+- :mod:`.vectors`, :mod:`.accumulators`: golden test vectors and accumulator widths.
 """
 
 from .result import AccumulatorRange, LayerResult
