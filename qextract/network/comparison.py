@@ -197,7 +197,12 @@ def _as_signal(values: np.ndarray, like: Signal) -> Signal:
 
 
 def _explained(step: Step, inputs: list[Signal], iso: Output, q: np.ndarray) -> np.ndarray:
-    """Where QKeras's output lies within what float32 rounding of this layer's computation can give."""
+    """Where QKeras's output lies within what float32 rounding of this layer's computation can give.
+
+    For a quantized output both codes must be what the quantizer gives somewhere
+    within the bound around the exact value: QKeras's (rounded in float32) and
+    the simulation's own (so a simulation that quantizes wrongly is never excused).
+    """
     pre = iso.pre if iso.pre is not None else iso.signal
     v = pre.values
     e = step.error_bound(inputs, pre) if iso.cause is not None else np.zeros(v.shape)
@@ -205,8 +210,10 @@ def _explained(step: Step, inputs: list[Signal], iso: Output, q: np.ndarray) -> 
     if step.quantizer is not None:
         lo = quantize(step.quantizer, Signal.of_floats(v - e), step.where).values
         hi = quantize(step.quantizer, Signal.of_floats(v + e), step.where).values
+        low, high = np.minimum(lo, hi), np.maximum(lo, hi)
         ste = 2.0**-23 * (np.abs(v) + e)  # QKeras returns x + (q - x): float32 rounds it for a large x
-        return (q >= np.minimum(lo, hi) - ste) & (q <= np.maximum(lo, hi) + ste)
+        ours = (out >= low) & (out <= high)  # the simulation's own code is what the quantizer gives its value
+        return ours & (q >= low - ste) & (q <= high + ste)
     if is_float_function(step.activation):
         spread = e.max(axis=-1, keepdims=True) if e.ndim else e
         return np.abs(q - out) <= FLOAT_FUNCTION_TOLERANCE * (1.0 + np.abs(out)) + spread
