@@ -88,7 +88,7 @@ class Contraction(Step):
             bias_shift=shift,
             samples=acc.shape[0],
         )
-        notes = ()
+        notes: tuple[str, ...] = ()
         if shift:
             notes = (
                 f"bias finer than the products: accumulator refined by {shift} bit(s) to hold it "

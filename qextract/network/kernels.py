@@ -91,7 +91,7 @@ def _columns(
 def dense(x: np.ndarray, kernel: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """``x @ kernel`` over the last axis of ``x`` (any leading axes), computed in ``dtype``."""
     lead = x.shape[:-1]
-    y = x.reshape(-1, x.shape[-1]).astype(dtype, copy=False) @ kernel.astype(dtype, copy=False)
+    y: np.ndarray = x.reshape(-1, x.shape[-1]).astype(dtype, copy=False) @ kernel.astype(dtype, copy=False)
     return y.reshape(*lead, kernel.shape[-1])
 
 
@@ -132,7 +132,7 @@ def depthwise(
     nd = kernel.ndim - 2
     c, m = kernel.shape[-2:]
     xp, out = _geometry(x.astype(dtype, copy=False), kernel.shape[:nd], strides, dilation, pads)
-    k = kernel.astype(dtype, copy=False)
+    k: np.ndarray = kernel.astype(dtype, copy=False)
     y = np.zeros((x.shape[0], *out, c, m), dtype)
     for offset in np.ndindex(*kernel.shape[:nd]):
         y += _shifted(xp, offset, out, strides, dilation)[..., None] * k[offset]

@@ -89,11 +89,12 @@ def graph(model: Any) -> tuple[str, list[tuple[Any, tuple[str, ...]]]]:
     names = list(getattr(model, "input_names", None) or ["input"])
     input_name = names[0]
     if isinstance(model, tf().keras.Sequential):
-        out, previous = [], input_name
+        out: list[tuple[Any, tuple[str, ...]]] = []
+        previous = input_name
         for layer in model.layers:
             out.append((layer, (previous,)))
             previous = layer.name
-        return input_name, out
+        return str(input_name), out
     config = quiet_config(model)
     inputs = {name for name, *_ in config["input_layers"]}
     out = []
@@ -116,7 +117,7 @@ def graph(model: Any) -> tuple[str, list[tuple[Any, tuple[str, ...]]]]:
                 )
             inbound.append(input_name if src in inputs else src)
         out.append((model.get_layer(name), tuple(inbound)))
-    return input_name, out
+    return str(input_name), out
 
 
 def build(model: Any, input_format: Any = None) -> Plan:
@@ -124,8 +125,7 @@ def build(model: Any, input_format: Any = None) -> Plan:
     require_keras_model(model)
     fmt = InputFormat.parse(input_format)
     input_name, nodes = graph(model)
-    refused = [_refusal(layer) for layer, _ in nodes]
-    refused = [r for r in refused if r]
+    refused = [r for layer, _ in nodes if (r := _refusal(layer))]
     if refused:
         raise UnsupportedError(_refusal_message(model.name, refused))
     ex = extract(model)
@@ -224,8 +224,7 @@ def _step(layer: Any, inbound: tuple[str, ...], ex: Extraction) -> Step:
     if cls in _POOLING:
         _channels_last(layer, where)
         mode, is_global = _POOLING[cls]
-        record = ex[layer.name] if cls.startswith("Q") else None
-        multiplier = record.tensors.get("average_multiplier") if record is not None else None
+        multiplier = ex[layer.name].tensors.get("average_multiplier") if cls.startswith("Q") else None
         return Pooling(
             **base,
             activation=_fused(layer, where) if cls.startswith("Q") else None,

@@ -41,8 +41,8 @@ def quantize(q: Any, sig: Signal, where: str) -> Signal:
         else:
             span = sig.limits() if acc is sig.codes else None
             return _requantize(entry, q, acc, np.asarray(e), True, where, span)
-    acc, e = float_codes(sig.values, _float_bits(entry, q, where))
-    return _requantize(entry, q, acc, np.asarray(e), sig.exact, where)
+    stand_ins, exponent = float_codes(sig.values, _float_bits(entry, q, where))
+    return _requantize(entry, q, stand_ins, np.asarray(exponent), sig.exact, where)
 
 
 TABLE_LIMIT = 1 << 20
@@ -83,8 +83,8 @@ def _by_table(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray, span: t
     if acc.size < 4096:
         return None
     lo, hi = span if span is not None else (int(acc.min()), int(acc.max()))
-    span = hi - lo + 1
-    if span > min(TABLE_LIMIT, acc.size):
+    width = hi - lo + 1
+    if width > min(TABLE_LIMIT, acc.size):
         return None
     levels = np.arange(lo, hi + 1, dtype=np.int64)
     distinct, which = np.unique(exponent, return_inverse=True)
@@ -93,7 +93,7 @@ def _by_table(entry: Any, q: Any, acc: np.ndarray, exponent: np.ndarray, span: t
         return None  # a per-channel output scale (an array alpha): no single table
     first = tables[0]
     flat = np.concatenate([np.asarray(t.codes, np.int64) for t in tables])
-    offset = which.reshape(exponent.shape) * span - lo  # channel c reads table which[c]
+    offset = which.reshape(exponent.shape) * width - lo  # channel c reads table which[c]
     return replace(first, codes=np.take(flat, acc + offset))
 
 

@@ -21,6 +21,7 @@ difference only within it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,8 +106,9 @@ def activate(fn: Any, pre: Signal, where: str) -> Signal:
         if pre.codes is not None:
             return Signal(np.maximum(pre.codes, 0), pre.scale, None, pre.format, True)
         return Signal(None, pre.scale, np.maximum(pre.values, 0.0), None, False)
-    if name in _FLOAT_FUNCTIONS:
-        return Signal.of_floats(_FLOAT_FUNCTIONS[name](pre.values))
+    function = _FLOAT_FUNCTIONS.get(str(name))
+    if function is not None:
+        return Signal.of_floats(function(pre.values))
     raise UnsupportedError(
         f"{where}: activation '{name}' cannot be simulated; supported: a QKeras quantizer with an integer form, "
         f"{', '.join(sorted({*_EXACT, *_FLOAT_FUNCTIONS}))}"
@@ -127,7 +129,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_FLOAT_FUNCTIONS = {
+_FLOAT_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "softmax": _softmax,
     "sigmoid": _sigmoid,
     "tanh": np.tanh,
