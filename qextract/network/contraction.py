@@ -34,7 +34,7 @@ class Contraction(Step):
     dilation: tuple[int, ...] = ()
     padding: str = "valid"
     weights_po2: bool = True  # every weight scale a power of two (a float alpha is not)
-    _cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _cache: tuple[np.ndarray, np.ndarray, int] | None = field(default=None, init=False, repr=False)
 
     # ---------------------------------------------------------------- running
 
@@ -58,9 +58,8 @@ class Contraction(Step):
     def _integer(self, x: Signal) -> Output:
         xc, e_in = uniform(x)
         x_max = x.code_bound() if xc is x.codes else max_abs(xc)
-        k, w_exp = self._effective()
-        contracted = tuple(range(k.ndim - 1))
-        products = kernels.bound(x_max, k, contracted)
+        k, w_exp, column = self._effective()
+        products = x_max * column + 1
         exps, b, up = self._bias_units(e_in + w_exp)
         shift = int(up.max()) if up.size else 0
         limit = (products << shift) + max_abs(b)
@@ -96,8 +95,9 @@ class Contraction(Step):
             )
         return Output(pre, pre, accumulator, cause, notes)
 
-    def _effective(self) -> tuple[np.ndarray, np.ndarray]:
-        """The layer as one integer kernel and each output channel's exponent (before the input's).
+    def _effective(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The layer as one integer kernel, each output channel's exponent (before the input's), and the
+        largest sum of ``|kernel|`` into one output (so ``x_max`` times it bounds every accumulator).
 
         A depthwise kernel with few channels becomes its block-diagonal
         convolution kernel; a separable layer the convolution it equals,
@@ -125,7 +125,7 @@ class Contraction(Step):
                 if max_abs(scaled) * int(np.abs(pw3).sum(axis=1).max(initial=0)) >= INT_LIMIT:
                     raise Overflow("the separable layer's combined kernel outgrows 64 bits")
                 ints, e = np.einsum("...cm,cmo->...co", scaled, pw3), int(exps.min()) + e_pw
-        self._cache = (ints, np.asarray(e, np.int64))
+        self._cache = (ints, np.asarray(e, np.int64), kernels.column_sum(ints, tuple(range(ints.ndim - 1))))
         return self._cache
 
     def _contract(self, xc: np.ndarray, k: np.ndarray, dtype: type) -> np.ndarray:

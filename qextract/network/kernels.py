@@ -11,6 +11,7 @@ rule (:mod:`qextract.padding`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,8 +30,18 @@ def pads_for(
 
 def bound(x_max: int, w: np.ndarray, contracted: tuple[int, ...]) -> int:
     """The largest magnitude a sum of ``x * w`` over ``contracted`` axes of ``w`` can reach, with ``|x| <= x_max``."""
-    sums = np.abs(w).astype(np.float64).sum(axis=contracted) if w.size else np.zeros(1)
-    return int(x_max) * int(np.max(sums, initial=0.0)) + 1
+    return int(x_max) * column_sum(w, contracted) + 1
+
+
+def column_sum(w: np.ndarray, contracted: tuple[int, ...]) -> int:
+    """The largest sum of ``|w|`` over ``contracted`` axes, one output at a time (an upper bound, as an int).
+
+    Summed in float64: exact below 2**53, and rounded up by a margin above.
+    """
+    if w.size == 0:
+        return 0
+    top = float(np.max(np.abs(w.astype(np.float64)).sum(axis=contracted)))
+    return int(top) if top < 2**53 else int(top * (1 + 2**-40)) + 1
 
 
 def exact_dtype(limit: int) -> type:
@@ -61,9 +72,11 @@ def _geometry(
     dilation: Sequence[int],
     pads: Sequence[tuple[int, int]],
 ) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``x`` padded, and the output's spatial shape."""
+    """``x`` padded with zeros, and the output's spatial shape."""
     if any(p != (0, 0) for p in pads):
-        x = np.pad(x, [(0, 0), *pads, (0, 0)])
+        padded = np.zeros((x.shape[0], *(n + a + b for n, (a, b) in zip(x.shape[1:-1], pads)), x.shape[-1]), x.dtype)
+        padded[(slice(None), *(slice(a, a + n) for n, (a, _) in zip(x.shape[1:-1], pads)))] = x
+        x = padded
     out = tuple((n - ((k - 1) * d + 1)) // s + 1 for n, k, s, d in zip(x.shape[1:-1], kernel, strides, dilation))
     return x, out
 
@@ -75,17 +88,29 @@ def _columns(
     strides: Sequence[int],
     dilation: Sequence[int],
 ) -> np.ndarray:
-    """``(N * positions, taps * C)`` columns gathered tap by tap (each a strided slice copied whole)."""
-    n, c = xp.shape[0], xp.shape[-1]
-    if c == 1:  # tap-major, so that every copy runs along whole rows; BLAS takes the transpose as it is
-        cols = np.empty((len(taps), n, *out), xp.dtype)
-        for t, offset in enumerate(taps):
-            cols[t] = _shifted(xp, offset, out, strides, dilation)[..., 0]
-        return cols.reshape(len(taps), -1).T
-    cols = np.empty((n, *out, len(taps), c), xp.dtype)
-    for t, offset in enumerate(taps):
-        cols[..., t, :] = _shifted(xp, offset, out, strides, dilation)
-    return cols.reshape(-1, len(taps) * c)
+    """``(N * positions, taps * C)`` columns: one gather per sample with an index computed once per geometry."""
+    kernel = tuple(max(t[k] for t in taps) + 1 for k in range(len(out)))
+    index = _gather_index(xp.shape[1:], kernel, tuple(strides), tuple(dilation), out)
+    return np.take(xp.reshape(xp.shape[0], -1), index, axis=1).reshape(-1, len(taps) * xp.shape[-1])
+
+
+@lru_cache(maxsize=64)
+def _gather_index(
+    padded: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilation: tuple[int, ...],
+    out: tuple[int, ...],
+) -> np.ndarray:
+    """Flat offsets, within one padded sample ``padded = (*spatial, C)``, of every (position, tap, channel)."""
+    nd, c = len(kernel), padded[-1]
+    step = [int(np.prod(padded[k + 1 :])) for k in range(nd)]  # elements per unit of each spatial axis
+    positions = np.indices(out).reshape(nd, -1)
+    taps = np.indices(kernel).reshape(nd, -1)
+    base = sum(positions[k] * (strides[k] * step[k]) for k in range(nd))
+    offset = sum(taps[k] * (dilation[k] * step[k]) for k in range(nd))
+    index = np.asarray(base)[:, None, None] + np.asarray(offset)[None, :, None] + np.arange(c)[None, None, :]
+    return index.reshape(-1).astype(np.intp)
 
 
 def dense(x: np.ndarray, kernel: np.ndarray, dtype: type = np.float64) -> np.ndarray:
