@@ -303,6 +303,15 @@ def test_quantizer_input_formats_equal_qkeras_quantizers():
         assert sim.compare(model).attrs["passed"]
 
 
+def test_an_input_wider_than_float32_cannot_be_compared(built):
+    model = built["jet_mlp_6bit"]
+    x = jet_features()[:20] * np.float32(1000)  # saturates at 512 - 2**-30: 39 significant bits
+    sim = simulate(model, x, input_format="ap_fixed<40,10,AP_RND_CONV,AP_SAT>")
+    assert sim.input.codes.max() == 2**39 - 1 and sim.samples == 20  # simulating is fine...
+    with pytest.raises(UsageError, match="float32"):  # ...but QKeras cannot be fed the same input
+        sim.compare(model)
+
+
 def test_the_first_qactivation_quantizes_the_input_by_default_else_it_stays_float(built):
     sim = simulate(built["sequential_mlp"], jet_features()[:50])
     assert sim.input.format == sim["quant_input"].format and np.array_equal(sim.input.codes, sim["quant_input"].codes)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
 from .plan import Plan, build, check_layers
 from .quantize import quantize
 from .signal import Signal
@@ -123,7 +124,13 @@ def compare_plan(plan: Plan, model: Any, inputs: Iterable[Signal], keep: list[st
     samples = 0
     for x in inputs:
         samples += x.shape[0]
-        theirs = dict(zip([s.name for s in plan.steps], taps(x.values.astype(np.float32))))
+        fed = x.values.astype(np.float32)
+        if not np.array_equal(fed, x.values):
+            raise UsageError(
+                "the simulation's input does not fit float32 (an input format of more than 24 significant bits), so "
+                "QKeras cannot be given the same input. Fix: a narrower input_format"
+            )
+        theirs = dict(zip([s.name for s in plan.steps], taps(fed)))
         theirs[plan.input_name] = x.values
         with one_thread_blas():
             ours = run(plan, x)
