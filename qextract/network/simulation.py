@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,35 +30,47 @@ __all__ = ["Simulation", "simulate", "simulate_batches"]
 
 
 class Simulation(Mapping[str, LayerResult]):
-    """Every simulated layer's :class:`LayerResult` by name, in model order; ``input`` is the quantized input."""
+    """Every simulated layer's :class:`LayerResult` by name, in model order; ``input`` is the quantized input.
 
-    def __init__(self, results: dict[str, LayerResult], input: LayerResult, plan: Plan) -> None:
-        self._results = results
-        self._input = input
+    Batches are joined into one result per layer when that layer is first
+    looked up (then kept): a simulation holds each output once, in the
+    arrays the batches produced, until asked for it.
+    """
+
+    def __init__(self, parts: dict[str, list[LayerResult]], input_parts: list[LayerResult], plan: Plan) -> None:
+        self._parts = parts
+        self._joined: dict[str, LayerResult] = {}
+        self._input_parts = input_parts
         self._plan = plan
 
     @property
     def input(self) -> LayerResult:
         """The input as the network receives it: on the input format's grid (codes), or the data itself (floats)."""
-        return self._input
+        if len(self._input_parts) != 1:
+            self._input_parts = [concatenate(self._input_parts)]
+        return self._input_parts[0]
 
     @property
     def samples(self) -> int:
-        return int(self._input.values.shape[0])
+        return sum(p.shape[0] for p in self._input_parts)
 
     def __getitem__(self, name: str) -> LayerResult:
-        try:
-            return self._results[name]
-        except KeyError:
+        joined = self._joined.get(name)
+        if joined is not None:
+            return joined
+        if name not in self._parts:
             raise KeyError(
-                f"no simulated layer '{name}' in model '{self._plan.model_name}'; layers: {', '.join(self._results)}"
-            ) from None
+                f"no simulated layer '{name}' in model '{self._plan.model_name}'; layers: {', '.join(self._parts)}"
+            )
+        joined = self._joined[name] = concatenate(self._parts[name])
+        self._parts[name] = [joined]
+        return joined
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._results)
+        return iter(self._parts)
 
     def __len__(self) -> int:
-        return len(self._results)
+        return len(self._parts)
 
     def compare(self, model: Any, *, batch_size: int = 1024) -> Any:
         """Each layer against QKeras's own forward pass on :attr:`input`: a pandas DataFrame.
@@ -68,10 +79,10 @@ class Simulation(Mapping[str, LayerResult]):
         """
         from .comparison import compare_plan
 
-        return compare_plan(self._plan, model, _input_batches(self._input, batch_size), list(self._results))
+        return compare_plan(self._plan, model, _input_batches(self.input, batch_size), list(self._parts))
 
     def __repr__(self) -> str:
-        exact = sum(r.exact_integer for r in self._results.values())
+        exact = sum(all(p.exact_integer for p in parts) for parts in self._parts.values())
         return (
             f"Simulation(model '{self._plan.model_name}': {self.samples} samples, {len(self)} layers, "
             f"{exact} in exact integers)"
@@ -144,54 +155,6 @@ def result(name: str, sig: Signal, inputs: tuple[str, ...], class_name: str, out
     )
 
 
-class _Collector:
-    """One layer's batches written into arrays for all samples (preallocated where the total is known)."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.parts: list[LayerResult] = []
-        self.array: np.ndarray | None = None
-        self.filled = 0
-        self.first: LayerResult | None = None
-        self.accumulator: Any = None
-        self.exact = True
-        self.notes: dict[str, None] = {}
-
-    def add(self, r: LayerResult) -> None:
-        if self.first is None:
-            self.first = r
-        self.exact = self.exact and r.exact_integer
-        self.notes.update(dict.fromkeys(r.notes))
-        if r.accumulator is not None:
-            self.accumulator = r.accumulator if self.accumulator is None else self.accumulator.merged(r.accumulator)
-        same_grid = (r.codes is None) == (self.first.codes is None) and np.array_equal(r.scale, self.first.scale)
-        if self.total is not None and same_grid and not self.parts:
-            data = r.codes if r.codes is not None else r.floats
-            assert data is not None
-            if self.array is None:
-                self.array = np.empty((self.total, *data.shape[1:]), data.dtype)
-            self.array[self.filled : self.filled + data.shape[0]] = data
-            self.filled += data.shape[0]
-            return
-        if self.array is not None:  # a batch on another grid (a float fallback): keep parts from here on
-            self.parts.append(self._whole(self.array[: self.filled]))
-            self.array = None
-        self.parts.append(r)
-
-    def _whole(self, data: np.ndarray) -> LayerResult:
-        first = self.first
-        assert first is not None
-        coded = first.codes is not None
-        return replace(first, codes=data if coded else None, floats=None if coded else data)
-
-    def result(self) -> LayerResult:
-        if self.array is not None:
-            whole = self._whole(self.array[: self.filled])
-        else:
-            whole = concatenate(self.parts)
-        return replace(whole, exact_integer=self.exact, accumulator=self.accumulator, notes=tuple(self.notes))
-
-
 def one_thread_blas() -> Any:
     """A context keeping BLAS to one thread: the products here are small (a few hundred columns), and BLAS
     threads waiting for each other or for a busy core cost more than they give (3x on a loaded 2-core machine)."""
@@ -218,12 +181,12 @@ def _computed(plan: Plan, stream: Iterable[np.ndarray]) -> Iterator[tuple[Signal
 
 
 def _batch_simulation(plan: Plan, x: Signal, outputs: dict[str, Output], keep: set[str]) -> Simulation:
-    results = {
-        s.name: result(s.name, outputs[s.name].signal, s.inbound, s.class_name, outputs[s.name])
+    parts = {
+        s.name: [result(s.name, outputs[s.name].signal, s.inbound, s.class_name, outputs[s.name])]
         for s in plan.steps
         if s.name in keep
     }
-    return Simulation(results, result(plan.input_name, x, (), "InputLayer"), plan)
+    return Simulation(parts, [result(plan.input_name, x, (), "InputLayer")], plan)
 
 
 def simulate_batches(
@@ -256,12 +219,11 @@ def simulate(
     """
     plan = build(model, input_format)
     keep = check_layers(plan, layers)
-    stream = _stream(plan, data, batch_size)
-    collectors = {name: _Collector(stream.total) for name in [plan.input_name, *(s.name for s in plan.steps)]}
-    for x, outputs in _computed(plan, stream):
-        sim = _batch_simulation(plan, x, outputs, keep)
-        collectors[plan.input_name].add(sim.input)
-        for name, r in sim.items():
-            collectors[name].add(r)
-    results = {s.name: collectors[s.name].result() for s in plan.steps if s.name in keep}
-    return Simulation(results, collectors[plan.input_name].result(), plan)
+    parts: dict[str, list[LayerResult]] = {s.name: [] for s in plan.steps if s.name in keep}
+    inputs: list[LayerResult] = []
+    for x, outputs in _computed(plan, _stream(plan, data, batch_size)):
+        inputs.append(result(plan.input_name, x, (), "InputLayer"))
+        for name, batch in parts.items():
+            step = plan.step(name)
+            batch.append(result(name, outputs[name].signal, step.inbound, step.class_name, outputs[name]))
+    return Simulation(parts, inputs, plan)
