@@ -132,9 +132,9 @@ def test_zoo_layers_equal_qkeras_or_are_refused_by_name():
     rng = np.random.default_rng(3)
     for name, case in zoo.CASES.items():
         model = zoo.randomize(case.build(), seed=5)
-        x = rng.standard_normal((1000, *case.input_shape)).astype(np.float32)
+        x = rng.standard_normal((600, *case.input_shape)).astype(np.float32)
         try:
-            sim = simulate(model, x, input_format="ap_fixed<8,3>", batch_size=500)
+            sim = simulate(model, x, input_format="ap_fixed<8,3>", batch_size=300)
         except UnsupportedError as e:
             assert "'q'" in str(e) and case.layer_class in str(e), name
             assert case.layer_class in ("QConv2DTranspose", "QSimpleRNN", "QLSTM", "QGRU", "QBidirectional"), name
