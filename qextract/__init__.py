@@ -22,6 +22,7 @@ from .exporting.qonnx import to_qonnx
 from .importing import LoadReport, load_weights
 from .importing.fcn import fully_convolutional
 from .layouts import ExportedTensor, Layout
+from .network import simulate
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from .reading.extraction import extract
 from .reading.loading import load_model
@@ -56,6 +57,7 @@ __all__ = [
     "fully_convolutional",
     "load_model",
     "load_weights",
+    "simulate",
     "to_qonnx",
     "verify",
     "weight_report",

@@ -8,7 +8,7 @@ the library inside ``run`` only, so building the parser loads no TensorFlow.
 
 from __future__ import annotations
 
-from . import cmd_diff, cmd_export, cmd_fcn, cmd_import, cmd_inspect, cmd_report, cmd_verify
+from . import cmd_diff, cmd_export, cmd_fcn, cmd_import, cmd_inspect, cmd_report, cmd_simulate, cmd_verify
 from .options import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -17,6 +17,7 @@ COMMANDS: tuple[Command, ...] = (
     cmd_verify.COMMAND,
     cmd_diff.COMMAND,
     cmd_report.COMMAND,
+    cmd_simulate.COMMAND,
     cmd_import.COMMAND,
     cmd_fcn.COMMAND,
 )
