@@ -23,6 +23,7 @@ from .importing import LoadReport, load_weights
 from .importing.fcn import fully_convolutional
 from .layouts import ExportedTensor, Layout
 from .network import simulate
+from .network.golden import accumulator_widths, golden_vectors
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from .reading.extraction import extract
 from .reading.loading import load_model
@@ -49,12 +50,14 @@ __all__ = [
     "QExtractWarning",
     "QuantizedTensor",
     "Ternary",
+    "accumulator_widths",
     "diff",
     "error_report",
     "export",
     "extract",
     "float_model",
     "fully_convolutional",
+    "golden_vectors",
     "load_model",
     "load_weights",
     "simulate",

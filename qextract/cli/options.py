@@ -30,6 +30,7 @@ FLAGS: dict[str, str] = {
     "force": "--force",
     "strict": "--no-strict",
     "float_model": "--float-model",
+    "input_format": "--input-format",
 }
 """API argument a library error names (:attr:`~qextract.errors.QExtractError.arguments`) -> the option for it."""
 

@@ -7,8 +7,8 @@
 - :mod:`.signal`, :mod:`.weights`, :mod:`.kernels`, :mod:`.quantize`, :mod:`.input_format`: exact
   arithmetic on codes and scales, integer weights, the registry's requantization, input grids;
 - :mod:`.result`: :class:`LayerResult` and :class:`AccumulatorRange`, plain data;
-- :mod:`.command`: the ``qextract simulate`` command;
-- :mod:`.vectors`, :mod:`.accumulators`: golden test vectors and accumulator widths.
+- :mod:`.vectors`, :mod:`.accumulators`: golden test vectors and accumulator widths;
+- :mod:`.golden`: both for a whole model, from its simulation (the bounds checked against what it observed).
 """
 
 from .result import AccumulatorRange, LayerResult
