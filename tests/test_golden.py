@@ -35,7 +35,7 @@ def vectors(model, tmp_path_factory):
 
 
 def test_vectors_of_quantized_layers_equal_the_keras_forward_pass(model, vectors):
-    out, read = vectors
+    _, read = vectors
     assert list(read) == [layer.name for layer in model.layers if layer.name != "input"]
     conv1 = read["conv1"]
     x = conv1.input_codes * np.float64(conv1.input_scale)  # the quantized input, read back from the files
