@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 from benchmarks._harness import Row, as_json, machine_info, render_machine, render_markdown, render_text
 from benchmarks._models import Context, Sizes
 
-NAMES = ("startup", "extraction", "export", "report", "memory")
+NAMES = ("startup", "extraction", "export", "report", "memory", "simulate")
 
 
 def _bench(name: str, ctx: Context) -> list[Row]:
@@ -61,6 +61,10 @@ def _bench(name: str, ctx: Context) -> list[Row]:
         from benchmarks import bench_report
 
         return bench_report.memory(ctx)
+    if name == "simulate":
+        from benchmarks import bench_simulate
+
+        return bench_simulate.run(ctx)
     raise ValueError(f"unknown benchmark '{name}'; choose from {', '.join(NAMES)}")
 
 

@@ -34,7 +34,7 @@ def test_quick_run_fills_every_row(monkeypatch):
     rows = run.run_benchmarks(run.NAMES, Sizes.quick())
 
     names = [r.benchmark for r in rows]
-    assert len(rows) == 11, names
+    assert len(rows) == 15, names
     for prefix in (
         "qextract --help",
         "TensorFlow imported",
@@ -47,6 +47,10 @@ def test_quick_run_fills_every_row(monkeypatch):
         "error_report vs one sub-model",
         "error_report peak RSS",
         "error_report Python peak",
+        "simulate vs predict",
+        "simulate + every layer",
+        "simulate_batches peak RSS",
+        "simulate_batches Python peak",
     ):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for r in rows:
