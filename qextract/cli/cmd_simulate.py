@@ -12,22 +12,6 @@ from ..errors import VerificationError
 from .options import Command, add_model_args, positive
 from .running import inputs, load, write_csv
 
-SHOWN = (
-    "layer",
-    "class",
-    "output",
-    "format",
-    "exact_integer",
-    "elements",
-    "equal",
-    "propagated",
-    "float32_accumulator",
-    "float32_scale",
-    "float_input",
-    "unexplained",
-    "passed",
-)
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
@@ -49,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .._atomic import check_outputs
-    from ..network.comparison import compare
+    from ..network.comparison import SHOWN, compare
 
     check_outputs({"--csv": args.csv}, inputs(args))  # before the slow model load
     table = compare(

@@ -20,7 +20,7 @@ from .._atomic import atomic_dir, check_folder_target
 from ..errors import ExportError, LayoutError, QExtractError, UsageError
 from ..kinds import Kind
 from ..layouts import ExportedTensor, Layout, lay_out
-from ..manifest.building import FileEntry, LayerEntry, Manifest, TensorEntry, layer_entry, tensor_entry
+from ..manifest import FileEntry, LayerEntry, Manifest, TensorEntry, layer_entry, tensor_entry
 from ..manifest.folder import EXPORT
 from ..reading.extraction import extract
 from ..reading.nested import selected

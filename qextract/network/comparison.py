@@ -46,6 +46,8 @@ COLUMNS = (
     "max_abs_diff",
     "passed",
 )
+SHOWN = tuple(c for c in COLUMNS if c not in ("differ", "max_abs_diff"))
+"""The columns ``qextract simulate`` prints (all of them go to ``--csv``)."""
 
 
 @dataclass
