@@ -22,6 +22,7 @@ import io
 import numpy as np
 
 import qextract
+from qextract import _keras
 
 from ._harness import Contender, Row, best_of, spread
 from ._models import Context, tf
@@ -47,11 +48,11 @@ def _empty_graph_cache() -> None:
 
 
 def run(ctx: Context) -> list[Row]:
-    t = tf()  # through qextract first: importing qkeras before it would load Keras 3
+    tf()  # through qextract first: importing qkeras before it would load Keras 3
     from qkeras.utils import model_save_quantized_weights
 
     model, weights = ctx.conv_model, ctx.conv_weights
-    clone = t.keras.models.clone_model(model)
+    clone = _keras.keras().models.clone_model(model)
     clone.set_weights(weights)
     saved: dict = {}
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import qextract
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.errors import ExactnessError, UnsupportedError
 from qextract.network import accumulators, integers, receptive, testbench
@@ -28,7 +29,7 @@ from qextract.numformat import FixedPoint, LookupTable, PowerOfTwo
 
 tf()
 Q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 
 FMT = FixedPoint(8, 0)  # quantized_bits(8,0,1): codes -128..127 at 2**-7
 STEP = FMT.step

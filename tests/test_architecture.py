@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 import qextract
-from qextract import errors
-from qextract._keras import qkeras, tf
+from qextract import _keras, errors
+from qextract._keras import qkeras
 from qextract.cli import COMMANDS, build_parser, main
 from qextract.cli.exit_codes import epilog, exit_code_table
 from qextract.cli.options import FLAGS, Command
@@ -233,7 +233,7 @@ def test_the_error_line_ends_the_message_before_naming_the_options():
 
 
 def test_untrusted_code_keeps_its_command_line_hint(capsys, tmp_path):
-    keras = tf().keras
+    keras = _keras.keras()
     inp = keras.Input((2,))
     keras.Model(inp, keras.layers.Lambda(lambda t: t * 2, name="evil")(inp)).save(tmp_path / "m.h5")
     assert main(["inspect", str(tmp_path / "m.h5")]) == 3
@@ -260,7 +260,7 @@ FINE_RELU = "quantized_relu(24,8)"
 
 
 def _wrapper_cases():
-    q, L = qkeras(), tf().keras.layers
+    q, L = qkeras(), _keras.keras().layers
     fine = dict(kernel_quantizer=FINE, bias_quantizer=FINE)
     return {
         # entry -> (input shape, wrapped layer factory, the wrapped layer's float class)
@@ -296,7 +296,7 @@ def test_wrapper_twin_is_the_wrapper_around_the_inner_twin_and_computes_what_qke
     from qextract.layers.registry import twin_for
 
     shape, factory, inner_float = _wrapper_cases()[entry][index]
-    keras = tf().keras
+    keras = _keras.keras()
     inp = keras.Input(shape)
     wrapper = factory()
     model = zoo.randomize(keras.Model(inp, wrapper(inp)), seed=index)

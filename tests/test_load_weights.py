@@ -17,11 +17,12 @@ import pytest
 import zoo
 
 import qextract
+from qextract import _keras
 from qextract._keras import tf
 from qextract.errors import ExactnessError, LayoutError, ModelLoadError, NotAnExportError, UnsupportedError, UsageError
 from qextract.layouts import LAYOUTS, Layout
 
-keras = tf().keras
+keras = _keras.keras()
 L = keras.layers
 
 

@@ -13,7 +13,7 @@ import pytest
 import zoo
 
 import qextract
-from qextract._keras import tf
+from qextract import _keras
 from qextract.errors import ModelLoadError, UnsupportedError
 from qextract.reading.stored import read_stored
 
@@ -51,12 +51,12 @@ def test_the_bundled_example_reads_as_keras_loads_it(source):
 
 def test_a_sequential_model_saved_in_this_session(tmp_path):
     model = zoo.randomize(
-        tf().keras.Sequential(
+        _keras.keras().Sequential(
             [
-                tf().keras.Input((5, 5, 2)),
+                _keras.keras().Input((5, 5, 2)),
                 zoo.Q.QConv2D(3, 3, kernel_quantizer=zoo.KQ, bias_quantizer=zoo.BQ, name="c"),
                 zoo.Q.QBatchNormalization(name="bn"),
-                tf().keras.layers.Flatten(name="f"),
+                _keras.keras().layers.Flatten(name="f"),
                 zoo.Q.QDense(2, kernel_quantizer=zoo.KQ, name="d"),
             ],
             name="seq",
@@ -81,7 +81,7 @@ def test_reading_imports_no_tensorflow():
 
 
 def test_what_it_does_not_read_is_refused_by_name(tmp_path):
-    keras = tf().keras
+    keras = _keras.keras()
     inner = keras.Sequential([keras.Input((4,)), zoo.Q.QDense(3, kernel_quantizer=zoo.KQ, name="d")], name="inner")
     outer = keras.Sequential([keras.Input((4,)), inner], name="outer")
     outer.save(tmp_path / "nested.h5")

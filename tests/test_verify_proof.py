@@ -17,6 +17,7 @@ import pytest
 import zoo
 
 import qextract
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.cli import main
 from qextract.errors import NotAnExportError, VerificationError
@@ -26,7 +27,7 @@ from qextract.verification import reference as R
 from qextract.verification.verifier import verify
 
 Q = qkeras()
-K = tf().keras
+K = _keras.keras()
 L = K.layers
 KQ = "quantized_bits(6,0,1)"
 

@@ -21,6 +21,7 @@ import pytest
 import zoo
 
 import qextract
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.errors import QExtractError, UnsupportedError
 from qextract.reading.nested import find_layer
@@ -29,7 +30,7 @@ from qextract.verification import reference as R
 from qextract.writers import FORMATS
 
 Q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 KQ = "quantized_bits(6,0,1)"
 BQ = "quantized_bits(8,2)"
 

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow)
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.verification import reference as R
 
 tf()
 Q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 
 
 def randomize(model: Any, seed: int = 0) -> Any:
@@ -41,6 +42,10 @@ def randomize(model: Any, seed: int = 0) -> Any:
 
 
 def _model(input_shape: tuple[int, ...], layer: Any) -> Any:
+    cell = getattr(layer, "cell", None)
+    if cell is not None and cell.name == "q" != layer.name:
+        # qkeras-v3's recurrent layers hand name= to their cell and keep a default name themselves
+        layer.name = "q"
     inp = keras.Input(input_shape)
     return keras.Model(inp, layer(inp))
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._keras import quiet_keras, tf
+from .._keras import generation, quiet_keras, tf
 from ..errors import LayoutError, ModelLoadError, UnsupportedError
 from ..kinds import Kind
 from ..layouts import Layout
@@ -284,8 +284,7 @@ def _reaches(ancestor: Any, layer: Any) -> bool:
     pending, seen = [layer], set()
     while pending:
         current = pending.pop()
-        for node in getattr(current, "inbound_nodes", []):
-            inbound = node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]
+        for inbound in generation().inbound_layers(current):
             for parent in inbound:
                 if parent is ancestor:
                     return True

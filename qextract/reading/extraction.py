@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._keras import require_keras_model
+from .._keras import generation, require_keras_model
 from ..errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
 from ..layers import TensorSource, spec_for
 from ..numformat import FixedPoint, Float
@@ -88,7 +88,7 @@ def _extract_placed(placed: Placed) -> tuple[LayerRecord, set[int]]:
         tensors={s.name: quantize_tensor(s, key, cls) for s in sources},
         activations=tuple(a for name, obj in spec.activation_objects(layer) if (a := _activation(key, name, obj))),
         config=_geometry(placed),
-        state=tuple(v.name for v in state),
+        state=tuple(generation().variable_path(v) for v in state),
     )
     return record, read
 
@@ -97,7 +97,7 @@ def _refuse_unread(
     where: str, variables: list[Any], read: set[int], why: str = "are not read by qextract's rule for this layer"
 ) -> None:
     """Stop, naming them, if any of ``variables`` was neither read into a tensor nor declared state."""
-    missed = [v.name for v in variables if id(v) not in read]
+    missed = [generation().variable_path(v) for v in variables if id(v) not in read]
     if missed:
         raise UnsupportedError(
             f"{where}: weight variable(s) {', '.join(missed)} {why}, so they would be missing from the export. "
@@ -212,7 +212,7 @@ def _checked(
 
 
 def _names(source: TensorSource) -> tuple[str, ...]:
-    return tuple(v.name for v in source.variables)
+    return tuple(generation().variable_path(v) for v in source.variables)
 
 
 def _not_finite_message(where: str, q: Any) -> str:
@@ -408,8 +408,9 @@ def _geometry(placed: Placed) -> dict[str, Any]:
 
 def _shape(layer: Any, key: str) -> Any:
     """The layer's input or output shape from its graph node; without any node, from the shape it was built with."""
+    gen = generation()
     try:
-        return getattr(layer, key)
+        return gen.input_shape(layer) if key == "input_shape" else gen.output_shape(layer)
     except (AttributeError, RuntimeError):
         if getattr(layer, "_inbound_nodes", None):  # several nodes of different shapes: no one shape
             return None

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import _keras
 from .._keras import custom_objects, quiet_keras, tf
 from ..errors import ModelLoadError, QExtractError, UntrustedCodeError
 
@@ -99,7 +100,7 @@ def _load_file(p: Path, trusted: bool) -> Any:
         kwargs = {"safe_mode": not trusted}
     try:
         with quiet_keras():
-            return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False, **kwargs)
+            return _keras.keras().models.load_model(str(p), custom_objects=custom_objects(), compile=False, **kwargs)
     except Exception as e:
         raise _translate(p, e) from None
 
@@ -205,7 +206,7 @@ def _load_savedmodel(p: Path, trusted: bool) -> Any:
         _refuse_code(p, _savedmodel_configs(p))
     try:
         with quiet_keras():
-            return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False)
+            return _keras.keras().models.load_model(str(p), custom_objects=custom_objects(), compile=False)
     except Exception as e:
         raise _translate(p, e) from None
 
@@ -226,7 +227,7 @@ def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -
         )
     try:
         with quiet_keras(), _unsafe_if(trusted):
-            model = tf().keras.models.model_from_json(text, custom_objects=custom_objects())
+            model = _keras.keras().models.model_from_json(text, custom_objects=custom_objects())
     except Exception as e:
         raise _translate(p, e) from None
     _load_weights(model, Path(weights))
