@@ -52,6 +52,10 @@ class Generation:
         keras = "tf-keras" if self.keras == "tf_keras" else "Keras 3"
         return f"{self.distribution} {_version(self.distribution) or '?'} on {keras}"
 
+    keras_activations: ClassVar[dict[str, str]] = {"hard_sigmoid": "keras.hard_sigmoid"}
+    """Keras activation function name -> its key in :data:`qextract.verification.reference_activations.FLOAT`,
+    where the two Kerases compute a function of the same name differently."""
+
     renamed_weights: ClassVar[dict[tuple[str, str], str]] = {}
     """(Keras class, variable name) -> the name qextract gives the tensor: the one it has in the other generation
     and in QKeras, so that exports of both generations name it alike."""
@@ -88,6 +92,10 @@ class Generation:
 
     def output_shape(self, layer: Any) -> Shape | list[Shape]:
         """The layer's output shape, as :meth:`input_shape`."""
+        raise NotImplementedError
+
+    def built_input_shape(self, layer: Any) -> Any:
+        """The input shape the layer was built with (None if unknown): for a layer without graph nodes."""
         raise NotImplementedError
 
     def first_input_shape(self, layer: Any) -> Shape | list[Shape]:
@@ -139,6 +147,9 @@ class _Legacy(Generation):
     def output_shape(self, layer: Any) -> Shape | list[Shape]:
         return layer.output_shape  # type: ignore[no-any-return]
 
+    def built_input_shape(self, layer: Any) -> Any:
+        return getattr(layer, "_build_input_shape", None)
+
     def first_input_shape(self, layer: Any) -> Shape | list[Shape]:
         return layer.get_input_shape_at(0)  # type: ignore[no-any-return]
 
@@ -165,6 +176,8 @@ class _Keras3(Generation):
     keras = "keras"
     legacy_keras = False
     quantizer_base = "qkeras.base_quantizer:BaseQuantizer"
+    # Keras 3's hard_sigmoid is relu6(x + 3) / 6 (slope 1/6), tf-keras's clip(0.2 x + 0.5, 0, 1).
+    keras_activations: ClassVar[dict[str, str]] = {"hard_sigmoid": "keras3.hard_sigmoid"}
     # Keras 3 calls a depthwise kernel "kernel"; tf-keras and QKeras's QDepthwiseConv2D "depthwise_kernel".
     renamed_weights: ClassVar[dict[tuple[str, str], str]] = {("DepthwiseConv2D", "kernel"): "depthwise_kernel"}
     # qkeras-v3's QActivation keeps its quantizer in `activation`; 0.9's there keeps what it was given (a string).
@@ -183,6 +196,10 @@ class _Keras3(Generation):
 
     def output_shape(self, layer: Any) -> Shape | list[Shape]:
         return _node_shape(layer, "output_tensors", "output")
+
+    def built_input_shape(self, layer: Any) -> Any:
+        shapes = getattr(layer, "_build_shapes_dict", None) or {}  # build()'s arguments: {"input_shape": ...}
+        return next(iter(shapes.values())) if len(shapes) == 1 else None
 
     def first_input_shape(self, layer: Any) -> Shape | list[Shape]:
         return _node_shapes(layer, "input_tensors", "input")[0]
@@ -249,7 +266,9 @@ def _legacy_entry(entry: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(node, dict):
             nodes.append(node)
             continue
-        kwargs = node.get("kwargs") or {}
+        # Keras 3 records the call context's training=False (inference) on every layer that takes it; tf-keras
+        # records only arguments the model's code passed.
+        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if not (k == "training" and not v)}
         refs: list[list[Any]] = []
         _tensor_refs(node.get("args", []), refs, entry.get("name", "?"))
         nodes.append([[*ref, kwargs] for ref in refs])

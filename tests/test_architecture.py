@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zoo
 
 import qextract
 from qextract import _keras, errors
@@ -33,7 +34,7 @@ from qextract.errors import ExportError, QExtractError, error_classes
 
 PACKAGE = Path(qextract.__file__).parent
 README = PACKAGE.parent / "README.md"
-H5 = PACKAGE / "examples" / "digits_qcnn.h5"
+H5 = zoo.EXAMPLE
 MAX_LINES = 420  # "about 400"
 
 
@@ -304,7 +305,8 @@ def test_wrapper_twin_is_the_wrapper_around_the_inner_twin_and_computes_what_qke
     twin = float_model(model)
     fw = twin.layers[-1]
     assert type(fw).__name__ == entry and fw.name == wrapper.name
-    assert type(fw.layer).__name__ == inner_float and not type(fw.layer).__module__.startswith("qkeras")
+    inner = _keras.generation().attribute(fw, "layer")  # Keras 3: a Bidirectional holds it as forward_layer
+    assert type(inner).__name__ == inner_float and not type(inner).__module__.startswith("qkeras")
     for a, b in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)  # the raw weights, unquantized
     x = np.random.default_rng(1).normal(0, 1, (3, *shape)).astype(np.float32)

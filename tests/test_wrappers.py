@@ -171,7 +171,7 @@ def test_every_weight_variable_is_read_exactly_once(built, name):
     make one tensor only where the layer folds them (conv-batchnorm).
     """
     model = built[name] if name in built else ALL_MODELS[name]()
-    variables = {w.name: w for w in model.weights}
+    variables = {_keras.generation().variable_path(w): w for w in model.weights}
     assert len(variables) == len(model.weights), "variable names must be unique for this count"
     ex = qextract.extract(model)
 
@@ -474,6 +474,7 @@ def test_a_layer_shared_by_two_models_is_extracted_once():
     assert sum(len(r) for r in ex) == len(model.weights) == 2
 
 
+@pytest.mark.skipif(not zoo.LEGACY, reason="Keras 3 refuses '/' in a layer name: the clash cannot arise")
 def test_a_layer_name_with_a_slash_that_equals_a_nested_key_is_refused():
     inner = keras.Sequential([keras.Input((4,)), Q.QDense(4, kernel_quantizer=KQ, name="fc")], name="blk")
     inp = keras.Input((4,))

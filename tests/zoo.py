@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-import qextract  # noqa: F401  (selects legacy Keras before TensorFlow)
+import qextract  # (arranges Keras before TensorFlow)
 from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.verification import reference as R
@@ -23,6 +25,15 @@ from qextract.verification import reference as R
 tf()
 Q = qkeras()
 keras = _keras.keras()
+
+LEGACY = _keras.generation().legacy_keras
+"""True under QKeras 0.9 on tf-keras, False under qkeras-v3 on Keras 3."""
+EXAMPLES = Path(qextract.__file__).parent / "examples"
+EXAMPLE = EXAMPLES / ("digits_qcnn.h5" if LEGACY else "digits_qcnn.keras")
+"""The bundled example model as the installed stack reads it (both files hold the same model and weights)."""
+legacy_only = pytest.mark.skipif(
+    not LEGACY, reason="a QKeras 0.9 / tf-keras file or behaviour; the Keras 3 stack has its own tests"
+)
 
 
 def randomize(model: Any, seed: int = 0) -> Any:
@@ -41,13 +52,16 @@ def randomize(model: Any, seed: int = 0) -> Any:
     return model
 
 
+def named(layer: Any, name: str) -> Any:
+    """``layer`` named ``name``: qkeras-v3's recurrent layers hand ``name=`` to their cell and keep a default name."""
+    if layer.name != name and getattr(getattr(layer, "cell", None), "name", None) == name:
+        layer.name = name
+    return layer
+
+
 def _model(input_shape: tuple[int, ...], layer: Any) -> Any:
-    cell = getattr(layer, "cell", None)
-    if cell is not None and cell.name == "q" != layer.name:
-        # qkeras-v3's recurrent layers hand name= to their cell and keep a default name themselves
-        layer.name = "q"
     inp = keras.Input(input_shape)
-    return keras.Model(inp, layer(inp))
+    return keras.Model(inp, named(layer, "q")(inp))
 
 
 @dataclass(frozen=True)

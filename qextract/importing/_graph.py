@@ -40,9 +40,9 @@ def functional_config(model: Any) -> Config:
     layers = config["layers"]
     entries: list[Config] = []
     if not layers or layers[0]["class_name"] != "InputLayer":
-        shape = (layers[0]["config"].get("batch_input_shape") if layers else None) or getattr(
-            model, "_build_input_shape", None
-        )
+        shape = (
+            layers[0]["config"].get("batch_input_shape") if layers else None
+        ) or _keras.generation().built_input_shape(model)
         if shape is None:
             raise UnsupportedError(f"model '{model.name}' has no known input shape; build it (call it once) first")
         layers = [

@@ -24,7 +24,8 @@ from ..layers import TensorSource, spec_for
 from ..numformat import FixedPoint, Float
 from ..quantizers import apply, describe, entry_for, is_quantizer, ste_explains
 from ..tensor import ActivationRecord, Extraction, LayerRecord, QuantizedTensor, along, decode
-from .nested import Placed, flatten_feeding, placed_layers, select
+from .geometry import geometry
+from .nested import Placed, placed_layers, select
 
 __all__ = ["extract", "extract_layer", "quantize_tensor"]
 
@@ -87,7 +88,7 @@ def _extract_placed(placed: Placed) -> tuple[LayerRecord, set[int]]:
         kind=spec.kind,
         tensors={s.name: quantize_tensor(s, key, cls) for s in sources},
         activations=tuple(a for name, obj in spec.activation_objects(layer) if (a := _activation(key, name, obj))),
-        config=_geometry(placed),
+        config=geometry(placed),
         state=tuple(generation().variable_path(v) for v in state),
     )
     return record, read
@@ -360,68 +361,3 @@ def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:
     if fname == "linear":
         return None
     return ActivationRecord(layer, name, fname, Float(), notes=("float",))
-
-
-_GEOMETRY = (
-    "strides",
-    "padding",
-    "dilation_rate",
-    "kernel_size",
-    "depth_multiplier",
-    "data_format",
-    "pool_size",
-    "units",
-    "filters",
-    "epsilon",
-    "axis",
-    "use_bias",
-    "reset_after",
-    "output_padding",
-)
-
-
-def _geometry(placed: Placed) -> dict[str, Any]:
-    """The layer settings a hardware flow needs beside the weights, plus shapes.
-
-    Settings a wrapper does not have itself are read from what it wraps (a
-    Bidirectional's forward layer, an RNN's cell). Shapes come from the
-    layer's graph node, else from its place (per time step inside a
-    TimeDistributed), else from the shape it was built with.
-    """
-    layer = placed.layer
-    owners = [o for o in (layer, getattr(layer, "forward_layer", None), getattr(layer, "cell", None)) if o is not None]
-    config: dict[str, Any] = {}
-    for key in _GEOMETRY:
-        value = next((v for o in owners if (v := getattr(o, key, None)) is not None), None)
-        if value is not None:
-            config[key] = list(value) if isinstance(value, tuple) else value
-    flatten = flatten_feeding(placed)
-    if flatten is not None:
-        config["flatten_input_shape"] = list(flatten)
-    shapes = {"input_shape": placed.input_shape, "output_shape": placed.output_shape}
-    for key in ("input_shape", "output_shape"):
-        shape = shapes[key] or _shape(layer, key)
-        if isinstance(shape, tuple):
-            config[key] = list(shape)
-    return config
-
-
-def _shape(layer: Any, key: str) -> Any:
-    """The layer's input or output shape from its graph node; without any node, from the shape it was built with."""
-    gen = generation()
-    try:
-        return gen.input_shape(layer) if key == "input_shape" else gen.output_shape(layer)
-    except (AttributeError, RuntimeError):
-        if getattr(layer, "_inbound_nodes", None):  # several nodes of different shapes: no one shape
-            return None
-    built = getattr(layer, "_build_input_shape", None)
-    if built is None:  # never built with a shape
-        return None
-    try:
-        shape = tuple(built.as_list() if hasattr(built, "as_list") else built)
-        if key == "output_shape":
-            out = layer.compute_output_shape(shape)
-            shape = tuple(out.as_list() if hasattr(out, "as_list") else out)
-    except (TypeError, ValueError, NotImplementedError, AttributeError):
-        return None
-    return shape if all(d is None or isinstance(d, int) for d in shape) else None
