@@ -42,6 +42,12 @@ class Generation:
     keras: ClassVar[str]
     legacy_keras: ClassVar[bool]
     quantizer_base: ClassVar[str]
+    keras_major: ClassVar[int]
+    """The Keras major version writing this generation's model files (their ``keras_version``)."""
+    serialization: ClassVar[str]
+    """The module of Keras's ``SafeModeScope`` (which lets a trusted file's lambdas be rebuilt)."""
+    loads_savedmodel: ClassVar[bool]
+    """Whether ``load_model`` reads a SavedModel folder (tf-keras does; Keras 3 only exports to one)."""
 
     def __repr__(self) -> str:
         return f"<QKeras generation {self.name}>"
@@ -137,6 +143,9 @@ class _Legacy(Generation):
     keras = "tf_keras"
     legacy_keras = True
     quantizer_base = "qkeras.quantizers:BaseQuantizer"
+    keras_major = 2
+    serialization = "tf_keras.src.saving.serialization_lib"
+    loads_savedmodel = True
 
     def variable_path(self, variable: Any) -> str:
         return str(variable.name)
@@ -176,6 +185,9 @@ class _Keras3(Generation):
     keras = "keras"
     legacy_keras = False
     quantizer_base = "qkeras.base_quantizer:BaseQuantizer"
+    keras_major = 3
+    serialization = "keras.src.saving.serialization_lib"
+    loads_savedmodel = False
     # Keras 3's hard_sigmoid is relu6(x + 3) / 6 (slope 1/6), tf-keras's clip(0.2 x + 0.5, 0, 1).
     keras_activations: ClassVar[dict[str, str]] = {"hard_sigmoid": "keras3.hard_sigmoid"}
     # Keras 3 calls a depthwise kernel "kernel"; tf-keras and QKeras's QDepthwiseConv2D "depthwise_kernel".
