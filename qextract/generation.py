@@ -46,6 +46,8 @@ class Generation:
     """The Keras major version writing this generation's model files (their ``keras_version``)."""
     serialization: ClassVar[str]
     """The module of Keras's ``SafeModeScope`` (which lets a trusted file's lambdas be rebuilt)."""
+    model_suffixes: ClassVar[tuple[str, ...]]
+    """The file suffixes qextract writes a new model to (``qextract import`` / ``fcn``), preferred first."""
     loads_savedmodel: ClassVar[bool]
     """Whether ``load_model`` reads a SavedModel folder (tf-keras does; Keras 3 only exports to one)."""
 
@@ -75,6 +77,14 @@ class Generation:
             if (cls.__name__, name) in self.renamed_attributes:
                 return getattr(obj, self.renamed_attributes[cls.__name__, name], None)
         return getattr(obj, name, None)
+
+    def traced_scope(self, scope: str, layer: str) -> bool:
+        """True when name scope ``scope`` of a traced graph (a TFLite tensor name's part) is layer ``layer``'s."""
+        return scope == layer
+
+    def save_model(self, model: Any, path: Any, suffix: str) -> None:
+        """Write ``model`` to ``path`` (any name: a temporary one) in the format of the file suffix ``suffix``."""
+        raise NotImplementedError
 
     def variable_path(self, variable: Any) -> str:
         """The variable's full name, unique in its model (``dense/kernel:0``, ``functional/dense/kernel``)."""
@@ -145,7 +155,11 @@ class _Legacy(Generation):
     quantizer_base = "qkeras.quantizers:BaseQuantizer"
     keras_major = 2
     serialization = "tf_keras.src.saving.serialization_lib"
+    model_suffixes = (".h5", ".hdf5")
     loads_savedmodel = True
+
+    def save_model(self, model: Any, path: Any, suffix: str) -> None:
+        model.save(path, save_format="h5")
 
     def variable_path(self, variable: Any) -> str:
         return str(variable.name)
@@ -187,7 +201,24 @@ class _Keras3(Generation):
     quantizer_base = "qkeras.base_quantizer:BaseQuantizer"
     keras_major = 3
     serialization = "keras.src.saving.serialization_lib"
+    model_suffixes = (".keras", ".h5")
     loads_savedmodel = False
+
+    def traced_scope(self, scope: str, layer: str) -> bool:
+        # Keras 3 enters each layer's name scope once more while tracing: "conv" becomes "conv_1"
+        return scope == layer or (scope.startswith(layer + "_") and scope[len(layer) + 1 :].isdigit())
+
+    def save_model(self, model: Any, path: Any, suffix: str) -> None:
+        import os
+
+        named = f"{path}{suffix}"  # Keras 3 takes the format from the file name only
+        try:
+            model.save(named)
+            os.replace(named, path)
+        finally:
+            if os.path.lexists(named):
+                os.unlink(named)
+
     # Keras 3's hard_sigmoid is relu6(x + 3) / 6 (slope 1/6), tf-keras's clip(0.2 x + 0.5, 0, 1).
     keras_activations: ClassVar[dict[str, str]] = {"hard_sigmoid": "keras3.hard_sigmoid"}
     # Keras 3 calls a depthwise kernel "kernel"; tf-keras and QKeras's QDepthwiseConv2D "depthwise_kernel".

@@ -146,6 +146,8 @@ def _free_input(config: dict[str, Any], model: Any) -> None:
 def _to_conv(e: dict[str, Any], kernel: tuple[int, int]) -> None:
     cls, module = DENSE[e["class_name"]]
     config = {k: v for k, v in e["config"].items() if k not in DENSE_ONLY_KEYS}
+    if config.get("quantization_config", 0) is None:  # Keras 3's Dense records its own (unused) int8 setting
+        del config["quantization_config"]
     config.update(
         filters=e["config"]["units"], kernel_size=list(kernel), strides=[1, 1], padding="valid",
         data_format="channels_last", dilation_rate=[1, 1],

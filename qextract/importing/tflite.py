@@ -226,13 +226,14 @@ def _constant(
 
 def _mentions(names: list[str], paths: set[str]) -> set[str]:
     """Keras layer paths named in TFLite tensor names ``model/<layer>/...`` (fused names joined by ';')."""
+    gen = generation()
     found = set()
     for name in names:
         for part in filter(None, name.split(";")):
             parts = part.split("/")[1:]  # the first component is the converted model's name
             for path in paths:
                 wanted = path.split("/")
-                if parts[: len(wanted)] == wanted:
+                if len(parts) >= len(wanted) and all(map(gen.traced_scope, parts, wanted)):
                     found.add(path)
     return found
 
