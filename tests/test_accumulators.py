@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zoo
 
 import qextract
 from qextract import _keras
@@ -124,7 +125,10 @@ def _reached(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return _forward(model, up).reshape(len(k), -1)[k, k], _forward(model, down).reshape(len(k), -1)[k, k]
 
 
-@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=zoo.v3_cannot_run("causal conv1d", ValueError)) if "causal" in n else n for n in LAYERS],
+)
 def test_worst_case_is_reached_through_the_layer(built: dict, name: str) -> None:
     model, record = built[name]
     bounds = worst_case(record, FMT, STEP, per_channel=True)

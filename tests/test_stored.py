@@ -28,10 +28,16 @@ def _assert_same_as_keras(stored, model) -> None:
     for s in stored_layers:
         layer = keras_layers[s.name]
         assert s.class_name == type(layer).__name__
-        expected = [(w.name.split(":")[0][len(layer.name) + 1 :], w.numpy()) for w in layer.weights]
+        path = _keras.generation().variable_path
+        expected = [(path(w).split(":")[0][len(layer.name) + 1 :], w.numpy()) for w in layer.weights]
+        got_weights = list(s.weights.items())
+        if str(stored.keras_version).split(".")[0] != str(_keras.generation().keras_major):
+            # a QKeras 0.9 file read beside the same model under Keras 3, whose folded layer lists its variables in
+            # another order: compare them by name
+            expected, got_weights = sorted(expected, key=lambda e: e[0]), sorted(got_weights)
         # Keras renames sub-layers loaded twice in a session (batch_normalization_1): compare the weight's own name
-        assert [n.split("/")[-1] for n in s.weights] == [n.split("/")[-1] for n, _ in expected], s.name
-        for (name, value), got in zip(expected, s.weights.values()):
+        assert [n.split("/")[-1] for n, _ in got_weights] == [n.split("/")[-1] for n, _ in expected], s.name
+        for (name, value), (_, got) in zip(expected, got_weights):
             assert got.dtype == value.dtype and got.tobytes() == value.tobytes() and got.shape == value.shape, name
 
 
@@ -41,7 +47,7 @@ def test_the_bundled_example_reads_as_keras_loads_it(source):
         stored = read_stored(EXAMPLES / "digits_qcnn.h5")
     else:
         stored = read_stored(EXAMPLES / "digits_qcnn.json", EXAMPLES / "digits_qcnn_weights.h5")
-    model = qextract.load_model(EXAMPLES / "digits_qcnn.h5")
+    model = qextract.load_model(zoo.EXAMPLE)  # under Keras 3 the same model and weights from the .keras file
     assert stored.name == model.name and stored.class_name == "Functional"
     _assert_same_as_keras(stored, model)
     assert stored["act1"].inbound == ("conv1",)
