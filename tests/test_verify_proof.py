@@ -447,9 +447,9 @@ ROUTES = {
 }  # fmt: skip
 
 
-# zoo.V3_CANNOT_RUN: qkeras-v3 1.2.1's QConv1D cannot run with padding="causal" (TensorFlow's conv gets "CAUSAL") nor with
-# data_format="channels_first" (its bias is added in channels_last shape): verify says the layer's own forward
-# pass fails, which is all it can say. QKeras 0.9 runs both.
+# zoo.V3_CANNOT_RUN: qkeras-v3 1.2.1's QConv1D cannot run with padding="causal" (TensorFlow's conv gets
+# "CAUSAL") nor with data_format="channels_first" (its bias is added in channels_last shape): verify says the layer's
+# own forward pass fails, which is all it can say. QKeras 0.9 runs both.
 BROKEN_UNDER_V3 = set() if zoo.LEGACY else {"grouped1d", "cf_conv1d"}
 
 

@@ -95,7 +95,8 @@ def _load_file(p: Path, trusted: bool) -> Any:
 
     import h5py
 
-    kwargs: dict[str, Any] = {}
+    # Keras's own refusal of lambdas, lifted only when trusted (tf-keras applies it to .keras only, Keras 3 to .h5 too)
+    kwargs: dict[str, Any] = {"safe_mode": not trusted}
     if p.suffix.lower() in (".h5", ".hdf5") or (not zipfile.is_zipfile(p) and h5py.is_hdf5(p)):
         # Keras reads a ".keras" file that is not a zip archive as HDF5 (an .h5 renamed): check it as one
         _check_h5(p, trusted)
@@ -104,7 +105,6 @@ def _load_file(p: Path, trusted: bool) -> Any:
         _refuse_other_generation(p, _keras_zip_version(p), config)
         if not trusted:
             _refuse_code(p, config)
-        kwargs = {"safe_mode": not trusted}
     try:
         with quiet_keras():
             return _keras.keras().models.load_model(str(p), custom_objects=custom_objects(), compile=False, **kwargs)
