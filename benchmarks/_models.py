@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import qextract
+from qextract.examples import bundled_model
 
-DIGITS_MODEL = Path(qextract.__file__).resolve().parent / "examples" / "digits_qcnn.h5"
+DIGITS_MODEL = bundled_model()  # .h5 under QKeras 0.9, the same model as .keras under qkeras-v3
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ class Generation:
     """The Keras major version writing this generation's model files (their ``keras_version``)."""
     serialization: ClassVar[str]
     """The module of Keras's ``SafeModeScope`` (which lets a trusted file's lambdas be rebuilt)."""
+    reads_h5_named_keras: ClassVar[bool]
+    """Whether Keras reads an HDF5 model file named ``.keras`` (tf-keras does; Keras 3 wants a zip there)."""
     model_suffixes: ClassVar[tuple[str, ...]]
     """The file suffixes qextract writes a new model to (``qextract import`` / ``fcn``), preferred first."""
     loads_savedmodel: ClassVar[bool]
@@ -155,6 +157,7 @@ class _Legacy(Generation):
     quantizer_base = "qkeras.quantizers:BaseQuantizer"
     keras_major = 2
     serialization = "tf_keras.src.saving.serialization_lib"
+    reads_h5_named_keras = True
     model_suffixes = (".h5", ".hdf5")
     loads_savedmodel = True
 
@@ -201,6 +204,7 @@ class _Keras3(Generation):
     quantizer_base = "qkeras.base_quantizer:BaseQuantizer"
     keras_major = 3
     serialization = "keras.src.saving.serialization_lib"
+    reads_h5_named_keras = False
     model_suffixes = (".keras", ".h5")
     loads_savedmodel = False
 

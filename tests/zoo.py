@@ -20,6 +20,7 @@ import pytest
 import qextract  # (arranges Keras before TensorFlow)
 from qextract import _keras
 from qextract._keras import qkeras, tf
+from qextract.examples import bundled_model
 from qextract.verification import reference as R
 
 tf()
@@ -29,7 +30,7 @@ keras = _keras.keras()
 LEGACY = _keras.generation().legacy_keras
 """True under QKeras 0.9 on tf-keras, False under qkeras-v3 on Keras 3."""
 EXAMPLES = Path(qextract.__file__).parent / "examples"
-EXAMPLE = EXAMPLES / ("digits_qcnn.h5" if LEGACY else "digits_qcnn.keras")
+EXAMPLE = bundled_model()
 """The bundled example model as the installed stack reads it (both files hold the same model and weights)."""
 legacy_only = pytest.mark.skipif(
     not LEGACY, reason="a QKeras 0.9 / tf-keras file or behaviour; the Keras 3 stack has its own tests"

@@ -98,8 +98,13 @@ def _load_file(p: Path, trusted: bool) -> Any:
     # Keras's own refusal of lambdas, lifted only when trusted (tf-keras applies it to .keras only, Keras 3 to .h5 too)
     kwargs: dict[str, Any] = {"safe_mode": not trusted}
     if p.suffix.lower() in (".h5", ".hdf5") or (not zipfile.is_zipfile(p) and h5py.is_hdf5(p)):
-        # Keras reads a ".keras" file that is not a zip archive as HDF5 (an .h5 renamed): check it as one
+        # tf-keras reads a ".keras" file that is not a zip archive as HDF5 (an .h5 renamed): check it as one
         _check_h5(p, trusted)
+        if p.suffix.lower() == ".keras" and not generation().reads_h5_named_keras:
+            raise ModelLoadError(
+                f"{p}: an HDF5 model file named .keras; Keras 3 reads a .keras name as a zip archive only. "
+                "Fix: give it its own suffix (.h5)."
+            )
     else:
         config = _keras_zip_config(p)
         _refuse_other_generation(p, _keras_zip_version(p), config)
