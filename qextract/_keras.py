@@ -111,6 +111,9 @@ def keras() -> ModuleType:
     tensorflow = tf()
     if generation().legacy_keras:
         return tensorflow.keras
+    chosen = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if chosen != "tensorflow":  # refused before Keras imports that backend (which may not even be installed)
+        raise KerasEnvironmentError(_backend_message(chosen))
     import keras as _keras
 
     major = int(str(getattr(_keras, "__version__", "0")).split(".")[0])
@@ -119,13 +122,17 @@ def keras() -> ModuleType:
             f"qkeras-v3 needs Keras 3, but the package 'keras' is {_keras.__version__}. "
             "Fix: pip install 'keras>=3' (the Keras 3 stack as the README says)."
         )
-    backend = _keras.backend.backend()
+    backend = _keras.backend.backend()  # also set by ~/.keras/keras.json
     if backend != "tensorflow":
-        raise KerasEnvironmentError(
-            f"Keras 3 runs on the '{backend}' backend (KERAS_BACKEND); qextract reads qkeras-v3 models on the "
-            "TensorFlow backend only. Fix: set KERAS_BACKEND=tensorflow before Python starts."
-        )
+        raise KerasEnvironmentError(_backend_message(backend))
     return _keras
+
+
+def _backend_message(backend: str) -> str:
+    return (
+        f"Keras 3 runs on the '{backend}' backend (KERAS_BACKEND or ~/.keras/keras.json); qextract reads qkeras-v3 "
+        "models on the TensorFlow backend only. Fix: set KERAS_BACKEND=tensorflow before Python starts."
+    )
 
 
 @cache

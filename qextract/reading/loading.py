@@ -288,7 +288,6 @@ def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -
         config = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelLoadError(f"{p}: not a JSON model architecture ({type(e).__name__}: {str(e)[:200]})") from None
-    _refuse_other_generation(p, config.get("keras_version") if isinstance(config, dict) else None, config)
     if not trusted:
         _refuse_code(p, config)
     if weights is None:
@@ -297,6 +296,7 @@ def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -
             "(load_model(path, weights=...)).",
             arguments=("weights",),
         )
+    _refuse_other_generation(p, config.get("keras_version") if isinstance(config, dict) else None, config)
     try:
         with quiet_keras(), _unsafe_if(trusted):
             model = _keras.keras().models.model_from_json(text, custom_objects=custom_objects())
