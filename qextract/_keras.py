@@ -168,7 +168,7 @@ def qkeras_object(spec: str) -> Any:
 
 def quantizer_base() -> type:
     """The class every quantizer of the installed QKeras derives from."""
-    return qkeras_object(generation().quantizer_base)  # type: ignore[no-any-return]
+    return qkeras_object(generation().quantizer_base)
 
 
 def require_keras_model(model: Any, what: str = "model") -> None:

@@ -100,7 +100,7 @@ class Generation:
                 return self.renamed_weights[cls.__name__, short]
         return short
 
-    def input_shape(self, layer: Any) -> Shape | list[Shape]:
+    def input_shape(self, layer: Any) -> Any:
         """The layer's input shape from its graph nodes, as tf-keras's ``layer.input_shape`` gives it.
 
         Raises AttributeError when the layer was never called, RuntimeError
@@ -108,7 +108,7 @@ class Generation:
         """
         raise NotImplementedError
 
-    def output_shape(self, layer: Any) -> Shape | list[Shape]:
+    def output_shape(self, layer: Any) -> Any:
         """The layer's output shape, as :meth:`input_shape`."""
         raise NotImplementedError
 
@@ -116,7 +116,7 @@ class Generation:
         """The input shape the layer was built with (None if unknown): for a layer without graph nodes."""
         raise NotImplementedError
 
-    def first_input_shape(self, layer: Any) -> Shape | list[Shape]:
+    def first_input_shape(self, layer: Any) -> Any:
         """The input shape of the layer's first call (a shared layer has no one :meth:`input_shape`)."""
         raise NotImplementedError
 
@@ -167,17 +167,17 @@ class _Legacy(Generation):
     def variable_path(self, variable: Any) -> str:
         return str(variable.name)
 
-    def input_shape(self, layer: Any) -> Shape | list[Shape]:
-        return layer.input_shape  # type: ignore[no-any-return]
+    def input_shape(self, layer: Any) -> Any:
+        return layer.input_shape
 
-    def output_shape(self, layer: Any) -> Shape | list[Shape]:
-        return layer.output_shape  # type: ignore[no-any-return]
+    def output_shape(self, layer: Any) -> Any:
+        return layer.output_shape
 
     def built_input_shape(self, layer: Any) -> Any:
         return getattr(layer, "_build_input_shape", None)
 
-    def first_input_shape(self, layer: Any) -> Shape | list[Shape]:
-        return layer.get_input_shape_at(0)  # type: ignore[no-any-return]
+    def first_input_shape(self, layer: Any) -> Any:
+        return layer.get_input_shape_at(0)
 
     def is_functional(self, model: Any) -> bool:
         return bool(getattr(model, "_is_graph_network", False))
@@ -238,17 +238,17 @@ class _Keras3(Generation):
         # Keras 3 names a variable by its last part only ("kernel"); the path holds the layer's scope.
         return str(getattr(variable, "path", None) or variable.name)
 
-    def input_shape(self, layer: Any) -> Shape | list[Shape]:
+    def input_shape(self, layer: Any) -> Any:
         return _node_shape(layer, "input_tensors", "input")
 
-    def output_shape(self, layer: Any) -> Shape | list[Shape]:
+    def output_shape(self, layer: Any) -> Any:
         return _node_shape(layer, "output_tensors", "output")
 
     def built_input_shape(self, layer: Any) -> Any:
         shapes = getattr(layer, "_build_shapes_dict", None) or {}  # build()'s arguments: {"input_shape": ...}
         return next(iter(shapes.values())) if len(shapes) == 1 else None
 
-    def first_input_shape(self, layer: Any) -> Shape | list[Shape]:
+    def first_input_shape(self, layer: Any) -> Any:
         return _node_shapes(layer, "input_tensors", "input")[0]
 
     def is_functional(self, model: Any) -> bool:
@@ -289,7 +289,7 @@ def _node_shapes(layer: Any, attribute: str, what: str) -> list[Shape | list[Sha
     return shapes
 
 
-def _node_shape(layer: Any, attribute: str, what: str) -> Shape | list[Shape]:
+def _node_shape(layer: Any, attribute: str, what: str) -> Any:
     """The one shape of ``attribute`` over every graph node of ``layer`` (tf-keras's rule for ``input_shape``)."""
     shapes = _node_shapes(layer, attribute, what)
     if any(s != shapes[0] for s in shapes[1:]):
