@@ -206,7 +206,7 @@ def _unique(name: str, taken: set[str]) -> str:
 def _model_kind(model: Any) -> str:
     keras = _keras.keras()
     if not isinstance(model, keras.Model):
-        raise UnsupportedError(f"expected a tf.keras Model, got {type(model).__name__}")
+        raise UnsupportedError(f"expected a Keras Model, got {type(model).__name__}")
     if isinstance(model, keras.Sequential):
         return "sequential"
     if _keras.generation().is_functional(model):
