@@ -52,7 +52,9 @@ def geometry(placed: Placed) -> dict[str, Any]:
     if flatten is not None:
         config["flatten_input_shape"] = list(flatten)
     shapes = {"input_shape": placed.input_shape, "output_shape": placed.output_shape}
-    for key in ("input_shape", "output_shape"):
+    # An input layer's shape is the model's input (tf-keras gives it as a list, which is not recorded; so neither
+    # is Keras 3's tuple): the layers it feeds record it.
+    for key in () if type(layer).__name__ == "InputLayer" else ("input_shape", "output_shape"):
         shape = shapes[key] or _shape(layer, key)
         if isinstance(shape, tuple):
             config[key] = list(shape)
