@@ -17,6 +17,7 @@ Keras objects and use only their attributes.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from importlib import metadata
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ __all__ = ["KERAS3", "LEGACY", "AmbiguousInstall", "Generation", "installed"]
 Shape = tuple[Any, ...]
 
 
-class Generation:
+class Generation(ABC):
     """One QKeras generation: where it comes from, which Keras it runs on, how its objects read.
 
     ``distribution`` is the package-index name that installs it, ``keras``
@@ -84,10 +85,12 @@ class Generation:
         """True when name scope ``scope`` of a traced graph (a TFLite tensor name's part) is layer ``layer``'s."""
         return scope == layer
 
+    @abstractmethod
     def save_model(self, model: Any, path: Any, suffix: str) -> None:
         """Write ``model`` to ``path`` (any name: a temporary one) in the format of the file suffix ``suffix``."""
         raise NotImplementedError
 
+    @abstractmethod
     def variable_path(self, variable: Any) -> str:
         """The variable's full name, unique in its model (``dense/kernel:0``, ``functional/dense/kernel``)."""
         raise NotImplementedError
@@ -100,6 +103,7 @@ class Generation:
                 return self.renamed_weights[cls.__name__, short]
         return short
 
+    @abstractmethod
     def input_shape(self, layer: Any) -> Any:
         """The layer's input shape from its graph nodes, as tf-keras's ``layer.input_shape`` gives it.
 
@@ -108,22 +112,27 @@ class Generation:
         """
         raise NotImplementedError
 
+    @abstractmethod
     def output_shape(self, layer: Any) -> Any:
         """The layer's output shape, as :meth:`input_shape`."""
         raise NotImplementedError
 
+    @abstractmethod
     def built_input_shape(self, layer: Any) -> Any:
         """The input shape the layer was built with (None if unknown): for a layer without graph nodes."""
         raise NotImplementedError
 
+    @abstractmethod
     def first_input_shape(self, layer: Any) -> Any:
         """The input shape of the layer's first call (a shared layer has no one :meth:`input_shape`)."""
         raise NotImplementedError
 
+    @abstractmethod
     def is_functional(self, model: Any) -> bool:
         """True for a functional model (a graph of layers, rebuildable from its configuration)."""
         raise NotImplementedError
 
+    @abstractmethod
     def legacy_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """A model configuration (``get_config()``) in tf-keras's functional form, which both Kerases rebuild.
 
@@ -138,10 +147,12 @@ class Generation:
         """A built-in Keras layer's ``{"class_name", "config"}`` made fit to sit inside another layer's config."""
         return entry
 
+    @abstractmethod
     def inbound_layers(self, layer: Any) -> list[list[Any]]:
         """For each graph node of ``layer`` (each call), the layers whose outputs it reads."""
         raise NotImplementedError
 
+    @abstractmethod
     def producer(self, tensor: Any) -> Any | None:
         """The layer that computed symbolic ``tensor`` (None: not a graph tensor)."""
         raise NotImplementedError
