@@ -51,6 +51,8 @@ class Generation(ABC):
     """Whether Keras reads an HDF5 model file named ``.keras`` (tf-keras does; Keras 3 wants a zip there)."""
     model_suffixes: ClassVar[tuple[str, ...]]
     """The file suffixes qextract writes a new model to (``qextract import`` / ``fcn``), preferred first."""
+    example: ClassVar[str]
+    """The bundled example model's file in this generation's format (:mod:`qextract.examples`)."""
     loads_savedmodel: ClassVar[bool]
     """Whether ``load_model`` reads a SavedModel folder (tf-keras does; Keras 3 only exports to one)."""
 
@@ -170,6 +172,7 @@ class _Legacy(Generation):
     serialization = "tf_keras.src.saving.serialization_lib"
     reads_h5_named_keras = True
     model_suffixes = (".h5", ".hdf5")
+    example = "digits_qcnn.h5"
     loads_savedmodel = True
 
     def save_model(self, model: Any, path: Any, suffix: str) -> None:
@@ -217,6 +220,7 @@ class _Keras3(Generation):
     serialization = "keras.src.saving.serialization_lib"
     reads_h5_named_keras = False
     model_suffixes = (".keras", ".h5")
+    example = "digits_qcnn.keras"
     loads_savedmodel = False
 
     def traced_scope(self, scope: str, layer: str) -> bool:

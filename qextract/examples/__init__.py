@@ -16,4 +16,4 @@ def bundled_model() -> Path:
     """The bundled model file the installed stack reads: the ``.h5`` under QKeras 0.9, the ``.keras`` under v3."""
     from .._keras import generation
 
-    return HERE / ("digits_qcnn.h5" if generation().legacy_keras else "digits_qcnn.keras")
+    return HERE / generation().example
