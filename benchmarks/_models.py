@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import qextract
+from qextract import _keras
+from qextract.examples import bundled_model
 
-DIGITS_MODEL = Path(qextract.__file__).resolve().parent / "examples" / "digits_qcnn.h5"
+DIGITS_MODEL = bundled_model()  # .h5 under QKeras 0.9, the same model as .keras under qkeras-v3
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Sizes:
 
 
 def tf() -> Any:
-    """TensorFlow through qextract (legacy Keras), its C++ start-up chatter silenced, and QKeras loaded."""
+    """TensorFlow through qextract (legacy Keras under QKeras 0.9), its C++ start-up chatter silenced, QKeras loaded."""
     from qextract._keras import qkeras, start_quietly
     from qextract._keras import tf as _tf
 
@@ -81,7 +82,8 @@ def conv_stack(layers: int, channels: int, seed: int = 0) -> Any:
     from qkeras import QConv2D, quantized_bits
 
     t.random.set_seed(seed)
-    x = inputs = t.keras.Input((4, 4, channels), name="input")
+    keras = _keras.keras()
+    x = inputs = keras.Input((4, 4, channels), name="input")
     for i in range(layers):
         x = QConv2D(
             channels,
@@ -92,7 +94,7 @@ def conv_stack(layers: int, channels: int, seed: int = 0) -> Any:
             bias_initializer="glorot_uniform",  # non-zero biases, so their codes are not all 0
             name=f"conv{i}",
         )(x)
-    return t.keras.Model(inputs, x, name=f"conv_stack_{layers}x{channels}")
+    return keras.Model(inputs, x, name=f"conv_stack_{layers}x{channels}")
 
 
 def synthetic_images(n: int, shape: tuple[int, ...] = (8, 8, 1), seed: int = 0) -> np.ndarray:

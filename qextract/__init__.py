@@ -1,7 +1,9 @@
 """qextract: exact quantized weights from QKeras models, exported for hardware flows.
 
-Importing qextract selects legacy Keras (``TF_USE_LEGACY_KERAS=1``) for
-TensorFlow; TensorFlow itself is imported only when a model is touched.
+Both QKeras generations are supported, whichever is installed
+(:mod:`qextract.generation`): under QKeras 0.9, importing qextract selects legacy
+Keras (``TF_USE_LEGACY_KERAS=1``) for TensorFlow; under qkeras-v3 it leaves Keras 3
+alone. TensorFlow itself is imported only when a model is touched.
 """
 
 from importlib.metadata import PackageNotFoundError as _NotInstalled

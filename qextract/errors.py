@@ -95,10 +95,16 @@ class VerificationError(QExtractError):
 
 
 class KerasEnvironmentError(QExtractError):
-    """tf.keras is Keras 3 (chosen before qextract could select legacy Keras for QKeras 0.9)."""
+    """The Keras in use does not fit the installed QKeras generation (:mod:`qextract.generation`).
+
+    Under QKeras 0.9: tf.keras is Keras 3 (chosen before qextract could select
+    legacy Keras), or a Keras 3 model. Under qkeras-v3: Keras on a backend other
+    than TensorFlow, or a tf-keras model. Either: both QKeras distributions
+    installed.
+    """
 
     exit_code = 10
-    meaning = "tf.keras is Keras 3 (TensorFlow imported before qextract), or a Keras 3 model"
+    meaning = "the Keras in use does not fit the installed QKeras (Keras 3 under QKeras 0.9, tf-keras under qkeras-v3)"
 
 
 class TwinMismatchError(QExtractError):

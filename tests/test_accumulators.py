@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zoo
 
 import qextract
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.errors import ExactnessError, UnsupportedError
 from qextract.network import accumulators, integers, receptive, testbench
@@ -28,7 +30,7 @@ from qextract.numformat import FixedPoint, LookupTable, PowerOfTwo
 
 tf()
 Q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 
 FMT = FixedPoint(8, 0)  # quantized_bits(8,0,1): codes -128..127 at 2**-7
 STEP = FMT.step
@@ -123,7 +125,10 @@ def _reached(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return _forward(model, up).reshape(len(k), -1)[k, k], _forward(model, down).reshape(len(k), -1)[k, k]
 
 
-@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=zoo.v3_cannot_run("causal conv1d", ValueError)) if "causal" in n else n for n in LAYERS],
+)
 def test_worst_case_is_reached_through_the_layer(built: dict, name: str) -> None:
     model, record = built[name]
     bounds = worst_case(record, FMT, STEP, per_channel=True)

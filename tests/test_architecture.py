@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zoo
 
 import qextract
-from qextract import errors
-from qextract._keras import qkeras, tf
+from qextract import _keras, errors
+from qextract._keras import qkeras
 from qextract.cli import COMMANDS, build_parser, main
 from qextract.cli.exit_codes import epilog, exit_code_table
 from qextract.cli.options import FLAGS, Command
@@ -33,7 +34,7 @@ from qextract.errors import ExportError, QExtractError, error_classes
 
 PACKAGE = Path(qextract.__file__).parent
 README = PACKAGE.parent / "README.md"
-H5 = PACKAGE / "examples" / "digits_qcnn.h5"
+H5 = zoo.EXAMPLE
 MAX_LINES = 420  # "about 400"
 
 
@@ -233,7 +234,7 @@ def test_the_error_line_ends_the_message_before_naming_the_options():
 
 
 def test_untrusted_code_keeps_its_command_line_hint(capsys, tmp_path):
-    keras = tf().keras
+    keras = _keras.keras()
     inp = keras.Input((2,))
     keras.Model(inp, keras.layers.Lambda(lambda t: t * 2, name="evil")(inp)).save(tmp_path / "m.h5")
     assert main(["inspect", str(tmp_path / "m.h5")]) == 3
@@ -260,7 +261,7 @@ FINE_RELU = "quantized_relu(24,8)"
 
 
 def _wrapper_cases():
-    q, L = qkeras(), tf().keras.layers
+    q, L = qkeras(), _keras.keras().layers
     fine = dict(kernel_quantizer=FINE, bias_quantizer=FINE)
     return {
         # entry -> (input shape, wrapped layer factory, the wrapped layer's float class)
@@ -296,7 +297,7 @@ def test_wrapper_twin_is_the_wrapper_around_the_inner_twin_and_computes_what_qke
     from qextract.layers.registry import twin_for
 
     shape, factory, inner_float = _wrapper_cases()[entry][index]
-    keras = tf().keras
+    keras = _keras.keras()
     inp = keras.Input(shape)
     wrapper = factory()
     model = zoo.randomize(keras.Model(inp, wrapper(inp)), seed=index)
@@ -304,7 +305,8 @@ def test_wrapper_twin_is_the_wrapper_around_the_inner_twin_and_computes_what_qke
     twin = float_model(model)
     fw = twin.layers[-1]
     assert type(fw).__name__ == entry and fw.name == wrapper.name
-    assert type(fw.layer).__name__ == inner_float and not type(fw.layer).__module__.startswith("qkeras")
+    inner = _keras.generation().attribute(fw, "layer")  # Keras 3: a Bidirectional holds it as forward_layer
+    assert type(inner).__name__ == inner_float and not type(inner).__module__.startswith("qkeras")
     for a, b in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)  # the raw weights, unquantized
     x = np.random.default_rng(1).normal(0, 1, (3, *shape)).astype(np.float32)

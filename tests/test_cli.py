@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import zoo
 
 import qextract
 from qextract.cli import main
 
-H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
+H5 = zoo.EXAMPLE
 
 
 def test_help_does_not_import_tensorflow():

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import qextract
-from qextract._keras import qkeras, tf
+from qextract import _keras
+from qextract._keras import qkeras
 from qextract.errors import NotAnExportError, VerificationError
 
 KQ = "quantized_bits(8,0,alpha=1)"  # LSB 2**-7, codes -128..127 (not narrow)
@@ -22,7 +23,7 @@ LSB = 2.0**-7
 
 def _model(kernel_quantizer: str = KQ, seed: int = 0) -> object:
     q = qkeras()
-    keras = tf().keras
+    keras = _keras.keras()
     inp = keras.Input((6, 6, 2))
     x = q.QConv2D(3, 3, padding="same", kernel_quantizer=kernel_quantizer, bias_quantizer=KQ, name="conv")(inp)
     x = keras.layers.Flatten()(x)

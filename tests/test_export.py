@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from qextract.padding import same_pad
 from qextract.verification.verifier import VERIFIED_KINDS, verify
 from qextract.writers import FORMATS
 
-H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
+H5 = zoo.EXAMPLE
 VERIFIABLE = [n for n, c in zoo.CASES.items() if LAYERS[c.layer_class].kind in VERIFIED_KINDS]
 
 

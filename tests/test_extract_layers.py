@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zoo
 
-from qextract import extract
+from qextract import _keras, extract
 from qextract._keras import tf
 from qextract.layers import LAYERS
 
@@ -24,8 +24,8 @@ def _forward(case: zoo.Case, model, record, x: np.ndarray) -> np.ndarray:
         return model.predict(x, verbose=0)
     # QKeras's own call is broken on TF 2.21 for this class: run the plain Keras layer
     # with the extracted (quantized) values as its weights.
-    inp = tf().keras.Input(case.input_shape)
-    twin = tf().keras.Model(inp, case.keras_twin()(inp))
+    inp = _keras.keras().Input(case.input_shape)
+    twin = _keras.keras().Model(inp, case.keras_twin()(inp))
     twin.set_weights([t.values for t in record])
     return twin.predict(x, verbose=0)
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import qextract
-from qextract._keras import qkeras, tf
+from qextract import _keras
+from qextract._keras import qkeras
 from qextract.errors import UnsupportedError
 
-keras = tf().keras
+keras = _keras.keras()
 L = keras.layers
 Q = qkeras()
 

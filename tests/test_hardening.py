@@ -18,7 +18,16 @@ import qextract
 from qextract.cli import main
 
 EXAMPLES = Path(qextract.__file__).parent / "examples"
-H5, JSON, WEIGHTS = EXAMPLES / "digits_qcnn.h5", EXAMPLES / "digits_qcnn.json", EXAMPLES / "digits_qcnn_weights.h5"
+JSON, WEIGHTS = EXAMPLES / "digits_qcnn.json", EXAMPLES / "digits_qcnn_weights.h5"
+H5 = zoo.EXAMPLE  # the bundled model in the installed stack's format (.h5 for QKeras 0.9, .keras for qkeras-v3)
+SUFFIX = H5.suffix
+# QKeras 0.9's architecture .json + weights .h5 form: files the Keras 3 stack cannot read (they need migrating).
+JSON_CASES = {
+    "folder as weights",
+    "json that is not a model",
+    "architecture and weights differ",
+    "unknown custom layer",
+}
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -41,15 +50,16 @@ def models(tmp_path_factory):
     plain = keras.Model(
         inp, keras.layers.Dense(3, name="fc")(keras.layers.Dense(4, activation="relu", name="hidden")(inp))
     )
-    plain.save(d / "plain.h5")
+    plain.save(d / f"plain{SUFFIX}")
     nan = qextract.load_model(H5)
     w = nan.get_layer("conv1").get_weights()
     w[0][0, 0, 0, 0] = np.nan
     nan.get_layer("conv1").set_weights(w)
-    nan.save(d / "nan.h5")
+    nan.save(d / f"nan{SUFFIX}")
     inp = keras.Input((4, 4, 4, 1))
-    keras.Model(inp, keras.layers.Conv3D(2, 2, name="c3")(inp)).save(d / "conv3d.h5")
-    zoo.randomize(zoo.CASES["dense"].build()).save_weights(d / "other_weights.h5")
+    keras.Model(inp, keras.layers.Conv3D(2, 2, name="c3")(inp)).save(d / f"conv3d{SUFFIX}")
+    if zoo.LEGACY:
+        zoo.randomize(zoo.CASES["dense"].build()).save_weights(d / "other_weights.h5")
     np.save(d / "wrong_shape.npy", np.zeros((5, 9, 9, 1), np.float32))
     np.save(d / "strings.npy", np.array([["a"] * 64] * 3))
     bad = np.random.default_rng(0).random((5, 8, 8, 1)).astype(np.float32)
@@ -57,7 +67,7 @@ def models(tmp_path_factory):
     np.save(d / "nan.npy", bad)
     (d / "notmodel.json").write_text(json.dumps({"hello": "world"}))
     (d / "random.h5").write_bytes(np.random.default_rng(0).bytes(2048))
-    (d / "truncated.h5").write_bytes(H5.read_bytes()[:20000])
+    (d / "truncated.h5").write_bytes((EXAMPLES / "digits_qcnn.h5").read_bytes()[:20000])
     spec = json.loads(JSON.read_text())
     for layer in spec["config"]["layers"]:
         if layer["class_name"] == "QDense":
@@ -89,12 +99,12 @@ CASES = {
         "unknown layer or object class 'MyCustomDense'",
     ),
     "NaN weights": (
-        lambda d: ["inspect", d / "nan.h5"],
+        lambda d: ["inspect", d / f"nan{SUFFIX}"],
         5,
         "layer 'conv1' (QConv2D), tensor 'kernel' (3, 3, 1, 8): 1 raw weight(s) are NaN or Inf",
     ),
     "layout a kind cannot take": (
-        lambda d: ["export", d / "conv3d.h5", "--out", d / "x3", "--layout", "oihw"],
+        lambda d: ["export", d / f"conv3d{SUFFIX}", "--out", d / "x3", "--layout", "oihw"],
         6,
         "qextract has no oihw layout rule for Conv3D",
     ),
@@ -103,7 +113,7 @@ CASES = {
         8,
         "cannot write in /sys/qextract-test",
     ),
-    "output under a file": (lambda d: ["export", H5, "--out", H5 / "out"], 8, "digits_qcnn.h5"),
+    "output under a file": (lambda d: ["export", H5, "--out", H5 / "out"], 8, H5.name),
     "data of the wrong shape": (
         lambda d: ["report", H5, "--data", d / "wrong_shape.npy", "--csv", d / "r.csv"],
         7,
@@ -122,6 +132,8 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_gives_one_line_and_exit_code(capsys, models, name):
+    if name in JSON_CASES and not zoo.LEGACY:
+        pytest.skip("a QKeras 0.9 architecture .json: the Keras 3 stack reads it only after migration")
     build, code, message = CASES[name]
     before = sorted(p.name for p in models.iterdir())
     if code == 2:
@@ -136,9 +148,11 @@ def test_bad_input_gives_one_line_and_exit_code(capsys, models, name):
 
 
 def test_plain_keras_model_works_and_is_flagged_unquantized(capsys, models, tmp_path):
-    code, out, _ = run(capsys, "inspect", models / "plain.h5")
+    code, out, _ = run(capsys, "inspect", models / f"plain{SUFFIX}")
     assert code == 0 and out.count("float (unquantized)") == 4
-    code, out, err = run(capsys, "export", models / "plain.h5", "--out", tmp_path / "p", "--layout", "ohwi", "--verify")
+    code, out, err = run(
+        capsys, "export", models / f"plain{SUFFIX}", "--out", tmp_path / "p", "--layout", "ohwi", "--verify"
+    )
     assert code == 0, err
     assert "verified 2 layers" in out
 
@@ -194,7 +208,7 @@ def _sha(path: Path) -> str:
 
 
 def test_no_command_changes_the_model_file(capsys, tmp_path):
-    model = tmp_path / "m.h5"
+    model = tmp_path / f"m{SUFFIX}"
     shutil.copy(H5, model)
     before = _sha(model)
     assert run(capsys, "inspect", model)[0] == 0
@@ -227,7 +241,7 @@ def test_no_command_changes_the_model_file(capsys, tmp_path):
         == 0
     )
     assert _sha(model) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "m.h5", "r.csv", "w.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e", f"m{SUFFIX}", "r.csv", "w.csv"]
 
 
 def test_debug_shows_the_traceback(tmp_path):

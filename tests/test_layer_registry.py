@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import zoo
 
-from qextract import extract, layouts
+from qextract import _keras, extract, layouts
 from qextract._keras import qkeras, tf
 from qextract.analysis import taps
 from qextract.exporting.exporter import export
@@ -28,7 +28,7 @@ from qextract.verification.verifier import _NATIVE, VERIFIED_KINDS, verify
 
 tf()
 Q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 L = keras.layers
 
 # Plain Keras class -> (input shape, a layer whose entry is that class's). Every KERAS_LAYERS key needs one.
@@ -132,6 +132,10 @@ def _applies_activation(layer, shape) -> bool | None:
     def sentinel(t):  # any output it touches becomes 7
         return t * 0.0 + 7.0
 
+    if getattr(layer, "activation", None) is not None and _keras.generation().attribute(layer, "quantizer") is (
+        layer.activation
+    ):  # qkeras-v3's QActivation keeps its own quantizer in `activation`: the layer is that activation
+        return None
     try:
         object.__setattr__(layer, "activation", sentinel)
     except AttributeError:  # a recurrent layer's activation is its cell's, inside the recurrence

@@ -20,7 +20,8 @@ import pytest
 import zoo
 from test_layouts import CASE_IDS, CASES, ORACLES, native_shape, oracle, sample
 
-from qextract._keras import qkeras, tf
+from qextract import _keras
+from qextract._keras import qkeras
 from qextract.errors import LayoutError, VerificationError
 from qextract.exporting.exporter import ExportResult, export
 from qextract.layouts import LAYOUTS, Layout, LayoutPlan, clear_cache, from_layout, to_layout
@@ -138,7 +139,7 @@ def test_the_schema_offers_exactly_the_layouts():
 # --- the typed manifest --------------------------------------------------------------------------------
 
 Q = qkeras()
-K = tf().keras
+K = _keras.keras()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import zoo
 
 from qextract import QExtractWarning
 from qextract._keras import qkeras, tf
@@ -344,7 +345,11 @@ CASES: dict[str, Case] = {
 
 def by_name(kind: str) -> list:
     """Pytest parameters ``(name, item)`` of one kind over every case, ids naming the item."""
-    return [pytest.param(name, item, id=_item_id(item)) for name, case in CASES.items() for item in getattr(case, kind)]
+    return [
+        zoo.quantizer_param(_item_id(item), name, item, id=_item_id(item))
+        for name, case in CASES.items()
+        for item in getattr(case, kind)
+    ]
 
 
 def _item_id(item) -> str:

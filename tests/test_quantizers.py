@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import zoo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_quantizer_registry import CASES
@@ -47,7 +48,7 @@ def test_every_registered_quantizer_has_examples():
     assert set(QUANTIZERS) == set(EXAMPLES)
 
 
-@pytest.mark.parametrize("spec", ALL)
+@pytest.mark.parametrize("spec", [zoo.quantizer_param(s) for s in ALL])
 def test_codes_times_scale_is_the_quantizer_output(spec):
     x = weights()
     t = quantize(spec, x)
@@ -174,7 +175,8 @@ def test_quantizer_object_is_not_modified():
     q = make("quantized_bits(8,0,alpha='auto_po2')")
     before = dict(vars(q))
     quantize_tensor(TensorSource("kernel", weights(), q), "l", "QDense")
-    assert q.scale is None and vars(q).keys() == before.keys()
+    # qkeras-v3 sets no scale attribute until the quantizer is called: it must not have one afterwards either
+    assert getattr(q, "scale", None) is None and vars(q).keys() == before.keys()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -231,7 +233,7 @@ def test_property_po2_binary_ternary(spec, bits, max_value, alpha, seed, spread)
         assert not np.any(np.isinf(t.codes))
 
 
-@pytest.mark.parametrize("spec", [s for s in ALL if not s.startswith(("stochastic", "bernoulli"))])
+@pytest.mark.parametrize("spec", [zoo.quantizer_param(s) for s in ALL if not s.startswith(("stochastic", "bernoulli"))])
 def test_graph_execution_for_large_tensors_is_bit_identical_to_eager(spec, monkeypatch):
     """Large tensors run the quantizer as a traced graph (as model.predict does); it must not change a bit."""
     from qextract.quantizers import graph_cache

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow loads)
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.analysis.data import batches, digits
 from qextract.analysis.report import ErrorStats, error_report, quantizer_bounds, weight_report
@@ -25,7 +26,7 @@ from qextract.tensor import Extraction, LayerRecord, QuantizedTensor
 
 tf()
 q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 L = keras.layers
 
 N = 150  # samples: enough for every statistic, small enough to be quick

@@ -13,7 +13,7 @@ import pytest
 import zoo
 
 import qextract
-from qextract._keras import tf
+from qextract import _keras
 from qextract.errors import ModelLoadError, UnsupportedError
 from qextract.reading.stored import read_stored
 
@@ -28,10 +28,16 @@ def _assert_same_as_keras(stored, model) -> None:
     for s in stored_layers:
         layer = keras_layers[s.name]
         assert s.class_name == type(layer).__name__
-        expected = [(w.name.split(":")[0][len(layer.name) + 1 :], w.numpy()) for w in layer.weights]
+        path = _keras.generation().variable_path
+        expected = [(path(w).split(":")[0][len(layer.name) + 1 :], w.numpy()) for w in layer.weights]
+        got_weights = list(s.weights.items())
+        if str(stored.keras_version).split(".")[0] != str(_keras.generation().keras_major):
+            # a QKeras 0.9 file read beside the same model under Keras 3, whose folded layer lists its variables in
+            # another order: compare them by name
+            expected, got_weights = sorted(expected, key=lambda e: e[0]), sorted(got_weights)
         # Keras renames sub-layers loaded twice in a session (batch_normalization_1): compare the weight's own name
-        assert [n.split("/")[-1] for n in s.weights] == [n.split("/")[-1] for n, _ in expected], s.name
-        for (name, value), got in zip(expected, s.weights.values()):
+        assert [n.split("/")[-1] for n, _ in got_weights] == [n.split("/")[-1] for n, _ in expected], s.name
+        for (name, value), (_, got) in zip(expected, got_weights):
             assert got.dtype == value.dtype and got.tobytes() == value.tobytes() and got.shape == value.shape, name
 
 
@@ -41,7 +47,7 @@ def test_the_bundled_example_reads_as_keras_loads_it(source):
         stored = read_stored(EXAMPLES / "digits_qcnn.h5")
     else:
         stored = read_stored(EXAMPLES / "digits_qcnn.json", EXAMPLES / "digits_qcnn_weights.h5")
-    model = qextract.load_model(EXAMPLES / "digits_qcnn.h5")
+    model = qextract.load_model(zoo.EXAMPLE)  # under Keras 3 the same model and weights from the .keras file
     assert stored.name == model.name and stored.class_name == "Functional"
     _assert_same_as_keras(stored, model)
     assert stored["act1"].inbound == ("conv1",)
@@ -51,12 +57,12 @@ def test_the_bundled_example_reads_as_keras_loads_it(source):
 
 def test_a_sequential_model_saved_in_this_session(tmp_path):
     model = zoo.randomize(
-        tf().keras.Sequential(
+        _keras.keras().Sequential(
             [
-                tf().keras.Input((5, 5, 2)),
+                _keras.keras().Input((5, 5, 2)),
                 zoo.Q.QConv2D(3, 3, kernel_quantizer=zoo.KQ, bias_quantizer=zoo.BQ, name="c"),
                 zoo.Q.QBatchNormalization(name="bn"),
-                tf().keras.layers.Flatten(name="f"),
+                _keras.keras().layers.Flatten(name="f"),
                 zoo.Q.QDense(2, kernel_quantizer=zoo.KQ, name="d"),
             ],
             name="seq",
@@ -81,7 +87,7 @@ def test_reading_imports_no_tensorflow():
 
 
 def test_what_it_does_not_read_is_refused_by_name(tmp_path):
-    keras = tf().keras
+    keras = _keras.keras()
     inner = keras.Sequential([keras.Input((4,)), zoo.Q.QDense(3, kernel_quantizer=zoo.KQ, name="d")], name="inner")
     outer = keras.Sequential([keras.Input((4,)), inner], name="outer")
     outer.save(tmp_path / "nested.h5")

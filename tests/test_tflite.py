@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import qextract
+from qextract import _keras
 from qextract._keras import tf
 from qextract.exporting.exporter import export
 
@@ -13,7 +14,7 @@ from qextract.exporting.exporter import export
 @pytest.fixture(scope="module")
 def converted():
     t = tf()
-    keras = t.keras
+    keras = _keras.keras()
     keras.utils.set_random_seed(0)
     inp = keras.Input((9, 9, 3))
     x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inp)

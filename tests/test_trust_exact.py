@@ -26,7 +26,7 @@ from test_readers import assert_holds, manifest_of
 from test_writers import check_fields, code_width, exported, fields_from_file, parse_header, unpack
 
 import qextract
-from qextract import QExtractWarning
+from qextract import QExtractWarning, _keras
 from qextract._keras import qkeras, tf
 from qextract.errors import ExactnessError, LayoutError, UnsupportedError
 from qextract.layers import TensorSource
@@ -38,7 +38,7 @@ from qextract.writers import FORMATS, entries
 tf()
 Q = qkeras()
 Qz = Q.quantizers
-keras = tf().keras
+keras = _keras.keras()
 ALL_FORMATS = list(FORMATS)
 
 # --- independent references ----------------------------------------------------------------

@@ -30,7 +30,7 @@ from qextract.cli import build_parser, main
 from qextract.errors import ExportError, UsageError
 from qextract.layouts import Layout
 
-H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
+H5 = zoo.EXAMPLE
 WEIGHTED = ["conv1", "dw2", "bn2", "sep3", "convbn4", "fc5"]  # the digits model's layers with weights
 
 

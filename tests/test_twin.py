@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow loads)
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.analysis.twin import (
     check_float_model,
@@ -24,7 +25,7 @@ LAYER_TWINS = {name: spec.twin for name, spec in LAYERS.items() if spec.twin is 
 
 tf()
 q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 L = keras.layers
 
 # Quantizers fine enough that quantized and float outputs agree to ~1e-5.
@@ -70,7 +71,10 @@ LAYER_CASES = {
     "QActivation": ((6,), lambda: q.QActivation("quantized_tanh(24)")),
     "QAdaptiveActivation": (
         (6,),
-        lambda: q.QAdaptiveActivation("quantized_relu", total_bits=24, current_step=0, quantization_delay=1),
+        # ema_freeze_delay: qkeras-v3 1.2.1 cannot write the configuration without it (test_generations.py)
+        lambda: q.QAdaptiveActivation(
+            "quantized_relu", total_bits=24, current_step=0, quantization_delay=1, ema_freeze_delay=1000
+        ),
     ),
     "QAveragePooling2D": (
         (6, 6, 2),

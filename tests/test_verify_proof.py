@@ -17,6 +17,7 @@ import pytest
 import zoo
 
 import qextract
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.cli import main
 from qextract.errors import NotAnExportError, VerificationError
@@ -26,7 +27,7 @@ from qextract.verification import reference as R
 from qextract.verification.verifier import verify
 
 Q = qkeras()
-K = tf().keras
+K = _keras.keras()
 L = K.layers
 KQ = "quantized_bits(6,0,1)"
 
@@ -386,36 +387,45 @@ def build_many():
         Q.QDense(3, kernel_quantizer=KQ, name="fc_hwc")(L.Flatten()(img)),
         Q.QDense(3, kernel_quantizer=KQ, bias_quantizer=KQ, name="fc_dhwc")(L.Flatten()(vol)),
         Q.QDense(3, kernel_quantizer=Q.quantized_hswish(8, 3), name="hswish")(vec),
-        Q.QSimpleRNN(
-            4,
-            activation="quantized_tanh(4)",
-            kernel_quantizer=KQ,
-            recurrent_quantizer=KQ,
-            bias_quantizer=KQ,
-            state_quantizer="quantized_bits(8,0,1)",
-            return_sequences=True,
-            name="srnn",
+        zoo.named(
+            Q.QSimpleRNN(
+                4,
+                activation="quantized_tanh(4)",
+                kernel_quantizer=KQ,
+                recurrent_quantizer=KQ,
+                bias_quantizer=KQ,
+                state_quantizer="quantized_bits(8,0,1)",
+                return_sequences=True,
+                name="srnn",
+            ),
+            "srnn",
         )(seq),
-        Q.QLSTM(
-            4,
-            activation="quantized_tanh(5)",
-            recurrent_activation="hard_sigmoid",
-            kernel_quantizer=KQ,
-            recurrent_quantizer=KQ,
-            bias_quantizer=KQ,
-            go_backwards=True,
-            name="qlstm",
+        zoo.named(
+            Q.QLSTM(
+                4,
+                activation="quantized_tanh(5)",
+                recurrent_activation="hard_sigmoid",
+                kernel_quantizer=KQ,
+                recurrent_quantizer=KQ,
+                bias_quantizer=KQ,
+                go_backwards=True,
+                name="qlstm",
+            ),
+            "qlstm",
         )(seq),
-        Q.QGRU(
-            3,
-            activation="quantized_relu(4,1)",
-            recurrent_activation="quantized_sigmoid(6)",
-            reset_after=False,
-            kernel_quantizer=KQ,
-            recurrent_quantizer=KQ,
-            bias_quantizer=KQ,
-            return_sequences=True,
-            name="qgru",
+        zoo.named(
+            Q.QGRU(
+                3,
+                activation="quantized_relu(4,1)",
+                recurrent_activation="quantized_sigmoid(6)",
+                reset_after=False,
+                kernel_quantizer=KQ,
+                recurrent_quantizer=KQ,
+                bias_quantizer=KQ,
+                return_sequences=True,
+                name="qgru",
+            ),
+            "qgru",
         )(seq),
         Q.QBidirectional(
             Q.QLSTM(3, kernel_quantizer=KQ, recurrent_quantizer=KQ, bias_quantizer=KQ, return_sequences=True),
@@ -437,6 +447,12 @@ ROUTES = {
 }  # fmt: skip
 
 
+# zoo.V3_CANNOT_RUN: qkeras-v3 1.2.1's QConv1D cannot run with padding="causal" (TensorFlow's conv gets
+# "CAUSAL") nor with data_format="channels_first" (its bias is added in channels_last shape): verify says the layer's
+# own forward pass fails, which is all it can say. QKeras 0.9 runs both.
+BROKEN_UNDER_V3 = set() if zoo.LEGACY else {"grouped1d", "cf_conv1d"}
+
+
 @pytest.fixture(scope="module")
 def many():
     return zoo.randomize(build_many(), seed=5)
@@ -447,13 +463,15 @@ def test_every_kind_is_recomputed_in_every_layout(many, tmp_path, layout, dense_
     before = [w.copy() for w in many.get_weights()]
     out = export(many, tmp_path / "e", layout=layout, formats=["npz", "mem"], dense_as_conv=dense_as_conv).out_dir
     table = verify(out, many)
-    assert table["passed"].dtype == bool and len(table[~table.passed]) == 0, table.drop(
+    failed = set(table.layer[~table.passed])
+    assert table["passed"].dtype == bool and failed == BROKEN_UNDER_V3, table.drop(
         columns=["class", "layout"]
     ).to_string()
+    note = dict(zip(table.layer, table.note))
+    assert all("the Keras layer's own forward pass fails" in note[name] for name in BROKEN_UNDER_V3)
     assert len(table) == 26
     assert {r.layer: r.route for r in table.itertuples() if r.layer in ROUTES} == ROUTES
-    assert set(table.route) - set(ROUTES.values()) == {"numpy"}
-    note = dict(zip(table.layer, table.note))
+    assert set(table.route) - set(ROUTES.values()) - {"none"} == {"numpy"}
     assert "rebuilt from its quantizer objects" in note["hswish"]  # QKeras cannot rebuild it from its config
     assert "TensorFlow: gelu" in note["gru_gelu"]
     assert all(np.array_equal(a, b) for a, b in zip(before, many.get_weights()))  # the user's model is untouched

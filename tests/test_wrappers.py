@@ -21,6 +21,7 @@ import pytest
 import zoo
 
 import qextract
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.errors import QExtractError, UnsupportedError
 from qextract.reading.nested import find_layer
@@ -29,7 +30,7 @@ from qextract.verification import reference as R
 from qextract.writers import FORMATS
 
 Q = qkeras()
-keras = tf().keras
+keras = _keras.keras()
 KQ = "quantized_bits(6,0,1)"
 BQ = "quantized_bits(8,2)"
 
@@ -170,7 +171,7 @@ def test_every_weight_variable_is_read_exactly_once(built, name):
     make one tensor only where the layer folds them (conv-batchnorm).
     """
     model = built[name] if name in built else ALL_MODELS[name]()
-    variables = {w.name: w for w in model.weights}
+    variables = {_keras.generation().variable_path(w): w for w in model.weights}
     assert len(variables) == len(model.weights), "variable names must be unique for this count"
     ex = qextract.extract(model)
 
@@ -473,6 +474,7 @@ def test_a_layer_shared_by_two_models_is_extracted_once():
     assert sum(len(r) for r in ex) == len(model.weights) == 2
 
 
+@pytest.mark.skipif(not zoo.LEGACY, reason="Keras 3 refuses '/' in a layer name: the clash cannot arise")
 def test_a_layer_name_with_a_slash_that_equals_a_nested_key_is_refused():
     inner = keras.Sequential([keras.Input((4,)), Q.QDense(4, kernel_quantizer=KQ, name="fc")], name="blk")
     inp = keras.Input((4,))

@@ -19,6 +19,7 @@ import copy
 from functools import cache
 from typing import Any
 
+from .. import _keras
 from .._keras import tf
 from ..errors import UnsupportedError
 from ..quantizers import float_twin, is_quantizer
@@ -44,7 +45,7 @@ def float_activation_class() -> type:
     ``2*sigmoid - 1`` of those, ``half_tanh`` ``2*sigmoid(x) - 1``, and
     ``hard_swish`` ``x * min(relu(x + shift), upper) / upper``.
     """
-    keras = tf().keras
+    keras = _keras.keras()
     Layer: Any = keras.layers.Layer  # known only once TensorFlow is loaded
 
     @keras.utils.register_keras_serializable(package="qextract")
@@ -107,7 +108,7 @@ def float_activation(activation: Any, where: str = "") -> ActivationSpec:
     """
     if activation is None:
         return "linear"
-    keras = tf().keras
+    keras = _keras.keras()
     if is_quantizer(activation):
         return float_twin(activation, where)
     if isinstance(activation, keras.layers.Layer):

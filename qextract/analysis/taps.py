@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from .._keras import quiet_config, tf
+from .. import _keras
+from .._keras import tf
 from ..errors import UnsupportedError
 from ..kinds import Kind
-from ..layers import class_spec
+from ..layers import applied_quantizer, class_spec
 from ..quantizers import is_quantizer
 from .twin import ACTIVATION_LAYERS
 
@@ -90,13 +91,13 @@ def graph(model: Any) -> list[Node]:
             f"model '{model.name}' has {len(model.inputs)} inputs; the error report supports one input"
         )
     nodes: list[Node] = []
-    if isinstance(model, tf().keras.Sequential):
+    if isinstance(model, _keras.keras().Sequential):
         previous: str | None = None
         for layer in model.layers:
             nodes.append(Node(layer, (previous,)))
             previous = layer.name
         return nodes
-    config = quiet_config(model)
+    config = _keras.model_config(model)
     inputs = {name for name, *_ in config["input_layers"]}
     for entry in config["layers"]:
         name = entry["name"]
@@ -144,7 +145,7 @@ def plan_rows(nodes: list[Node]) -> list[Row]:
             rows.append(Row(layer.name, PRE_ACTIVATION, cls, shape))
             rows.append(Row(layer.name, OUTPUT, cls, shape, fused))
         elif class_spec(layer).kind is Kind.ACTIVATION:
-            rows.append(Row(layer.name, OUTPUT, cls, shape, layer.quantizer))
+            rows.append(Row(layer.name, OUTPUT, cls, shape, applied_quantizer(layer)))
         else:
             rows.append(Row(layer.name, OUTPUT, cls, shape))
     return rows
@@ -152,7 +153,7 @@ def plan_rows(nodes: list[Node]) -> list[Row]:
 
 @cache
 def _tap_class() -> type:
-    keras = tf().keras
+    keras = _keras.keras()
     base: Any = keras.layers.Layer  # a class known only at run time: TensorFlow is imported lazily
 
     class LayerTap(base):
@@ -193,7 +194,7 @@ def float_tensor(float_model: Any, row: Row) -> Any:
     if type(flayer).__name__ in ACTIVATION_LAYERS:
         return flayer.input
     act = getattr(flayer, "activation", None)
-    if act is None or act is tf().keras.activations.linear:
+    if act is None or act is _keras.keras().activations.linear:
         return flayer.output
     return _tap(flayer, True, flayer.input, "float")
 
@@ -201,7 +202,7 @@ def float_tensor(float_model: Any, row: Row) -> Any:
 def float_taps(float_model: Any, rows: list[Row]) -> Any:
     """One model computing the float tensor of every row."""
     outputs = [float_tensor(float_model, row) for row in rows]
-    return tf().keras.Model(float_model.inputs, outputs, name="qextract_float_taps")
+    return _keras.keras().Model(float_model.inputs, outputs, name="qextract_float_taps")
 
 
 def quant_taps(model: Any, rows: list[Row], nodes: list[Node]) -> Any:
@@ -214,7 +215,7 @@ def quant_taps(model: Any, rows: list[Row], nodes: list[Node]) -> Any:
             outputs.append(layer.output)
         else:
             outputs.append(_tap(layer, True, layer.input, "quant"))
-    return tf().keras.Model(model.inputs, outputs, name="qextract_quant_taps")
+    return _keras.keras().Model(model.inputs, outputs, name="qextract_quant_taps")
 
 
 @dataclass
@@ -234,7 +235,7 @@ class IsolatedTaps:
 
 def isolated_taps(rows: list[Row], nodes: list[Node]) -> IsolatedTaps:
     """One multi-input model applying every layer to the float model's input to it."""
-    keras = tf().keras
+    keras = _keras.keras()
     by_name = {n.layer.name: n for n in nodes}
     inputs: list[Any] = []
     feeds: list[str | None] = []

@@ -49,9 +49,12 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .._keras import custom_objects, quiet_config, tf
+import numpy as np
+
+from .. import _keras
+from .._keras import custom_objects, quiet_config
 from ..errors import UnsupportedError
-from ..layers import LAYERS, LayerTwin
+from ..layers import LAYERS, LayerTwin, applied_quantizer
 from ..layers.registry import twin_for
 from ..quantizers import is_quantizer
 from ..quantizers.activations import ActivationSpec
@@ -87,6 +90,8 @@ def _clean_config(config: dict[str, Any]) -> dict[str, Any]:
     for key, value in config.items():
         if key.endswith("_quantizer") or key.endswith("_range"):
             continue
+        if key == "mask" and value is None:  # qkeras-v3's QConv2D kernel mask, unset (a set one is refused)
+            continue
         if isinstance(value, Mapping):
             cls = value.get("class_name")
             if key.endswith("_constraint") and cls == "Clip":
@@ -106,8 +111,10 @@ def _twin_entries(layer: Any, twin: LayerTwin, taken: set[str]) -> list[tuple[di
     """
     name = layer.name
     where = f"layer '{name}' ({type(layer).__name__}): "
+    if type(layer).__name__ in LAYERS:
+        LAYERS[type(layer).__name__].check(layer)
     if twin.activation == "layer":
-        return [(activation_layer_entry(float_activation(layer.quantizer, where), name), "")]
+        return [(activation_layer_entry(float_activation(applied_quantizer(layer), where), name), "")]
     if twin.activation == "wrapper":
         return [(_wrapper_entry(layer, name, twin.keras_class), "copy")]
 
@@ -149,28 +156,29 @@ def _wrapper_entry(layer: Any, name: str, keras_class: str = "Bidirectional") ->
     """A wrapper's twin (Bidirectional, TimeDistributed): the same wrapper around the inner layers' twins."""
     original = quiet_config(layer)
     config = {k: v for k, v in original.items() if k not in ("layer", "backward_layer")}
-    for key, inner in (("layer", layer.layer), ("backward_layer", getattr(layer, "backward_layer", None))):
+    inner_layer = _keras.generation().attribute(layer, "layer")
+    for key, inner in (("layer", inner_layer), ("backward_layer", getattr(layer, "backward_layer", None))):
         if inner is None or key not in original:
             continue
         rule = twin_for(type(inner).__name__)
         if rule is None:
             _refuse_quantized_inside(inner, name)
-            config[key] = tf().keras.layers.serialize(inner)
+            config[key] = _keras.keras().layers.serialize(inner)
             continue
         (entry, _), *rest = _twin_entries(inner, rule, set())
         if rest:
             raise UnsupportedError(f"layer '{name}': wrapped {type(inner).__name__} has no single-layer twin")
-        config[key] = entry
+        config[key] = _keras.generation().nested_entry(entry)
     return _float_layer(keras_class, **{**config, "name": name})
 
 
 def _refuse_quantized_inside(layer: Any, name: str) -> None:
     """A layer the twin would copy as it is must hold no QKeras layer: its copy would compute quantized
     values, and the report would compare them with themselves (error 0) without a word."""
-    keras = tf().keras
+    keras = _keras.keras()
     inside = [
         m
-        for m in [layer, *layer.submodules]
+        for m in layer._flatten_layers(include_self=True)  # every layer inside, at any depth (both Kerases)
         if isinstance(m, keras.layers.Layer) and type(m).__module__.startswith("qkeras")
     ]
     if inside:
@@ -196,12 +204,12 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _model_kind(model: Any) -> str:
-    keras = tf().keras
+    keras = _keras.keras()
     if not isinstance(model, keras.Model):
-        raise UnsupportedError(f"expected a tf.keras Model, got {type(model).__name__}")
+        raise UnsupportedError(f"expected a Keras Model, got {type(model).__name__}")
     if isinstance(model, keras.Sequential):
         return "sequential"
-    if getattr(model, "_is_graph_network", False):
+    if _keras.generation().is_functional(model):
         return "functional"
     raise UnsupportedError(
         f"model '{model.name}' is a subclassed Keras model: it has no layer graph to rebuild; "
@@ -210,7 +218,7 @@ def _model_kind(model: Any) -> str:
 
 
 def _check_no_nested(model: Any) -> None:
-    keras = tf().keras
+    keras = _keras.keras()
     nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
     if nested:
         raise UnsupportedError(
@@ -234,11 +242,11 @@ def float_model(model: Any) -> Any:
     layers whose twin is several layers, and QKeras layers or quantizers
     without a float twin.
     """
-    keras = tf().keras
+    keras = _keras.keras()
     kind = _model_kind(model)
     _check_no_nested(model)
     float_activation_class()  # register before any config refers to it
-    config = copy.deepcopy(quiet_config(model))
+    config = copy.deepcopy(_keras.model_config(model))
     taken = {layer.name for layer in model.layers}
     plan: dict[str, list[tuple[str, str]]] = {}  # q layer -> [(float layer, weight source)]
 
@@ -307,8 +315,8 @@ def _plain_entry(entry: dict[str, Any], layer: Any) -> dict[str, Any]:
     return entry
 
 
-def _short(weight: Any) -> str:
-    return weight.name.split("/")[-1].split(":")[0]
+def _short(layer: Any, weight: Any) -> str:
+    return _keras.generation().weight_name(layer, weight)
 
 
 def _copy_weights(model: Any, twin_model: Any, plan: Mapping[str, list[tuple[str, str]]]) -> None:
@@ -320,18 +328,19 @@ def _copy_weights(model: Any, twin_model: Any, plan: Mapping[str, list[tuple[str
                 flayer.set_weights(qlayer.get_weights())
                 continue
             if source == "batchnorm":
-                pool = qlayer.batchnorm.weights
+                owner, pool = qlayer.batchnorm, qlayer.batchnorm.weights
             else:
                 bn = getattr(qlayer, "batchnorm", None)
                 skip = {id(w) for w in bn.weights} if bn is not None else set()
-                pool = [w for w in qlayer.weights if id(w) not in skip and _short(w) != "iteration"]
-            by_name = {_short(w): w for w in pool}
+                owner = qlayer
+                pool = [w for w in qlayer.weights if id(w) not in skip and _short(qlayer, w) != "iteration"]
+            by_name = {_short(owner, w): w for w in pool}
             values = []
             for w in flayer.weights:
-                if _short(w) not in by_name:
+                if _short(flayer, w) not in by_name:
                     raise UnsupportedError(
                         f"layer '{qname}' ({type(qlayer).__name__}): no raw weight for the float twin's "
-                        f"'{_short(w)}'; it has: {', '.join(by_name)}"
+                        f"'{_short(flayer, w)}'; it has: {', '.join(by_name)}"
                     )
-                values.append(by_name[_short(w)].numpy())
+                values.append(np.asarray(by_name[_short(flayer, w)]))
             flayer.set_weights(values)

@@ -10,7 +10,9 @@ from .running import check_model_output, load, save_model
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a CNN with a Flatten -> Dense head (the file itself is never modified)")
-    p.add_argument("--out", required=True, metavar="NEW.h5", help="the new model (.h5; never MODEL)")
+    p.add_argument(
+        "--out", required=True, metavar="NEW.h5", help="the new model (.h5, .keras under Keras 3; never MODEL)"
+    )
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (never MODEL)")
     add_trust_arg(p)

@@ -17,7 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a qextract export folder, a .tflite file, an .npz (PyTorch state dict or Keras names) or a .pt file",
     )
     p.add_argument(
-        "--out", required=True, metavar="NEW.h5", help="the model with the new weights (.h5; never MODEL or SOURCE)"
+        "--out",
+        required=True,
+        metavar="NEW.h5",
+        help="the model with the new weights (.h5, .keras under Keras 3; never MODEL or SOURCE)",
     )
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument(

@@ -61,11 +61,16 @@ def pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def check_model_output(args: argparse.Namespace, outputs: dict[str, str | None], inputs_: dict[str, str]) -> None:
-    """A new model file: .h5, never an input (the model file is never modified), an existing one only with --force."""
+    """A new model file (.h5; .keras or .h5 under Keras 3), never an input (the model file is never modified),
+    an existing one only with --force."""
     from .._atomic import check_outputs
+    from .._keras import generation
 
-    if not args.out.endswith((".h5", ".hdf5")):
-        raise UsageError(f"--out {args.out}: give a .h5 file for the new model")
+    suffixes = generation().model_suffixes
+    if not args.out.lower().endswith(suffixes):
+        raise UsageError(
+            f"--out {args.out}: give a {suffixes[0]} file for the new model (or {', '.join(suffixes[1:])})"
+        )
     check_outputs(outputs, {**inputs(args), **inputs_})
     if os.path.lexists(args.out) and not args.force:
         raise ExportError(f"--out {args.out}: exists. Fix: choose another --out, or pass --force to replace it.")
@@ -76,13 +81,14 @@ def save_model(model: Any, out: str) -> None:
     import logging
 
     from .._atomic import atomic_file
+    from .._keras import generation
 
     tf_log = logging.getLogger("tensorflow")
     level = tf_log.level
     tf_log.setLevel(logging.ERROR)  # saving an uncompiled model logs that its metrics are not built
     try:
         with atomic_file(out) as tmp:
-            model.save(tmp, save_format="h5")
+            generation().save_model(model, tmp, os.path.splitext(out)[1].lower())
     except OSError as e:
         raise ExportError(f"--out {out}: writing failed ({e.strerror or e}); nothing was left behind") from None
     finally:

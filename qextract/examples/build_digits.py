@@ -35,6 +35,8 @@ from pathlib import Path
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow is imported)
 from qextract._keras import custom_objects, qkeras, tf
 
+from .. import _keras
+
 SEED = 1234
 N_TRAIN = 1500
 EPOCHS = 12
@@ -59,7 +61,7 @@ def seed_everything(seed: int = SEED) -> None:
     random.seed(seed)
     np.random.seed(seed)
     t.random.set_seed(seed)
-    t.keras.utils.set_random_seed(seed)
+    _keras.keras().utils.set_random_seed(seed)
     t.config.experimental.enable_op_determinism()
 
 
@@ -76,7 +78,7 @@ def load_data():
 
 def build_model():
     """The example QCNN (input (8,8,1) -> 10 softmax probabilities)."""
-    keras = tf().keras
+    keras = _keras.keras()
     q = qkeras()
     qb = q.quantized_bits
 
@@ -164,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     seed_everything()
-    t = tf()
+    tf()
     x_train, y_train, x_test, y_test = load_data()
 
     model = build_model()
     model.compile(
-        optimizer=t.keras.optimizers.Adam(learning_rate=LEARNING_RATE),
+        optimizer=_keras.keras().optimizers.Adam(learning_rate=LEARNING_RATE),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -194,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Reload both forms and check they compute exactly what the in-memory model does.
     objects = dict(custom_objects())
-    reloaded = t.keras.models.load_model(out, custom_objects=objects, compile=False)
-    from_json = t.keras.models.model_from_json(json_path.read_text(), custom_objects=objects)
+    reloaded = _keras.keras().models.load_model(out, custom_objects=objects, compile=False)
+    from_json = _keras.keras().models.model_from_json(json_path.read_text(), custom_objects=objects)
     from_json.load_weights(weights_path)
     ok = True
     for label, other in (("load_model(.h5)", reloaded), ("model_from_json + load_weights", from_json)):

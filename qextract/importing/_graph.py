@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._keras import custom_objects, quiet_keras, tf
+from .. import _keras
+from .._keras import custom_objects, quiet_keras
 from ..errors import UnsupportedError
 
 Config = dict[str, Any]
@@ -33,15 +34,15 @@ def _quiet() -> Iterator[None]:
 def functional_config(model: Any) -> Config:
     """A deep copy of ``model``'s configuration in functional form (Sequential converted)."""
     with _quiet():
-        config = copy.deepcopy(model.get_config())
+        config = copy.deepcopy(_keras.model_config(model))
     if "input_layers" in config:
         return config
     layers = config["layers"]
     entries: list[Config] = []
     if not layers or layers[0]["class_name"] != "InputLayer":
-        shape = (layers[0]["config"].get("batch_input_shape") if layers else None) or getattr(
-            model, "_build_input_shape", None
-        )
+        shape = (
+            layers[0]["config"].get("batch_input_shape") if layers else None
+        ) or _keras.generation().built_input_shape(model)
         if shape is None:
             raise UnsupportedError(f"model '{model.name}' has no known input shape; build it (call it once) first")
         layers = [
@@ -113,7 +114,7 @@ def unique_name(config: Config, wanted: str) -> str:
 
 def rebuild(config: Config, name: str) -> Any:
     """A new model from ``config`` (QKeras classes known), named ``name``."""
-    keras = tf().keras
+    keras = _keras.keras()
     config = {**config, "name": name}
     with _quiet(), keras.utils.custom_object_scope(custom_objects()):
         return keras.Model.from_config(config)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._keras import require_keras_model
+from .._keras import generation, require_keras_model
 from ..errors import UnsupportedError
 from . import _graph
 from .targets import PASS_THROUGH
@@ -47,7 +47,7 @@ def fully_convolutional(model: Any) -> Any:
     """
     require_keras_model(model)
     flatten = _the_flatten(model)
-    h, w, c = flatten.input_shape[1:]
+    h, w, c = generation().input_shape(flatten)[1:]
     config = _graph.functional_config(model)
     head = _head(model, config, flatten.name)
     dense = [name for name in head if type(model.get_layer(name)).__name__ in DENSE]
@@ -91,7 +91,7 @@ def _the_flatten(model: Any) -> Any:
             f"at the top level; found {found}"
         )
     flatten = flattens[0]
-    shape = flatten.input_shape
+    shape = generation().input_shape(flatten)
     if getattr(flatten, "data_format", "channels_last") != "channels_last" or len(shape) != 4 or None in shape[1:]:
         raise UnsupportedError(
             f"layer '{flatten.name}' (Flatten) flattens a tensor of shape {shape[1:]}; fully_convolutional needs a "
@@ -146,6 +146,8 @@ def _free_input(config: dict[str, Any], model: Any) -> None:
 def _to_conv(e: dict[str, Any], kernel: tuple[int, int]) -> None:
     cls, module = DENSE[e["class_name"]]
     config = {k: v for k, v in e["config"].items() if k not in DENSE_ONLY_KEYS}
+    if config.get("quantization_config", 0) is None:  # Keras 3's Dense records its own (unused) int8 setting
+        del config["quantization_config"]
     config.update(
         filters=e["config"]["units"], kernel_size=list(kernel), strides=[1, 1], padding="valid",
         data_format="channels_last", dilation_rate=[1, 1],

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._keras import generation
 from ..errors import LayoutError, UnsupportedError, UsageError
 from ..kinds import Kind
 from ..padding import conv_pads
@@ -106,7 +107,7 @@ def _check(
 def _own(layer: Any) -> tuple[int, ...] | None:
     """(before, after) per spatial axis, flattened, as TensorFlow pads this layer; None if the input size is unknown."""
     try:
-        shape = layer.input_shape
+        shape = generation().input_shape(layer)
     except (AttributeError, RuntimeError):  # never called on its own (inside a TimeDistributed), or on several shapes
         shape = None
     sizes = tuple(shape[1:-1]) if isinstance(shape, tuple) else ()
@@ -168,7 +169,7 @@ def mismatch_error(targets: list[Target], checks: list[PaddingCheck]) -> LayoutE
     for c in checks:
         t = by_path[c.layer]
         layer, rank = t.layer, len(t.layer.kernel_size)
-        size = "x".join(str(s) for s in layer.input_shape[1:-1])
+        size = "x".join(str(s) for s in generation().input_shape(layer)[1:-1])
         assert c.source is not None and c.keras is not None
         parts.append(
             f"{t.where}: the source pads {_names(rank)} = {c.source} [{c.rule}], but padding='{layer.padding}' in "

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._keras import generation
 from ..kinds import Kind
 from ..layers import spec_for
 from ..reading.nested import PASS_THROUGH, Placed, flatten_feeding, placed_layers
@@ -100,13 +101,10 @@ def _target(placed: Placed) -> Target | None:
 
 def inbound_layer(layer: Any) -> Any | None:
     """The one layer feeding ``layer`` (None for several, none, or a layer called more than once)."""
-    nodes = getattr(layer, "inbound_nodes", [])
+    nodes = generation().inbound_layers(layer)
     if len(nodes) != 1:
         return None
-    inbound = nodes[0].inbound_layers
-    if isinstance(inbound, list):
-        return inbound[0] if len(inbound) == 1 else None
-    return inbound
+    return nodes[0][0] if len(nodes[0]) == 1 else None
 
 
 def _flattened(placed: Placed) -> tuple[int, ...] | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._keras import quiet_keras, tf
+from .._keras import generation, quiet_keras, tf
 from ..errors import LayoutError, ModelLoadError, UnsupportedError
 from ..kinds import Kind
 from ..layouts import Layout
@@ -226,13 +226,14 @@ def _constant(
 
 def _mentions(names: list[str], paths: set[str]) -> set[str]:
     """Keras layer paths named in TFLite tensor names ``model/<layer>/...`` (fused names joined by ';')."""
+    gen = generation()
     found = set()
     for name in names:
         for part in filter(None, name.split(";")):
             parts = part.split("/")[1:]  # the first component is the converted model's name
             for path in paths:
                 wanted = path.split("/")
-                if parts[: len(wanted)] == wanted:
+                if len(parts) >= len(wanted) and all(map(gen.traced_scope, parts, wanted)):
                     found.add(path)
     return found
 
@@ -284,8 +285,7 @@ def _reaches(ancestor: Any, layer: Any) -> bool:
     pending, seen = [layer], set()
     while pending:
         current = pending.pop()
-        for node in getattr(current, "inbound_nodes", []):
-            inbound = node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]
+        for inbound in generation().inbound_layers(current):
             for parent in inbound:
                 if parent is ancestor:
                     return True

@@ -10,7 +10,18 @@ Adding a layer class is one entry in :data:`LAYERS` (with a case in tests/zoo.py
 tests/test_twin.py).
 """
 
-from .registry import KERAS_LAYERS, LAYERS, class_spec, spec_for
-from .spec import Binding, LayerSpec, LayerTwin, TensorSource
+from .registry import KERAS_LAYERS, LAYERS, applied_quantizer, class_spec, spec_for
+from .spec import Binding, LayerSpec, LayerTwin, Refusal, TensorSource
 
-__all__ = ["KERAS_LAYERS", "LAYERS", "Binding", "LayerSpec", "LayerTwin", "TensorSource", "class_spec", "spec_for"]
+__all__ = [
+    "KERAS_LAYERS",
+    "LAYERS",
+    "Binding",
+    "LayerSpec",
+    "LayerTwin",
+    "Refusal",
+    "TensorSource",
+    "applied_quantizer",
+    "class_spec",
+    "spec_for",
+]

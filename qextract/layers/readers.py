@@ -49,7 +49,9 @@ def average_multiplier(layer: Any) -> list[TensorSource]:
         pool = layer.pool_size
         area = pool * pool if isinstance(pool, int) else int(np.prod(pool))
     else:
-        shape = layer.input_shape
+        from .._keras import generation
+
+        shape = generation().input_shape(layer)
         area = shape[1] * shape[2] if layer.data_format == "channels_last" else shape[2] * shape[3]
     value = np.asarray(1.0 / area, dtype=np.float32)
     return [TensorSource("average_multiplier", value, layer.average_quantizer_internal)]
@@ -61,8 +63,11 @@ def plain(layer: Any) -> list[TensorSource]:
     Usually the last part (``kernel``); a layer with two ``kernel`` variables
     in different sub-layers keeps enough of the path to tell them apart.
     """
+    from .._keras import generation
+
+    gen = generation()
     variables = list(layer.weights)
-    paths = [v.name.split(":")[0].split("/") for v in variables]
+    paths = [[*gen.variable_path(v).split("/")[:-1], gen.weight_name(layer, v)] for v in variables]
     names = []
     for path in paths:
         for n in range(1, len(path) + 1):

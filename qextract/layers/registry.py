@@ -23,7 +23,7 @@ from ..errors import UnsupportedError
 from ..kinds import Kind
 from ..reading.nested import bases
 from .readers import average_multiplier, folded, plain
-from .spec import Binding, LayerSpec, LayerTwin, TensorSource
+from .spec import Binding, LayerSpec, LayerTwin, Refusal, TensorSource
 
 
 def _directions(layer: Any) -> tuple[tuple[str, Any], ...]:
@@ -82,6 +82,15 @@ _BATCHNORM = (
 )
 _POOLING_ACTIVATIONS = ("activation", "average_quantizer_internal")
 _FOLDED_STATE = ("_iteration",)
+# qkeras-v3's QConv2D takes a kernel mask (mask=), multiplied into the quantized kernel (QKeras 0.9 has none).
+_MASK = (
+    Refusal(
+        "_mask",
+        "has a kernel mask (mask=...): it multiplies the quantized kernel, so the layer's weights are not the "
+        "quantizer's codes. Fix: multiply the mask into the raw kernel and build the layer without mask=, or leave "
+        "the layer out with layers=[...].",
+    ),
+)
 
 
 def _recurrent(kind: Kind, keras_class: str, activations: tuple[str, ...] = _RNN_ACTIVATIONS) -> LayerSpec:
@@ -93,7 +102,7 @@ def _recurrent(kind: Kind, keras_class: str, activations: tuple[str, ...] = _RNN
 LAYERS: dict[str, LayerSpec] = {
     "QDense": LayerSpec(Kind.DENSE, _kernel_bias(), twin=LayerTwin("Dense")),
     "QConv1D": LayerSpec(Kind.CONV1D, _kernel_bias(), twin=LayerTwin("Conv1D")),
-    "QConv2D": LayerSpec(Kind.CONV2D, _kernel_bias(), twin=LayerTwin("Conv2D")),
+    "QConv2D": LayerSpec(Kind.CONV2D, _kernel_bias(), twin=LayerTwin("Conv2D"), refused=_MASK),
     "QConv2DTranspose": LayerSpec(Kind.CONV2D_TRANSPOSE, _kernel_bias(), twin=LayerTwin("Conv2DTranspose")),
     "QDepthwiseConv2D": LayerSpec(
         Kind.DEPTHWISE_CONV2D,
@@ -113,6 +122,7 @@ LAYERS: dict[str, LayerSpec] = {
         Kind.CONV2D,
         custom=folded("kernel", "kernel_quantizer"),
         state=_FOLDED_STATE,
+        refused=_MASK,
         twin=LayerTwin("Conv2D", "separate", folded_batchnorm=True, suffix="_conv"),
     ),
     "QDepthwiseConv2DBatchnorm": LayerSpec(
@@ -215,6 +225,11 @@ def class_spec(layer: Any) -> LayerSpec:
         return LAYERS[_CELLS[type(cell).__name__]]
     plain = {**KERAS_WRAPPERS, **KERAS_LAYERS}
     return next((plain[c.__name__] for c in type(layer).__mro__ if c.__name__ in plain), KERAS_LAYERS["Layer"])
+
+
+def applied_quantizer(layer: Any) -> Any:
+    """The quantizer an activation layer (QActivation, QAdaptiveActivation) applies, as its entry reads it."""
+    return next((obj for _, obj in class_spec(layer).activation_objects(layer)), None)
 
 
 def twin_for(class_name: str) -> LayerTwin | None:

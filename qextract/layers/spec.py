@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..kinds import Kind
 
 
@@ -47,14 +48,14 @@ class Binding:
     present: str | None = None  # attribute that must be true for the weight to exist
 
     def source(self, owner: Any) -> TensorSource | None:
-        if self.present and not getattr(owner, self.present):
+        if self.present and not _get(owner, self.present):
             return None
-        var = getattr(owner, self.weight or self.name, None)
+        var = _get(owner, self.weight or self.name)
         if var is None:
             return None
         quantizer = None
-        if self.quantizer and (self.enabled is None or getattr(owner, self.enabled, None)):
-            quantizer = getattr(owner, self.quantizer)
+        if self.quantizer and (self.enabled is None or _get(owner, self.enabled)):
+            quantizer = _get(owner, self.quantizer)
         return TensorSource(self.name, np.asarray(var, dtype=np.float32), quantizer, (var,))
 
 
@@ -80,6 +81,17 @@ class LayerTwin:
     activation: TwinActivation = "fused"
     folded_batchnorm: bool = False
     suffix: str = ""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A layer setting the entry cannot read: the layer is refused when ``attribute`` is set (not None).
+
+    ``why`` completes "layer 'x' (Class) ..." with what the setting does and the fix.
+    """
+
+    attribute: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -109,8 +121,18 @@ class LayerSpec:
     custom_activations: Callable[[Any], list[tuple[str, Any]]] | None = None
     twin: LayerTwin | None = None
     fuses_activation: bool = True
+    refused: tuple[Refusal, ...] = ()
+
+    def check(self, layer: Any) -> None:
+        """Refuse, by name, a configuration of the layer that the entry does not read (see :class:`Refusal`)."""
+        for refusal in self.refused:
+            if getattr(layer, refusal.attribute, None) is not None:
+                raise UnsupportedError(
+                    f"layer '{layer.name}' ({type(layer).__name__}) {refusal.why}", arguments=("layers",)
+                )
 
     def sources(self, layer: Any) -> list[TensorSource]:
+        self.check(layer)
         if self.custom is not None:
             return self.custom(layer)
         owner = _attr_path(layer, self.owner)
@@ -122,12 +144,19 @@ class LayerSpec:
             return
         owner = _attr_path(layer, self.owner)
         for attr in self.activations:
-            obj = getattr(owner, attr, None)
+            obj = _get(owner, attr)
             if obj is not None:
                 yield attr.replace("_quantizer_internal", "").replace("quantizer", "activation"), obj
 
     def state_variables(self, layer: Any) -> list[Any]:
         return [v for attr in self.state if (v := getattr(layer, attr, None)) is not None]
+
+
+def _get(obj: Any, attribute: str) -> Any:
+    """``obj``'s attribute as QKeras 0.9 names it (entries use 0.9's names), in the installed generation."""
+    from .._keras import generation
+
+    return generation().attribute(obj, attribute)
 
 
 def _attr_path(obj: Any, path: str) -> Any:

@@ -24,6 +24,7 @@ the quantizer itself, on a copy, and ``encode`` only reads its result.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -190,8 +191,15 @@ def describe(q: Any) -> str:
     """``str(q)``, or an equivalent built from its config where QKeras's ``__str__`` fails.
 
     QKeras 0.9.0's ``quantized_hswish.__str__`` always fails an assertion, and
-    ``quantized_bits.__str__`` fails for array alphas.
+    ``quantized_bits.__str__`` fails for array alphas. An integer held in a
+    variable is shown by its value, as QKeras 0.9 shows it (qkeras-v3 prints
+    the variable object).
     """
+    integer = getattr(q, "integer", None)
+    if hasattr(integer, "numpy"):  # qkeras-v3 prints a variable integer (QAdaptiveActivation's) as the object
+        value = np.asarray(integer)
+        q = copy.copy(q)
+        q.integer = int(value.reshape(-1)[0]) if value.size == 1 else value
     try:
         return str(q)
     except Exception:

@@ -52,9 +52,9 @@ def entry_for(q: Any, where: str = "") -> QuantizerEntry:
 
 def is_quantizer(obj: Any) -> bool:
     """True for any QKeras quantizer object, registered or not."""
-    from .._keras import qkeras
+    from .._keras import quantizer_base
 
-    return isinstance(obj, qkeras().quantizers.BaseQuantizer)
+    return isinstance(obj, quantizer_base())
 
 
 def number_format(q: Any, where: str = "") -> NumberFormat:

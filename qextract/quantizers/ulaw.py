@@ -31,8 +31,9 @@ class QuantizedUlaw(QuantizerEntry):
         m_i = 2 ** int(q.integer)
         k = t.constant(np.arange(0, m + 1, dtype=np.float32))
         rp = 2.0 * (k / m) - 1.0
-        u_law = t.sign(rp) * t.keras.backend.log(1 + q.u * t.abs(rp)) / t.keras.backend.log(1 + q.u)
-        levels = m_i * t.keras.backend.clip(u_law, -1.0 + (1.0 * q.symmetric) / m, 1.0 - 1.0 / m)
+        # keras.backend.log / clip of both Keras generations are these TensorFlow ops
+        u_law = t.sign(rp) * t.math.log(1 + q.u * t.abs(rp)) / t.math.log(1 + q.u)
+        levels = m_i * t.clip_by_value(u_law, -1.0 + (1.0 * q.symmetric) / m, 1.0 - 1.0 / m)
         table = tuple(float(v) for v in np.unique(levels.numpy().astype(np.float32)))
         return LookupTable(bits=int(q.bits), table=table)
 

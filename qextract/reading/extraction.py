@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._keras import require_keras_model
+from .._keras import generation, require_keras_model
 from ..errors import UnsupportedError
 from ..layers import spec_for
 from ..numformat import Float
 from ..quantizers import describe, entry_for, is_quantizer
 from ..tensor import ActivationRecord, Extraction, LayerRecord
-from .nested import Placed, flatten_feeding, placed_layers, select
+from .geometry import geometry
+from .nested import Placed, placed_layers, select
 from .quantization import quantize_tensor
 
 __all__ = ["extract", "extract_layer", "quantize_tensor"]
@@ -84,8 +85,8 @@ def _extract_placed(placed: Placed) -> tuple[LayerRecord, set[int]]:
         kind=spec.kind,
         tensors={s.name: quantize_tensor(s, key, cls) for s in sources},
         activations=tuple(a for name, obj in spec.activation_objects(layer) if (a := _activation(key, name, obj))),
-        config=_geometry(placed),
-        state=tuple(v.name for v in state),
+        config=geometry(placed),
+        state=tuple(generation().variable_path(v) for v in state),
     )
     return record, read
 
@@ -94,7 +95,7 @@ def _refuse_unread(
     where: str, variables: list[Any], read: set[int], why: str = "are not read by qextract's rule for this layer"
 ) -> None:
     """Stop, naming them, if any of ``variables`` was neither read into a tensor nor declared state."""
-    missed = [v.name for v in variables if id(v) not in read]
+    missed = [generation().variable_path(v) for v in variables if id(v) not in read]
     if missed:
         raise UnsupportedError(
             f"{where}: weight variable(s) {', '.join(missed)} {why}, so they would be missing from the export. "
@@ -118,67 +119,3 @@ def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:
     if fname == "linear":
         return None
     return ActivationRecord(layer, name, fname, Float(), notes=("float",))
-
-
-_GEOMETRY = (
-    "strides",
-    "padding",
-    "dilation_rate",
-    "kernel_size",
-    "depth_multiplier",
-    "data_format",
-    "pool_size",
-    "units",
-    "filters",
-    "epsilon",
-    "axis",
-    "use_bias",
-    "reset_after",
-    "output_padding",
-)
-
-
-def _geometry(placed: Placed) -> dict[str, Any]:
-    """The layer settings a hardware flow needs beside the weights, plus shapes.
-
-    Settings a wrapper does not have itself are read from what it wraps (a
-    Bidirectional's forward layer, an RNN's cell). Shapes come from the
-    layer's graph node, else from its place (per time step inside a
-    TimeDistributed), else from the shape it was built with.
-    """
-    layer = placed.layer
-    owners = [o for o in (layer, getattr(layer, "forward_layer", None), getattr(layer, "cell", None)) if o is not None]
-    config: dict[str, Any] = {}
-    for key in _GEOMETRY:
-        value = next((v for o in owners if (v := getattr(o, key, None)) is not None), None)
-        if value is not None:
-            config[key] = list(value) if isinstance(value, tuple) else value
-    flatten = flatten_feeding(placed)
-    if flatten is not None:
-        config["flatten_input_shape"] = list(flatten)
-    shapes = {"input_shape": placed.input_shape, "output_shape": placed.output_shape}
-    for key in ("input_shape", "output_shape"):
-        shape = shapes[key] or _shape(layer, key)
-        if isinstance(shape, tuple):
-            config[key] = list(shape)
-    return config
-
-
-def _shape(layer: Any, key: str) -> Any:
-    """The layer's input or output shape from its graph node; without any node, from the shape it was built with."""
-    try:
-        return getattr(layer, key)
-    except (AttributeError, RuntimeError):
-        if getattr(layer, "_inbound_nodes", None):  # several nodes of different shapes: no one shape
-            return None
-    built = getattr(layer, "_build_input_shape", None)
-    if built is None:  # never built with a shape
-        return None
-    try:
-        shape = tuple(built.as_list() if hasattr(built, "as_list") else built)
-        if key == "output_shape":
-            out = layer.compute_output_shape(shape)
-            shape = tuple(out.as_list() if hasattr(out, "as_list") else out)
-    except (TypeError, ValueError, NotImplementedError, AttributeError):
-        return None
-    return shape if all(d is None or isinstance(d, int) for d in shape) else None

@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .._keras import custom_objects, quiet_keras, tf
+from .. import _keras
+from .._keras import custom_objects, generation, quiet_keras, tf
 from ..errors import ModelLoadError, QExtractError, UntrustedCodeError
 
 __all__ = ["load_model"]
@@ -22,6 +23,7 @@ __all__ = ["load_model"]
 _UNKNOWN = (
     re.compile(r"Unknown (?:layer|object|activation|initializer|constraint)[^'\"`]*['\"`]?([\w.]+)"),
     re.compile(r"`([\w.]+)` is a custom class"),
+    re.compile(r"Could not locate class '([\w.]+)'"),  # Keras 3, in the cause of its "could not be deserialized"
 )
 
 
@@ -73,7 +75,11 @@ def _must_exist(p: Path, what: str) -> None:
 def _translate(p: Path, e: Exception) -> QExtractError:
     if isinstance(e, QExtractError):  # e.g. KerasEnvironmentError from the first TensorFlow import
         return e
-    text = str(e)
+    text, cause = str(e), e.__cause__ or e.__context__
+    for _ in range(8):  # Keras 3 names the class only in the error it re-raised from
+        if cause is None:
+            break
+        text, cause = f"{text}\n{cause}", cause.__cause__ or cause.__context__
     m = next((found for pattern in _UNKNOWN if (found := pattern.search(text))), None)
     if m:
         return ModelLoadError(
@@ -89,17 +95,24 @@ def _load_file(p: Path, trusted: bool) -> Any:
 
     import h5py
 
-    kwargs: dict[str, Any] = {}
+    # Keras's own refusal of lambdas, lifted only when trusted (tf-keras applies it to .keras only, Keras 3 to .h5 too)
+    kwargs: dict[str, Any] = {"safe_mode": not trusted}
     if p.suffix.lower() in (".h5", ".hdf5") or (not zipfile.is_zipfile(p) and h5py.is_hdf5(p)):
-        # Keras reads a ".keras" file that is not a zip archive as HDF5 (an .h5 renamed): check it as one
+        # tf-keras reads a ".keras" file that is not a zip archive as HDF5 (an .h5 renamed): check it as one
         _check_h5(p, trusted)
+        if p.suffix.lower() == ".keras" and not generation().reads_h5_named_keras:
+            raise ModelLoadError(
+                f"{p}: an HDF5 model file named .keras; Keras 3 reads a .keras name as a zip archive only. "
+                "Fix: give it its own suffix (.h5)."
+            )
     else:
+        config = _keras_zip_config(p)
+        _refuse_other_generation(p, _keras_zip_version(p), config)
         if not trusted:
-            _refuse_code(p, _keras_zip_config(p))
-        kwargs = {"safe_mode": not trusted}
+            _refuse_code(p, config)
     try:
         with quiet_keras():
-            return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False, **kwargs)
+            return _keras.keras().models.load_model(str(p), custom_objects=custom_objects(), compile=False, **kwargs)
     except Exception as e:
         raise _translate(p, e) from None
 
@@ -109,7 +122,7 @@ def _check_h5(p: Path, trusted: bool) -> None:
 
     try:
         with h5py.File(p, "r") as f:
-            config = f.attrs.get("model_config")
+            config, version = f.attrs.get("model_config"), f.attrs.get("keras_version")
     except OSError as e:
         raise ModelLoadError(f"{p}: not a readable HDF5 file, truncated or corrupt ({e})") from None
     if config is None:
@@ -118,13 +131,55 @@ def _check_h5(p: Path, trusted: bool) -> None:
             "model and this file as its weights (load_model(path, weights=...)).",
             arguments=("weights",),
         )
+    parsed = _parse_config(p, config)
+    _refuse_other_generation(p, version, parsed)
     if not trusted:
-        _refuse_code(p, _parse_config(p, config))
+        _refuse_code(p, parsed)
 
 
 # Layer classes whose configuration is (or names) Python code that Keras runs while rebuilding the model
 # ("__lambda__": a lambda in the newer serialization format).
 _CODE_CLASSES = frozenset({"Lambda", "__lambda__"})
+
+
+def _refuse_other_generation(p: Path, keras_version: Any, config: Any) -> None:
+    """Refuse, by name, a file of QKeras layers saved by the other Keras generation: it cannot be rebuilt here.
+
+    QKeras 0.9 files (Keras 2.x, tf-keras) name classes and arguments qkeras-v3 does not take, and the
+    other way round; a plain Keras file is left to Keras, which reads many of the other generation's.
+    """
+    if isinstance(keras_version, bytes):
+        keras_version = keras_version.decode()
+    major = str(keras_version or "").split(".")[0]
+    gen = generation()
+    if not major.isdigit() or int(major) == gen.keras_major or not _qkeras_classes(config):
+        return
+    made_by = "QKeras 0.9 on tf-keras" if int(major) == 2 else "qkeras-v3 on Keras 3"
+    fix = (
+        "migrate it to a qkeras-v3 .keras file, or read it with the QKeras 0.9 stack (pip install qextract)"
+        if int(major) == 2
+        else "read it with the Keras 3 stack (see the README)"
+    )
+    raise ModelLoadError(
+        f"{p}: saved by Keras {keras_version} ({made_by}); the installed {gen.label} cannot rebuild its QKeras "
+        f"layers ({', '.join(_qkeras_classes(config)[:4])}). Fix: {fix}."
+    )
+
+
+def _qkeras_classes(config: Any) -> list[str]:
+    """The QKeras class names (layers and quantizers) a model configuration refers to, each once."""
+    known = set(_keras.custom_objects())
+    found: dict[str, None] = {}
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") in known:
+                found[node["class_name"]] = None
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
 
 
 def _parse_config(p: Path, text: str | bytes) -> Any:
@@ -142,6 +197,17 @@ def _keras_zip_config(p: Path) -> Any:
         with zipfile.ZipFile(p) as z:
             return _parse_config(p, z.read("config.json"))
     except (zipfile.BadZipFile, KeyError, OSError):
+        return None
+
+
+def _keras_zip_version(p: Path) -> Any:
+    """The ``keras_version`` in a ``.keras`` archive's ``metadata.json`` (None if unreadable)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            return json.loads(z.read("metadata.json")).get("keras_version")
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, AttributeError):
         return None
 
 
@@ -201,11 +267,17 @@ def _savedmodel_configs(p: Path) -> list[Any]:
 def _load_savedmodel(p: Path, trusted: bool) -> Any:
     if not (p / "saved_model.pb").exists():
         raise ModelLoadError(f"{p}: is a folder but not a SavedModel (no saved_model.pb). Fix: give a model file.")
+    if not generation().loads_savedmodel:
+        raise ModelLoadError(
+            f"{p}: a SavedModel folder, which Keras 3 cannot load as a model (only export to), so the installed "
+            f"{generation().label} cannot read its layers. Fix: save the model as a .keras file where it was made "
+            "(model.save('model.keras')), or read the folder with the QKeras 0.9 stack."
+        )
     if not trusted:
         _refuse_code(p, _savedmodel_configs(p))
     try:
         with quiet_keras():
-            return tf().keras.models.load_model(str(p), custom_objects=custom_objects(), compile=False)
+            return _keras.keras().models.load_model(str(p), custom_objects=custom_objects(), compile=False)
     except Exception as e:
         raise _translate(p, e) from None
 
@@ -224,9 +296,10 @@ def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -
             "(load_model(path, weights=...)).",
             arguments=("weights",),
         )
+    _refuse_other_generation(p, config.get("keras_version") if isinstance(config, dict) else None, config)
     try:
         with quiet_keras(), _unsafe_if(trusted):
-            model = tf().keras.models.model_from_json(text, custom_objects=custom_objects())
+            model = _keras.keras().models.model_from_json(text, custom_objects=custom_objects())
     except Exception as e:
         raise _translate(p, e) from None
     _load_weights(model, Path(weights))
@@ -234,15 +307,15 @@ def _load_json(p: Path, weights: str | os.PathLike[str] | None, trusted: bool) -
 
 
 def _unsafe_if(trusted: bool) -> Any:
-    """tf_keras's own safe mode (it refuses a marshalled lambda in JSON, not in .h5), lifted only when trusted."""
+    """Keras's own safe mode (tf-keras's refuses a marshalled lambda in JSON, not in .h5), lifted only when trusted."""
     from contextlib import nullcontext
 
     if not trusted:
         return nullcontext()
-    tf()
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
+    import importlib
 
-    return SafeModeScope(False)
+    tf()
+    return importlib.import_module(generation().serialization).SafeModeScope(False)
 
 
 def _load_weights(model: Any, w: Path) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .._keras import generation
 from ..errors import UsageError
 
 __all__ = ["PASS_THROUGH", "Placed", "bases", "find_layer", "flatten_feeding", "placed_layers", "select", "selected"]
@@ -111,7 +112,8 @@ def _per_step(wrapper: Any, shapes: tuple[Shape, Shape] | None) -> tuple[Shape, 
     """TimeDistributed runs its layer on (batch, *rest) slices of (batch, time, *rest)."""
     if shapes is None:
         try:
-            shapes = (tuple(wrapper.input_shape), tuple(wrapper.output_shape))
+            gen = generation()
+            shapes = (tuple(gen.input_shape(wrapper)), tuple(gen.output_shape(wrapper)))
         except (AttributeError, RuntimeError, TypeError):
             return None
     inp, outp = shapes
@@ -204,7 +206,7 @@ def _flattened_shape(layer: Any, flatten: Any, *, per_step: bool) -> tuple[int, 
     if getattr(flatten, "data_format", "channels_last") != "channels_last":
         return None
     try:
-        shape = tuple(layer.input_shape)
+        shape = tuple(generation().input_shape(layer))
     except (AttributeError, RuntimeError, TypeError):  # no node, or nodes of several shapes
         return None
     shape = shape[2:] if per_step else shape[1:]
@@ -213,17 +215,14 @@ def _flattened_shape(layer: Any, flatten: Any, *, per_step: bool) -> tuple[int, 
 
 def _input_of(layer: Any, outer: tuple[Any, ...]) -> _Step | None:
     """The layer whose output ``layer`` reads (None: several, the model's input, or unknown)."""
-    nodes = getattr(layer, "inbound_nodes", None) or []
+    nodes = generation().inbound_layers(layer)
     if not nodes:  # inside a TimeDistributed, a layer has no node of its own: the wrapper's input is its input
         if outer and _is_time_distributed(outer[-1]) and outer[-1].layer is layer:
             return _input_of(outer[-1], outer[:-1])
         return None
-    inbound = nodes[0].inbound_layers
-    if isinstance(inbound, list):
-        if len(inbound) != 1:
-            return None
-        inbound = inbound[0]
-    return _output_of(inbound, outer)
+    if len(nodes[0]) != 1:
+        return None
+    return _output_of(nodes[0][0], outer)
 
 
 def _output_of(layer: Any, outer: tuple[Any, ...]) -> _Step | None:
@@ -234,8 +233,8 @@ def _output_of(layer: Any, outer: tuple[Any, ...]) -> _Step | None:
         return None
     if _is_container(layer):
         outputs = getattr(layer, "outputs", None) or []
-        history = getattr(outputs[0], "_keras_history", None) if len(outputs) == 1 else None
-        if history is None:
+        producer = generation().producer(outputs[0]) if len(outputs) == 1 else None
+        if producer is None:
             return None
-        return _output_of(history.layer, (*outer, layer))
+        return _output_of(producer, (*outer, layer))
     return layer, outer

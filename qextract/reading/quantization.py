@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._keras import generation
 from ..errors import ExactnessError, QExtractError, QExtractWarning, UnsupportedError
 from ..layers import TensorSource
 from ..numformat import FixedPoint
@@ -129,7 +130,7 @@ def _checked(
 
 
 def _names(source: TensorSource) -> tuple[str, ...]:
-    return tuple(v.name for v in source.variables)
+    return tuple(generation().variable_path(v) for v in source.variables)
 
 
 def _not_finite_message(where: str, q: Any) -> str:

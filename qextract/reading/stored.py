@@ -138,7 +138,7 @@ def _layer_specs(p: Path, config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if not isinstance(layers, list):
         raise ModelLoadError(f"{p}: the model configuration lists no layers")
     for spec in layers:
-        name, cls = spec.get("config", {}).get("name", spec.get("name")), spec.get("class_name")
+        name, cls = spec.get("config", {}).get("name", spec.get("name")), _class(spec)
         if cls in _NESTED:
             raise UnsupportedError(
                 f"{p}: layer '{name}' is a nested model ({cls}); this reader reads flat models only. Fix: read the "
@@ -173,7 +173,12 @@ def _layer(p: Path, spec: Mapping[str, Any], root: Any) -> StoredLayer:
             if full not in group:
                 raise ModelLoadError(f"{p}: layer '{name}' lists weight '{full}' but the file does not hold it")
             weights[_short(name, full)] = np.asarray(group[full])
-    return StoredLayer(name, str(spec.get("class_name")), config, _inbound(spec), weights)
+    return StoredLayer(name, _class(spec), config, _inbound(spec), weights)
+
+
+def _class(spec: Mapping[str, Any]) -> str:
+    """The layer's class name; Keras 3 writes a registered class as ``package>Name`` (``qkeras>QConv2D``)."""
+    return str(spec.get("class_name")).rsplit(">", 1)[-1]
 
 
 def _short(layer: str, full: str) -> str:

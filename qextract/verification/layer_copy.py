@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _keras
 from .._keras import quiet_config
 
 __all__ = ["keras_output"]
@@ -45,13 +46,13 @@ def _two_directions(keras_layer: Any) -> bool:
 
 def _rebuild(keras_layer: Any, keep_activation: bool) -> tuple[Any, list[str]]:
     """A new layer of the same class and configuration (the weights are set by the caller)."""
-    from .._keras import custom_objects, tf
+    from .._keras import custom_objects
 
     config = quiet_config(keras_layer)
     if not keep_activation and "activation" in config:
         config["activation"] = None
     cls = type(keras_layer)
-    with tf().keras.utils.custom_object_scope(custom_objects()):
+    with _keras.keras().utils.custom_object_scope(custom_objects()):
         try:
             return cls.from_config(dict(config)), []
         except Exception:

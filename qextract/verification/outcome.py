@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._keras import generation
 from ..errors import VerificationError
 from ..manifest.entries import LayerEntry
 
@@ -44,10 +45,10 @@ def input_shape(layer: LayerEntry, keras_layer: Any, samples: int, where: str) -
     """
     recorded = layer.geometry.input_shape
     name, shape = layer.name, None if recorded is None else list(recorded)
-    if shape is None and hasattr(keras_layer, "get_input_shape_at"):  # a shared layer: the manifest has no single shape
+    if shape is None:  # a shared layer: the manifest has no single shape
         try:
-            shape = list(keras_layer.get_input_shape_at(0))
-        except (AttributeError, RuntimeError, ValueError, TypeError):
+            shape = list(generation().first_input_shape(keras_layer))
+        except (AttributeError, RuntimeError, ValueError, TypeError, IndexError):
             shape = None
     if (
         not isinstance(shape, list)
@@ -58,7 +59,7 @@ def input_shape(layer: LayerEntry, keras_layer: Any, samples: int, where: str) -
             f"{where}: layer '{name}' geometry.input_shape is {brief(shape)}; expected [null, size, ...]"
         )
     try:
-        theirs = keras_layer.input_shape
+        theirs = generation().input_shape(keras_layer)
     except (AttributeError, RuntimeError):  # a layer called on several inputs has no single input shape
         theirs = None
     if isinstance(theirs, tuple) and list(theirs[1:]) != shape[1:]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._keras import generation
 from ..errors import VerificationError
 from ..kinds import Kind, find_kind
 from ..layouts import LayoutError
@@ -160,8 +161,9 @@ def _scalar(value: np.ndarray) -> float:
 def _weights(layer: LayerEntry, w: dict[str, np.ndarray], keras_layer: Any, *_: Any) -> Outcome:
     """The exported values must be the layer's own variables, bit for bit."""
     variables: dict[str, list[np.ndarray]] = {}
+    gen = generation()
     for var in keras_layer.weights:
-        variables.setdefault(var.name.split("/")[-1].split(":")[0], []).append(np.asarray(var, np.float32))
+        variables.setdefault(gen.weight_name(keras_layer, var), []).append(np.asarray(var, np.float32))
     err, problems = 0.0, []
     for name, value in w.items():
         found = variables.get(name, [])

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._keras import generation
 from ..kinds import Kind
 from ..manifest.entries import LayerEntry
 from . import reference as R
@@ -116,7 +117,7 @@ def _numpy_activation(obj: Any) -> A.Activation:
     name, module = getattr(obj, "__name__", None), getattr(obj, "__module__", "") or ""
     if name is not None and not isinstance(obj, type):
         key = f"qkeras.{name}" if module.startswith("qkeras") and f"qkeras.{name}" in A.FLOAT else name
-        key = "keras.hard_sigmoid" if key == "hard_sigmoid" else key
+        key = generation().keras_activations.get(key, key)  # Keras's functions that differ between generations
         if key in A.FLOAT:
             return A.Activation(key, A.FLOAT[key])
     made = _numpy_quantizer(obj)

@@ -100,6 +100,7 @@ FLOAT: dict[str, Fn] = {
     "silu": lambda z: z * _sigmoid(z),
     "exponential": np.exp,
     "keras.hard_sigmoid": lambda z: np.clip(0.2 * z + 0.5, 0.0, 1.0),  # tf-keras 2.x: slope 0.2
+    "keras3.hard_sigmoid": lambda z: np.clip(z + 3.0, 0.0, 6.0) / 6.0,  # Keras 3: relu6(x + 3) / 6, slope 1/6
     "qkeras.hard_sigmoid": _hard_sigmoid_qkeras,  # QKeras: slope 0.5
     "qkeras.smooth_sigmoid": _smooth_sigmoid,
     "qkeras.hard_tanh": lambda z: 2.0 * _hard_sigmoid_qkeras(z) - 1.0,
