@@ -10,12 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zoo
 
 import qextract
 from qextract._keras import tf
 from qextract.cli import main
 from qextract.errors import UnsupportedError
 from qextract.network.vectors import read_vectors
+
+pytestmark = pytest.mark.skipif(
+    not zoo.LEGACY,
+    reason="the integer simulation reads QKeras 0.9 models on tf-keras; under qkeras-v3 it is refused by name "
+    "(tests/test_simulate_keras3.py)",
+)
+
 
 H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
 FORMAT = "ap_fixed<6,2>"

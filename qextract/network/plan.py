@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._keras import quiet_config, require_keras_model, tf
+from .._keras import generation, quiet_config, require_keras_model, tf
 from ..errors import QExtractError, UnsupportedError, UsageError
 from ..reading.extraction import extract
 from ..reading.nested import bases
@@ -123,6 +123,13 @@ def graph(model: Any) -> tuple[str, list[tuple[Any, tuple[str, ...]]]]:
 def build(model: Any, input_format: Any = None) -> Plan:
     """The simulation plan of ``model`` (read with TensorFlow, once); refuses every unsupported layer by name."""
     require_keras_model(model)
+    gen = generation()
+    if not gen.legacy_keras:  # the plan reads tf-keras's graph nodes and QKeras 0.9's layer attributes
+        raise UnsupportedError(
+            f"model '{model.name}': the integer simulation (and the golden vectors and accumulator widths built on "
+            f"it) reads QKeras 0.9 models on tf-keras; it is not yet ported to {gen.name} on Keras 3. Fix: run it "
+            "in the QKeras 0.9 environment (pip install -e .)"
+        )
     fmt = InputFormat.parse(input_format)
     input_name, nodes = graph(model)
     refused = [r for layer, _ in nodes if (r := _refusal(layer))]
