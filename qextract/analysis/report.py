@@ -58,27 +58,19 @@ def error_records(
     """Compute the records behind :func:`error_report` (same arguments)."""
     from . import taps
     from .data import batches
-    from .twin import check_float_model
-    from .twin import float_model as build_float_model
+    from .tap_cache import tap_cache
 
     if mode not in MODES:
         raise QExtractError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     model, float_model = _as_model(model), _as_model(float_model)
-    nodes = taps.graph(model)
-    rows = taps.plan_rows(nodes)
-    if float_model is None:
-        float_model = build_float_model(model)
-    else:
-        check_float_model(model, float_model)
+    # Graph, rows, float twin and traced runners: reused while both models are in the same state.
+    prepared = tap_cache.get(model, float_model)
+    rows = prepared.rows
     input_shape = tuple(model.inputs[0].shape)[1:]
     stream = batches(data, input_shape, batch_size)
 
-    ftaps = taps.Runner(taps.float_taps(float_model, rows))
-    if mode == "propagated":
-        qtaps, isolated = taps.Runner(taps.quant_taps(model, rows, nodes)), None
-    else:
-        isolated = taps.isolated_taps(rows, nodes)
-        qtaps = taps.Runner(isolated.model)
+    ftaps = prepared.float_runner
+    qtaps, isolated = prepared.quantized(mode)
     output_of = {row.layer: i for i, row in enumerate(rows) if row.stage == taps.OUTPUT}
     stats = [ErrorStats(quantizer_bounds(row.quantizer)) for row in rows]
 
