@@ -1,20 +1,18 @@
 """File plumbing shared by the format modules: OS errors as ExportError when writing and as
-VerificationError naming the file and tensor when reading; the one-file-per-tensor loop."""
+VerificationError naming the file and tensor when reading; the one-file-per-tensor sink."""
 
 from __future__ import annotations
 
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ExportError, QExtractWarning, VerificationError
 from ..layouts import ExportedTensor
-from . import _text, _words
-
-Render = Callable[[ExportedTensor, _words.Memory, list[str]], bytes]
+from . import _sink, _text, _words
 
 
 @contextmanager
@@ -53,25 +51,40 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def write_each(
-    tensors: Sequence[ExportedTensor],
-    out_dir: Path,
-    suffix: str,
-    render: Render,
-    *,
-    word_bits: int | None,
-    model_name: str,
-) -> list[Path]:
-    """Render each non-empty tensor to ``<layer>.<tensor><suffix>`` in ``out_dir``; the paths written."""
-    _text.check_unique_keys(tensors)
-    _words.check_word_bits(tensors, word_bits)
-    out_dir = Path(out_dir)
-    written = []
-    for t, stem in zip(tensors, _text.file_stems(tensors)):
+Render = Callable[[ExportedTensor, _words.WordPlan, list[str], "int | None"], Iterable[bytes]]
+"""A per-tensor format's file for one tensor, in pieces: ``render(tensor, words, comment lines, chunk)``."""
+
+
+class EachSink(_sink.Sink):
+    """A format with one file per non-empty tensor, ``<layer>.<tensor><suffix>``, written in pieces."""
+
+    words = True
+
+    def __init__(self, suffix: str, render: Render, out_dir: Path, **kwargs: Any) -> None:
+        super().__init__(out_dir, **kwargs)
+        self.suffix = suffix
+        self.render = render
+        self._stems = _text.UniqueNames("_")
+        self._written: list[Path] = []
+
+    def _add(self, t: ExportedTensor, skip: bool) -> Path | None:
+        stem = self._stems.add(_text.file_stem(t))  # every tensor takes its name, as in the whole list
+        if skip:
+            return None
         if t.size == 0:
-            warnings.warn(f"{t.key} has no elements; no {suffix} file written", QExtractWarning, stacklevel=3)
-            continue
-        mem = _words.memory(t, word_bits)
-        comment = [*_text.summary(t, model_name), f"code: {t.format.storage_rule()}", f"memory: {mem.describe()}"]
-        written.append(write_bytes(out_dir / f"{stem}{suffix}", render(t, mem, comment)))
-    return written
+            warnings.warn(f"{t.key} has no elements; no {self.suffix} file written", QExtractWarning, stacklevel=4)
+            return None
+        words = _words.plan(t, self.word_bits)
+        rule, packing = f"code: {t.format.storage_rule()}", f"memory: {words.describe()}"
+        comment = [*_text.summary(t, self.model_name), rule, packing]
+        path = self.out_dir / f"{stem}{self.suffix}"
+        self._open(path)
+        try:
+            self._write(self.render(t, words, comment, self.chunk))
+        finally:
+            self._release()
+        self._written.append(path)
+        return path
+
+    def _finish(self) -> list[Path]:
+        return list(self._written)
