@@ -1,5 +1,10 @@
 """Export an extraction: lay every tensor out, write the formats, describe them in a manifest.
 
+The export streams: each layer is extracted, each of its tensors laid out and
+handed to every format's sink (:mod:`qextract.writers._sink`), and dropped
+before the next layer is extracted, so memory follows the largest layer, not
+the model, and the files are the same bytes as writing everything at once.
+
 Everything is written into a temporary folder beside the target, which is
 renamed into place only when every file and the manifest are complete: an
 export that fails or is interrupted leaves no partial output behind.
@@ -7,7 +12,9 @@ export that fails or is interrupted leaves no partial output behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -91,8 +98,12 @@ def export(
         model_name, records = source.model_name, iter(_records_of(source, layers))
     else:  # extract selects: a nested model's name also selects a layer it shares with another, extracted there
         require_keras_model(source)
-        model_name, records = source.name, extract_records(source, layers=layers)
-    with atomic_dir(out_dir, force=force, protect=protect, replaceable=_previous_export) as tmp:
+        model_name, records = source.name, _first_then_rest(extract_records(source, layers=layers))
+    created = _missing_parents(out_dir)
+    with (
+        _removed_on_failure(created),
+        atomic_dir(out_dir, force=force, protect=protect, replaceable=_previous_export) as tmp,
+    ):
         sinks = open_sinks(tmp, formats, word_bits=word_bits, model_name=model_name)
         try:
             done = _stream(records, lay, dense_as_conv, sinks, tmp)
@@ -130,6 +141,37 @@ def export(
     return ExportResult(out, manifest, (*(out / f.path for f in files), out / "manifest.json"))
 
 
+def _first_then_rest(records: Iterator[LayerRecord]) -> Iterator[LayerRecord]:
+    """``records`` with the first one extracted now: a wrong selection or a failing first layer is refused
+    before any folder is made, as when the whole extraction came first."""
+    first = next(records, None)
+    return records if first is None else itertools.chain([first], records)
+
+
+def _missing_parents(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """The folders above ``out_dir`` that do not exist yet (the export makes them), deepest first."""
+    missing = []
+    for parent in Path(os.path.abspath(out_dir)).parents:
+        if os.path.lexists(parent):
+            break
+        missing.append(parent)
+    return missing
+
+
+@contextlib.contextmanager
+def _removed_on_failure(created: list[Path]) -> Iterator[None]:
+    """On failure, remove the folders the export made above its output, if they are still empty."""
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 @dataclass
 class _Streamed:
     """What is kept of an export's layers once written: their manifest entries, names and tensor keys.
@@ -149,28 +191,35 @@ def _stream(records: Iterator[LayerRecord], lay: Layout, dense_as_conv: bool, si
     tensor are dropped before the next is made, so memory follows the largest layer, not the model."""
     done = _Streamed()
     for record in records:
-        flatten = record.config.get("flatten_input_shape") if record.kind == Kind.DENSE else None
-        entries, order = [], None
-        for source in record:
-            laid = _lay_out(record, source, lay, dense_as_conv, flatten)
-            held = []
-            for fmt, path in sinks.add(laid).items():
-                if path is None:
-                    continue
-                rel = path.relative_to(root).as_posix()
-                held.append(rel)
-                if fmt in PER_TENSOR_FORMATS:
-                    done.files[rel] = laid.key
-            entries.append(tensor_entry(laid, held, source.ste_rounded, source.notes))
-            done.keys.append(laid.key)
-            order = order if order is not None else laid.flatten_order
-            del laid
-        done.layers.append(layer_entry(record, entries, flatten, order))
-        done.names.append(record.name)
-        if len(record):
-            done.weighted.append(record.name)
-        del record
+        _write_layer(record, lay, dense_as_conv, sinks, root, done)
+        del record  # not held while the generator extracts the next layer
     return done
+
+
+def _write_layer(
+    record: LayerRecord, lay: Layout, dense_as_conv: bool, sinks: Sinks, root: Path, done: _Streamed
+) -> None:
+    """One layer's tensors through every sink, each laid out only while it is written; its manifest entry."""
+    flatten = record.config.get("flatten_input_shape") if record.kind == Kind.DENSE else None
+    entries, order = [], None
+    for source in record:
+        laid = _lay_out(record, source, lay, dense_as_conv, flatten)
+        held = []
+        for fmt, path in sinks.add(laid).items():
+            if path is None:
+                continue
+            rel = path.relative_to(root).as_posix()
+            held.append(rel)
+            if fmt in PER_TENSOR_FORMATS:
+                done.files[rel] = laid.key
+        entries.append(tensor_entry(laid, held, source.ste_rounded, source.notes))
+        done.keys.append(laid.key)
+        order = order if order is not None else laid.flatten_order
+        del laid
+    done.layers.append(layer_entry(record, entries, flatten, order))
+    done.names.append(record.name)
+    if len(record):
+        done.weighted.append(record.name)
 
 
 def _selected_layers(source: Any, layers: list[str] | None, names: list[str]) -> tuple[str, ...] | None:
