@@ -1,5 +1,5 @@
-"""File plumbing shared by the format modules: OS errors as ExportError when writing and as
-VerificationError naming the file and tensor when reading; the one-file-per-tensor sink."""
+"""File plumbing shared by the format modules: errors while reading as a VerificationError naming the file and
+tensor; the sink of the formats with one file per tensor. (OS errors while writing: :func:`._sink.errors_as_export`.)"""
 
 from __future__ import annotations
 
@@ -8,24 +8,11 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ..errors import ExportError, QExtractWarning, VerificationError
+from ..errors import QExtractWarning, VerificationError
 from ..layouts import ExportedTensor
 from . import _sink, _text, _words
-
-
-@contextmanager
-def opened(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
-    """``open(path, mode)`` after making its folder; OS errors become ExportError naming the file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, mode, **kwargs) as f:
-            yield f
-    except OSError as err:
-        raise ExportError(
-            f"cannot write {path}: {err.strerror or err}; check the folder exists and is writable"
-        ) from err
 
 
 @contextmanager
@@ -43,12 +30,6 @@ def reading(path: Path, key: str) -> Iterator[None]:
         raise VerificationError(
             f"{path}: {key}: {err}; the file does not hold this tensor as qextract wrote it"
         ) from None
-
-
-def write_bytes(path: Path, data: bytes) -> Path:
-    with opened(path) as f:
-        f.write(data)
-    return path
 
 
 Render = Callable[[ExportedTensor, _words.WordPlan, list[str], "int | None"], Iterable[bytes]]
