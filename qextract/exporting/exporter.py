@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -145,7 +144,16 @@ def _first_then_rest(records: Iterator[LayerRecord]) -> Iterator[LayerRecord]:
     """``records`` with the first one extracted now: a wrong selection or a failing first layer is refused
     before any folder is made, as when the whole extraction came first."""
     first = next(records, None)
-    return records if first is None else itertools.chain([first], records)
+
+    def chained() -> Iterator[LayerRecord]:
+        nonlocal first
+        if first is not None:
+            record, first = first, None
+            yield record
+            del record  # not held while the next layer is extracted
+        yield from records
+
+    return chained()
 
 
 def _missing_parents(out_dir: str | os.PathLike[str]) -> list[Path]:
