@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 from benchmarks._harness import Row, as_json, machine_info, render_machine, render_markdown, render_text
 from benchmarks._models import Context, Sizes
 
-NAMES = ("startup", "extraction", "export", "report", "memory", "export-memory")
+NAMES = ("startup", "extraction", "export", "report", "memory", "simulate", "export-memory")
 
 
 def _bench(name: str, ctx: Context, baseline: str | None = None) -> list[Row]:
@@ -63,6 +63,10 @@ def _bench(name: str, ctx: Context, baseline: str | None = None) -> list[Row]:
         from benchmarks import bench_report
 
         return bench_report.memory(ctx)
+    if name == "simulate":
+        from benchmarks import bench_simulate
+
+        return bench_simulate.run(ctx)
     if name == "export-memory":
         from benchmarks import bench_export_memory
 

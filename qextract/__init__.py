@@ -18,9 +18,12 @@ from .analysis.report import error_report, weight_report
 from .analysis.twin import float_model
 from .errors import QExtractError, QExtractWarning
 from .exporting.exporter import ExportResult, export
+from .exporting.qonnx import to_qonnx
 from .importing import LoadReport, load_weights
 from .importing.fcn import fully_convolutional
 from .layouts import ExportedTensor, Layout
+from .network import simulate
+from .network.golden import accumulator_widths, golden_vectors
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
 from .reading.extraction import extract
 from .reading.loading import load_model
@@ -47,14 +50,18 @@ __all__ = [
     "QExtractWarning",
     "QuantizedTensor",
     "Ternary",
+    "accumulator_widths",
     "diff",
     "error_report",
     "export",
     "extract",
     "float_model",
     "fully_convolutional",
+    "golden_vectors",
     "load_model",
     "load_weights",
+    "simulate",
+    "to_qonnx",
     "verify",
     "weight_report",
 ]

@@ -137,35 +137,39 @@ def _create(make: Callable[[Path], _T], parent: Path, name: str, suffix: str) ->
     raise OSError(errno.EEXIST, "no free temporary name")
 
 
-def check_folder_target(path: PathLike, *, force: bool, protect: Iterable[PathLike] = ()) -> Path:
+def check_folder_target(
+    path: PathLike, *, force: bool, protect: Iterable[PathLike] = (), argument: str = "out_dir"
+) -> Path:
     """Refuse an output folder that cannot be (re)placed; the absolute target path.
 
     Refused: the current folder or one holding it (replacing it would pull
     the folder out from under the user's shell), an existing file, a
     non-empty folder without ``force``, and, even with ``force``, a folder
     that is, holds, or is linked to from one of ``protect`` (the inputs).
+    ``argument`` is the caller's argument naming the folder, as messages name it.
     """
     target = Path(os.path.abspath(path))
     if within(os.getcwd(), target):
         raise ExportError(
             f"{path}: is the current folder or contains it; an export is written beside its folder and renamed "
             "into place, which cannot be done to the folder you are in. "
-            "Fix: name a folder inside it, e.g. out_dir='out'.",
-            arguments=("out_dir",),
+            f"Fix: name a folder inside it, e.g. {argument}='out'.",
+            arguments=(argument,),
         )
     if os.path.lexists(target) and not target.is_dir():
-        raise ExportError(f"{path}: exists and is not a folder. Fix: choose another out_dir.", arguments=("out_dir",))
+        raise ExportError(f"{path}: exists and is not a folder. Fix: choose another {argument}.", arguments=(argument,))
     held = held_inputs(target, protect) if os.path.lexists(target) else []
     if held:
         raise ExportError(
             f"{path}: holds the input {', '.join(map(str, held))}; qextract never replaces a folder holding its "
-            "input, even with force=True. Fix: choose another out_dir.",
-            arguments=("out_dir",),
+            f"input, even with force=True. Fix: choose another {argument}.",
+            arguments=(argument,),
         )
     if target.is_dir() and any(target.iterdir()) and not force:
         raise ExportError(
-            f"{path}: folder exists and is not empty. Fix: choose another out_dir, or pass force=True to replace it.",
-            arguments=("out_dir", "force"),
+            f"{path}: folder exists and is not empty. "
+            f"Fix: choose another {argument}, or pass force=True to replace it.",
+            arguments=(argument, "force"),
         )
     return target
 
@@ -177,16 +181,18 @@ def atomic_dir(
     force: bool = False,
     protect: Iterable[PathLike] = (),
     replaceable: Callable[[Path], None] | None = None,
+    argument: str = "out_dir",
 ) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it becomes ``path`` only when the block succeeds.
 
-    ``path`` is checked by :func:`check_folder_target`. An existing non-empty
-    ``path`` (with ``force``) is passed to ``replaceable``, which raises to
-    refuse it, before anything is written and again just before it is
-    replaced; it is replaced only after the new content is complete.
+    ``path`` is checked by :func:`check_folder_target` (``argument``: what
+    the caller calls it). An existing non-empty ``path`` (with ``force``) is
+    passed to ``replaceable``, which raises to refuse it, before anything is
+    written and again just before it is replaced; it is replaced only after
+    the new content is complete.
     """
     protect = list(protect)
-    target = check_folder_target(path, force=force, protect=protect)
+    target = check_folder_target(path, force=force, protect=protect, argument=argument)
     if replaceable is not None and target.is_dir() and any(target.iterdir()):
         replaceable(target)
     parent = _parent(target)
@@ -195,11 +201,12 @@ def atomic_dir(
         tmp, _ = _create(lambda p: os.mkdir(p, 0o777), parent, target.name, ".partial")
     except OSError as e:
         raise ExportError(
-            f"{path}: cannot write in {parent} ({e.strerror}). Fix: choose a writable out_dir.", arguments=("out_dir",)
+            f"{path}: cannot write in {parent} ({e.strerror}). Fix: choose a writable {argument}.",
+            arguments=(argument,),
         ) from None
     try:
         yield tmp
-        check_folder_target(path, force=force, protect=protect)
+        check_folder_target(path, force=force, protect=protect, argument=argument)
         if replaceable is not None and target.is_dir() and any(target.iterdir()):
             replaceable(target)
         with _signals_held():

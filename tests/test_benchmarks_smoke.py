@@ -43,7 +43,7 @@ def test_quick_run_fills_every_row(monkeypatch):
     rows = run.run_benchmarks(run.NAMES, Sizes.quick())
 
     names = [r.benchmark for r in rows]
-    assert len(rows) == 13, names
+    assert len(rows) == 17, names
     for prefix in (
         "qextract --help",
         "TensorFlow imported",
@@ -56,6 +56,10 @@ def test_quick_run_fills_every_row(monkeypatch):
         "error_report vs one sub-model",
         "error_report peak RSS",
         "error_report Python peak",
+        "simulate vs predict",
+        "simulate + every layer",
+        "simulate_batches peak RSS",
+        "simulate_batches Python peak",
         "export npz,header,mem peak RSS beyond loading, 0.0 M weights (1 x",
         "export npz,header,mem peak RSS beyond loading, 0.0 M weights (2 x",
     ):

@@ -16,7 +16,7 @@ from qextract.errors import ExportError, VerificationError
 from qextract.exporting.exporter import export
 from qextract.layers import LAYERS
 from qextract.layouts import LAYOUTS
-from qextract.manifest.building import validate
+from qextract.manifest import validate
 from qextract.padding import same_pad
 from qextract.verification.verifier import VERIFIED_KINDS, verify
 from qextract.writers import FORMATS

@@ -25,7 +25,7 @@ from qextract.errors import LayoutError, VerificationError
 from qextract.exporting.exporter import ExportResult, export
 from qextract.layouts import LAYOUTS, Layout, LayoutPlan, clear_cache, from_layout, to_layout
 from qextract.layouts.rules import KINDS, LAYOUT_RULES, NATIVE
-from qextract.manifest.building import Geometry, LayerEntry, Manifest, ScaleEntry, TensorEntry, schema
+from qextract.manifest import Geometry, LayerEntry, Manifest, ScaleEntry, TensorEntry, schema
 from qextract.verification.verifier import load_export, read_codes, verify
 from qextract.writers import entries
 

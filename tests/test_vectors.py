@@ -248,7 +248,7 @@ def test_listed_paths_must_stay_inside(written: Path, tmp_path: Path, path: str)
     m = _manifest(root)
     m["files"][1]["path"] = m["tensors"][0]["files"][1] = path  # consistently: only the path rule can refuse it
     (root / "vectors.json").write_text(json.dumps(m))
-    with pytest.raises(VerificationError, match="inside the folder"):
+    with pytest.raises(VerificationError, match="inside the vectors folder"):
         read_vectors(root)
 
 
@@ -257,14 +257,14 @@ def test_a_symlink_out_of_the_folder_is_refused(written: Path, tmp_path: Path) -
     outside = tmp_path / "elsewhere.mem"
     shutil.move(root / "tern.input.mem", outside)
     os.symlink(outside, root / "tern.input.mem")
-    with pytest.raises(VerificationError, match="leads outside the folder"):
+    with pytest.raises(VerificationError, match="leads outside the vectors folder"):
         read_vectors(root)
 
 
 def test_an_unlisted_file_is_refused(written: Path, tmp_path: Path) -> None:
     root = _copy(written, tmp_path)
     (root / "extra.mem").write_text("00\n")
-    with pytest.raises(VerificationError, match=r"extra\.mem, which vectors\.json does not list"):
+    with pytest.raises(VerificationError, match=r"vectors\.json: the folder holds extra\.mem, which the manifest"):
         read_vectors(root)
 
 
@@ -283,7 +283,7 @@ def test_not_a_vectors_folder(tmp_path: Path) -> None:
     with pytest.raises(NotAnExportError, match="no vectors.json"):
         read_vectors(tmp_path)
     (tmp_path / "vectors.json").write_text('{"qextract_version": "1", "layers": []}')  # an export-like manifest
-    with pytest.raises(NotAnExportError, match="not written by qextract for vectors"):
+    with pytest.raises(NotAnExportError, match="not written by qextract for a vectors folder"):
         read_vectors(tmp_path)
     (tmp_path / "vectors.json").write_bytes(b"\xff\xfe")
     with pytest.raises(NotAnExportError, match="not a readable manifest"):
@@ -309,7 +309,7 @@ def test_force_replaces_only_previous_vectors(written: Path, tmp_path: Path) -> 
     write_vectors(_layers()[:1], root, force=True)
     assert list(read_vectors(root)) == ["conv1"]
     (root / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match=r"not part of its previous vectors \(notes\.txt\)"):
+    with pytest.raises(ExportError, match=r"not part of its previous vectors folder \(notes\.txt\)"):
         write_vectors(_layers(), root, force=True)
     assert (root / "notes.txt").read_text() == "mine" and list(read_vectors(root)) == ["conv1"]
     export = tmp_path / "export"

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="npz,header,mem",
         type=format_list,
         metavar="LIST",
-        help=f"comma-separated, from: {','.join(FORMATS)} (default npz,header,mem)",
+        help=f"comma-separated, from: {','.join(FORMATS)}; or qonnx alone: the whole network as one QONNX file "
+        "(default npz,header,mem)",
     )
     p.add_argument(
         "--word-bits",
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from ..exporting.exporter import WORD_FORMATS, check_output, export
     from .cmd_verify import print_verification
 
+    if args.format == ["qonnx"]:
+        return _export_qonnx(args)
     if args.word_bits is not None and not set(args.format) & set(WORD_FORMATS):
         raise UsageError(
             f"--word-bits {args.word_bits} changes only the formats that store memory words "
@@ -81,6 +84,31 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.verify:
         return print_verification(result.out_dir, model, 4)
+    return 0
+
+
+def _export_qonnx(args: argparse.Namespace) -> int:
+    """``--format qonnx``: DIR/model.onnx (or --out FILE.onnx) for the whole network; prints one line."""
+    import os
+
+    from .._atomic import check_outputs
+    from ..exporting.qonnx import qonnx_target, require, to_qonnx
+
+    require("onnx")  # before anything else: the extra is missing
+    options = {"--layers": args.layers, "--word-bits": args.word_bits, "--dense-as-conv": args.dense_as_conv}
+    refused = [flag for flag, given in {**options, "--verify": args.verify}.items() if given]
+    if refused:
+        raise UsageError(
+            f"--format qonnx writes the whole network as one graph; {', '.join(refused)} do not apply. "
+            "Fix: leave them out (or export other formats separately)"
+        )
+    target = qonnx_target(args.out, args.force)  # before the slow model load
+    check_outputs({"--out": target}, {"model": args.model, "weights file": args.weights})
+    model = load(args)
+    result = to_qonnx(model, target, force=args.force, source=os.path.basename(args.model))
+    print(
+        f"exported model '{model.name}' as QONNX: {result.nodes} nodes, input '{result.input_name}', in {result.path}"
+    )
     return 0
 
 

@@ -8,7 +8,18 @@ the library inside ``run`` only, so building the parser loads no TensorFlow.
 
 from __future__ import annotations
 
-from . import cmd_diff, cmd_export, cmd_fcn, cmd_import, cmd_inspect, cmd_report, cmd_verify
+from . import (
+    cmd_diff,
+    cmd_export,
+    cmd_fcn,
+    cmd_import,
+    cmd_inspect,
+    cmd_report,
+    cmd_simulate,
+    cmd_vectors,
+    cmd_verify,
+    cmd_widths,
+)
 from .options import Command
 
 COMMANDS: tuple[Command, ...] = (
@@ -17,6 +28,9 @@ COMMANDS: tuple[Command, ...] = (
     cmd_verify.COMMAND,
     cmd_diff.COMMAND,
     cmd_report.COMMAND,
+    cmd_simulate.COMMAND,
+    cmd_vectors.COMMAND,
+    cmd_widths.COMMAND,
     cmd_import.COMMAND,
     cmd_fcn.COMMAND,
 )

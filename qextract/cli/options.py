@@ -26,9 +26,11 @@ FLAGS: dict[str, str] = {
     "layers": "--layers",
     "layout": "--layout",
     "out_dir": "--out",
+    "out": "--out",
     "force": "--force",
     "strict": "--no-strict",
     "float_model": "--float-model",
+    "input_format": "--input-format",
 }
 """API argument a library error names (:attr:`~qextract.errors.QExtractError.arguments`) -> the option for it."""
 
@@ -113,4 +115,6 @@ def format_list(text: str) -> list[str]:
     """``--format``'s comma-separated names, validated where every format name is (argparse's error, exit 2)."""
     from ..writers import check_names
 
+    if text.strip().lower() == "qonnx":  # the whole network as one file: a format of its own, alone
+        return ["qonnx"]
     return check_names([n.strip() for n in text.split(",") if n.strip()], argparse.ArgumentTypeError, typed=True)

@@ -27,7 +27,8 @@ from .._keras import require_keras_model
 from ..errors import ExportError, LayoutError, QExtractError, UsageError
 from ..kinds import Kind
 from ..layouts import ExportedTensor, Layout, lay_out
-from ..manifest.building import FileEntry, LayerEntry, Manifest, layer_entry, tensor_entry
+from ..manifest import FileEntry, LayerEntry, Manifest, layer_entry, tensor_entry
+from ..manifest.folder import EXPORT
 from ..reading.extraction import extract, extract_records
 from ..reading.nested import selected
 from ..tensor import Extraction, LayerRecord, QuantizedTensor
@@ -101,7 +102,7 @@ def export(
     created = _missing_parents(out_dir)
     with (
         _removed_on_failure(created),
-        atomic_dir(out_dir, force=force, protect=protect, replaceable=_previous_export) as tmp,
+        atomic_dir(out_dir, force=force, protect=protect, replaceable=EXPORT.check_replaceable) as tmp,
     ):
         sinks = open_sinks(tmp, formats, word_bits=word_bits, model_name=model_name)
         try:
@@ -306,43 +307,7 @@ def check_output(
     """
     target = check_folder_target(out_dir, force=force, protect=[p for p in protect if p is not None])
     if target.is_dir() and any(target.iterdir()):
-        _previous_export(Path(out_dir))
-
-
-def _previous_export(folder: Path) -> None:
-    """Refuse to replace ``folder`` unless it is a previous qextract export and nothing else.
-
-    It must hold a ``manifest.json`` written by qextract, and no file or
-    folder beside those that manifest lists: anything else there is the
-    user's, and ``--force`` would delete it.
-    """
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        manifest = None
-    if (
-        not isinstance(manifest, dict)
-        or "qextract_version" not in manifest
-        or not isinstance(manifest.get("files"), list)
-    ):
-        raise ExportError(
-            f"{folder}: is not a qextract export (no manifest.json written by qextract); force=True only replaces a "
-            "previous export. Fix: choose another out_dir, or empty or remove that folder yourself.",
-            arguments=("out_dir",),
-        )
-    listed = {"manifest.json"} | {str(f.get("path")) for f in manifest["files"] if isinstance(f, dict)}
-    foreign = sorted(
-        rel
-        for rel in (p.relative_to(folder).as_posix() for p in folder.rglob("*"))
-        if rel not in listed and not any(name.startswith(rel + "/") for name in listed)
-    )
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise ExportError(
-            f"{folder}: holds files that are not part of its previous export ({shown}); force=True only replaces an "
-            "export as qextract wrote it. Fix: move them elsewhere, or choose another out_dir.",
-            arguments=("out_dir",),
-        )
+        EXPORT.check_replaceable(Path(out_dir))
 
 
 def _lay_out(

@@ -1,7 +1,6 @@
 """``manifest.json``: what every exported file holds, built from the extraction and the laid-out tensors.
 
-The entries are the typed dataclasses of :mod:`qextract.manifest.entries`
-(re-exported here, with the JSON Schema and :func:`validate`);
+The entries are the typed dataclasses of :mod:`qextract.manifest.entries`;
 :mod:`qextract.verification.verifier` reads them back (with the files) and nothing else.
 """
 
@@ -16,37 +15,9 @@ from ..kinds import Kind
 from ..layouts import AXIS_MEANINGS, ExportedTensor
 from ..padding import conv_pads, transpose_crop
 from ..tensor import ActivationRecord, LayerRecord
-from .entries import (
-    SCHEMA_FILE,
-    SCHEMA_VERSION,
-    ActivationEntry,
-    FileEntry,
-    Geometry,
-    LayerEntry,
-    Manifest,
-    ScaleEntry,
-    TensorEntry,
-    schema,
-    validate,
-)
+from .entries import ActivationEntry, Geometry, LayerEntry, ScaleEntry, TensorEntry
 
-__all__ = [
-    "SCHEMA_FILE",
-    "SCHEMA_VERSION",
-    "ActivationEntry",
-    "FileEntry",
-    "Geometry",
-    "LayerEntry",
-    "Manifest",
-    "ScaleEntry",
-    "TensorEntry",
-    "activation_entry",
-    "geometry",
-    "layer_entry",
-    "schema",
-    "tensor_entry",
-    "validate",
-]
+__all__ = ["activation_entry", "geometry", "layer_entry", "tensor_entry"]
 
 
 def _floats(a: np.ndarray) -> tuple[float, ...] | float:

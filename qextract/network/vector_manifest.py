@@ -19,15 +19,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._folder import FolderKind
 from ..errors import VerificationError
 from ..numformat import NumberFormat, from_description
 
+MANIFEST = "vectors.json"
 KIND = "vectors"
 """The ``kind`` every vectors.json carries, so that it is never mistaken for an export's manifest."""
+VECTORS = FolderKind(
+    manifest=MANIFEST,
+    tag=KIND,
+    suffixes=(".npz", ".mem", ".dat", ".json"),  # what write_vectors names its files
+    what="vectors folder",
+    folder="vectors folder",
+    argument="out",
+    reader="read_vectors",
+    since="writing",
+    again="write the vectors again",
+    read_fix=f"Fix: give the folder write_vectors wrote (its out; it holds {MANIFEST}).",
+)
+"""What read_vectors and write_vectors trust a vectors folder by (the rules of an export folder)."""
 LAYOUT = "NHWC"
 """Samples first, then the layer's axes in Keras's channels-last order."""
 AXES = {1: "N", 2: "NC", 3: "NLC", 4: "NHWC", 5: "NDHWC"}
@@ -35,6 +51,20 @@ AXES = {1: "N", 2: "NC", 3: "NLC", 4: "NHWC", 5: "NDHWC"}
 SIDES = ("input", "output")
 FILE_KINDS = ("npz", "mem", "tb_input", "tb_output")
 """What a listed file is: the npz of every tensor, one tensor's .mem, hls4ml's testbench input or output."""
+
+
+def read_manifest(root: Path) -> VectorsManifest:
+    """The manifest of the vectors folder ``root``.
+
+    NotAnExportError unless qextract wrote ``root``'s vectors.json for
+    vectors; VerificationError naming the field when it breaks the format
+    (it was changed after it was written).
+    """
+    document = VECTORS.read_document(root)
+    try:
+        return VectorsManifest.from_json(document)
+    except VerificationError as e:
+        raise VerificationError(f"{root / MANIFEST}: {e}; the manifest was changed after it was written") from None
 
 
 def axes_of(ndim: int) -> str:

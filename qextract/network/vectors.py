@@ -17,7 +17,10 @@ renamed into place only when complete (as an export is):
 - ``vectors.json``: what every file holds (:mod:`qextract.network.vector_manifest`).
 
 :func:`read_vectors` reads every file back, each with its own reader, and
-requires them all to hold the same codes.
+requires them all to hold the same codes. Both trust the folder by the
+rules of an export folder (:mod:`qextract._folder`, here
+:data:`~qextract.network.vector_manifest.VECTORS`); what one layer's vectors
+are is :class:`~qextract.network.layer_vectors.LayerVectors`.
 
 >>> d1 = LayerVectors("d1", x_codes, FixedPoint(8, 0), 2**-7, y_codes, FixedPoint(6, 2), 2**-3)  # doctest: +SKIP
 >>> write_vectors([d1], "vectors", samples=100)  # doctest: +SKIP
@@ -39,126 +42,27 @@ import numpy as np
 from .. import __version__
 from .._atomic import atomic_dir
 from ..errors import ExportError, UsageError, VerificationError
-from ..numformat import NumberFormat
 from ..writers import FORMATS, Codes, Entry, _words
 from ..writers.memory import _mem_frame  # the .mem syntax of the weight files (words framed one per line)
 from . import testbench
-from .vector_folder import check_listed, previous_vectors, read_manifest, verified_path
-from .vector_manifest import LAYOUT, SIDES, VectorFile, VectorsManifest, VectorTensor, axes_of
+from .layer_vectors import LayerVectors
+from .vector_manifest import (
+    LAYOUT,
+    MANIFEST,
+    SIDES,
+    VECTORS,
+    VectorFile,
+    VectorsManifest,
+    VectorTensor,
+    axes_of,
+    read_manifest,
+)
 
 __all__ = ["LayerVectors", "VectorsResult", "read_vectors", "write_vectors"]
 
-MANIFEST = "vectors.json"
 NPZ = "vectors.npz"
 TB_INPUT = "tb_data/tb_input_features.dat"
 TB_OUTPUT = "tb_data/tb_output_predictions.dat"
-
-
-@dataclass(frozen=True, eq=False)
-class LayerVectors:
-    """One layer's input and output for N samples, as integer codes on a grid (or float values off it).
-
-    ``*_codes``: int64, shape ``(N, ...)`` channels last; ``*_scale``: one
-    number, or one per channel (the last axis); ``value = decode(code) *
-    scale`` as the format says. A side not on a grid has format
-    :data:`~qextract.numformat.FLOAT32`, codes None and float ``*_values``
-    (written as float32, flagged ``exact_integer: false``). Powers of two
-    carry ``*_signs`` (-1/0/+1) beside their exponent codes. Everything is
-    checked on construction (UsageError naming the layer and side).
-    """
-
-    name: str
-    input_codes: np.ndarray | None
-    input_format: NumberFormat
-    input_scale: np.ndarray | float
-    output_codes: np.ndarray | None
-    output_format: NumberFormat
-    output_scale: np.ndarray | float
-    input_values: np.ndarray | None = None
-    output_values: np.ndarray | None = None
-    input_signs: np.ndarray | None = None
-    output_signs: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise UsageError(f"a layer's vectors need its name, not {self.name!r}")
-        for side in SIDES:
-            for attr, value in zip(("codes", "scale", "values", "signs"), _checked(self, side)):
-                object.__setattr__(self, f"{side}_{attr}", value)
-        n_in, n_out = self.shape("input")[0], self.shape("output")[0]
-        if n_in != n_out:
-            raise UsageError(f"layer '{self.name}': {n_in} input samples but {n_out} output samples")
-
-    @property
-    def samples(self) -> int:
-        return self.shape("input")[0]
-
-    def shape(self, side: str) -> tuple[int, ...]:
-        array = getattr(self, f"{side}_codes")
-        return tuple((array if array is not None else getattr(self, f"{side}_values")).shape)
-
-    def values(self, side: str) -> np.ndarray:
-        """The real values of ``side``, float32, as the layer computes with them (the format's decode)."""
-        fmt: NumberFormat = getattr(self, f"{side}_format")
-        codes = getattr(self, f"{side}_codes")
-        if codes is None:
-            return np.asarray(getattr(self, f"{side}_values"), np.float32)
-        return fmt.decode(codes, getattr(self, f"{side}_scale"), getattr(self, f"{side}_signs"))
-
-    def stored(self, side: str, samples: int | None = None) -> Codes:
-        """What the files hold for ``side`` (codes in the format's dtype, or float32 values), first ``samples``."""
-        fmt: NumberFormat = getattr(self, f"{side}_format")
-        cut = slice(None, samples)
-        codes, signs = getattr(self, f"{side}_codes"), getattr(self, f"{side}_signs")
-        if codes is None:
-            return Codes(np.asarray(getattr(self, f"{side}_values"), np.float32)[cut])
-        return Codes(codes[cut].astype(fmt.code_dtype), None if signs is None else signs[cut].astype(np.int8))
-
-    def __repr__(self) -> str:
-        sides = ", ".join(f"{s} {self.shape(s)} {getattr(self, f'{s}_format')}" for s in SIDES)
-        return f"LayerVectors('{self.name}': {sides})"
-
-
-def _checked(lv: LayerVectors, side: str) -> tuple[Any, ...]:
-    """``side``'s (codes int64, scale float64, values float32, signs int8), checked against its format."""
-    where = f"layer '{lv.name}' {side}"
-    fmt = getattr(lv, f"{side}_format")
-    codes, scale, values, signs = (getattr(lv, f"{side}_{a}") for a in ("codes", "scale", "values", "signs"))
-    if not isinstance(fmt, NumberFormat):
-        raise UsageError(f"{where}: format must be a NumberFormat, not {type(fmt).__name__}")
-    if not fmt.quantized:
-        if codes is not None or values is None:
-            raise UsageError(f"{where}: format {fmt} is not on a grid; give its float values, not codes")
-        v = np.asarray(values)
-        if v.ndim < 1 or not np.issubdtype(v.dtype, np.floating) or not np.isfinite(v).all():
-            raise UsageError(
-                f"{where}: values must be a finite float array of shape (N, ...), found {v.dtype}{list(v.shape)}"
-            )
-        return None, np.ones((), np.float64), v.astype(np.float32), None
-    if codes is None or values is not None:
-        raise UsageError(
-            f"{where}: format {fmt} is on a grid; give its codes and no values (they follow from the codes)"
-        )
-    c = np.asarray(codes)
-    if c.ndim < 1 or not (np.issubdtype(c.dtype, np.integer) or c.dtype == bool):
-        raise UsageError(f"{where}: codes must be an integer array of shape (N, ...), found {c.dtype}{list(c.shape)}")
-    if fmt.has_signs != (signs is not None):
-        raise UsageError(f"{where}: format {fmt} {'needs' if fmt.has_signs else 'takes no'} signs")
-    s = None if signs is None else np.asarray(signs)
-    if s is not None and s.shape != c.shape:
-        raise UsageError(f"{where}: signs {list(s.shape)} do not match codes {list(c.shape)}")
-    try:
-        fmt.check(c.astype(np.int64), s)
-    except ValueError as e:
-        raise UsageError(f"{where}: {e}") from None
-    sc = np.asarray(scale, np.float64)
-    if sc.ndim == 1 and sc.size == 1:
-        sc = sc.reshape(())
-    if not (sc.ndim == 0 or (sc.ndim == 1 and sc.size == c.shape[-1] and c.ndim > 1)):
-        raise UsageError(f"{where}: scale {list(sc.shape)} is neither one number nor one per channel ({c.shape[-1]})")
-    if not (np.isfinite(sc).all() and (sc > 0).all()):
-        raise UsageError(f"{where}: scale must be positive and finite")
-    return c.astype(np.int64), sc, None, None if s is None else s.astype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -196,11 +100,16 @@ def write_vectors(
     n = _check_layers(layers, samples)
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
     stems = _stems([lv.name for lv in layers])
-    with atomic_dir(out, force=force, protect=protect, replaceable=previous_vectors) as tmp:
+    replaceable = VECTORS.check_replaceable
+    with atomic_dir(out, force=force, protect=protect, replaceable=replaceable, argument=VECTORS.argument) as tmp:
         try:
             tensors, files = _write(tmp, layers, stems, n, model_name)
         except OSError as e:
-            raise ExportError(f"{out}: writing failed ({e.strerror or e}); nothing was left behind") from None
+            raise ExportError(
+                f"{out}: writing failed ({e.strerror or e}); nothing was left behind. "
+                "Fix: free space or choose another out.",
+                arguments=("out",),
+            ) from None
         manifest = VectorsManifest(
             __version__,
             model_name,
@@ -336,10 +245,10 @@ def read_vectors(path: str | os.PathLike[str]) -> dict[str, LayerVectors]:
     qextract; VerificationError naming the file otherwise.
     """
     root = Path(path)
-    manifest = read_manifest(root, MANIFEST)
-    for f in manifest.files:
-        verified_path(root, MANIFEST, f.path, f.sha256)
-    check_listed(root, MANIFEST, [f.path for f in manifest.files])
+    manifest = read_manifest(root)
+    for i, f in enumerate(manifest.files):
+        VECTORS.verified(root, f.path, f.sha256, f"files[{i}].path")
+    VECTORS.check_listed(root, [f.path for f in manifest.files])
     npz = next(f.path for f in manifest.files if f.kind == "npz")
     stored = {t.key: _read_npz(root / npz, t) for t in manifest.tensors}
     for t in manifest.tensors:

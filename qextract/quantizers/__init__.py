@@ -1,8 +1,8 @@
 """Registry: QKeras quantizer class -> one entry owning everything qextract knows about it.
 
 An entry (:class:`QuantizerEntry`, :mod:`.entry`) gives a quantizer's number
-format, codes and scale, output bounds, float twin, rounding mode and integer
-requantization. The families, one module each:
+format, codes and scale, output bounds, float twin, rounding mode, integer
+requantization and QONNX node. The families, one module each:
 
 ==============  ================================================================
 module          quantizer classes
@@ -23,7 +23,7 @@ module (or a new module imported below) and its case to
 
 from . import fixed, po2, relu, sigmoid, sign, stochastic, ulaw  # noqa: F401 - each registers its entries
 from .activations import ActivationSpec
-from .entry import Bounds, Encoding, QuantizerEntry, describe, qkeras_variables
+from .entry import Bounds, Encoding, QonnxQuant, QuantizerEntry, describe, qkeras_variables
 from .execution import GRAPH_MIN_SIZE, GraphCache, apply, graph_cache, ste_explains
 from .registry import (
     QUANTIZERS,
@@ -44,6 +44,7 @@ __all__ = [
     "Bounds",
     "Encoding",
     "GraphCache",
+    "QonnxQuant",
     "QuantizerEntry",
     "Rounding",
     "apply",

@@ -15,6 +15,7 @@ method                 answers
 ``float_twin(q)``      the float activation it approximates
 ``rounding(q)``        how it rounds ties (:class:`~.rounding.Rounding`)
 ``requantize(q, ...)`` its output codes from integer accumulator codes
+``qonnx(q)``           the QONNX node it becomes as an activation quantizer
 =====================  =======================================================
 
 Entries never decide what the layer computes: :func:`~.execution.apply` runs
@@ -49,6 +50,27 @@ class Encoding:
     scale: np.ndarray
     scale_axis: int | None = None
     signs: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class QonnxQuant:
+    """An activation quantizer as one QONNX node, computing exactly what QKeras computes.
+
+    ``op`` is ``"Quant"`` (IntQuant: ``clip(round(x / scale)) * scale`` with
+    ``rounding``, zero point 0, ``bits`` wide, ``signed``, ``narrow`` dropping
+    the most negative code) or ``"BipolarQuant"`` (``scale`` times +1 where
+    ``x >= 0``, else -1). ``alpha``, where not None, is a float multiplication
+    after the node: QKeras rounds ``x`` on the unscaled grid and multiplies the
+    result by alpha, which one Quant node (rounding ``x / (alpha * step)``) does not.
+    """
+
+    op: str
+    scale: float
+    bits: int = 1
+    signed: bool = True
+    narrow: bool = False
+    rounding: Rounding = Rounding.HALF_EVEN
+    alpha: float | None = None
 
 
 class QuantizerEntry:
@@ -117,6 +139,18 @@ class QuantizerEntry:
             "in float before rounding"
         )
 
+    def qonnx(self, q: Any) -> QonnxQuant:
+        """The QONNX node ``q`` becomes where it quantizes activations; an UnsupportedError where none is exact.
+
+        Weights need no such answer: their exact values are stored and their
+        number format says which node re-quantizes them.
+        """
+        raise UnsupportedError(
+            f"{describe(q)} has no exact QONNX form as an activation: QONNX's Quant and BipolarQuant round x / scale "
+            f"on a uniform grid, and {self.name} computes another function of x first. Fix: quantized_relu or "
+            "quantized_bits with alpha None or a number, or binary"
+        )
+
 
 # ---------------------------------------------------------------- reading QKeras attributes
 
@@ -182,6 +216,33 @@ def check_qnoise(q: Any) -> None:
             "which lie on no integer grid. Fix: set qnoise_factor=1.0 (the value after "
             "quantization-aware training has finished) before extracting."
         )
+
+
+def activation_alpha(q: Any) -> float | None:
+    """The alpha an activation quantizer multiplies its grid value by: None for alpha None, else a power of two.
+
+    QKeras returns ``x + (alpha * q - x)`` (its straight-through form), which
+    float32 rounds unless ``alpha * q`` has few significant bits: with
+    ``ternary(alpha=0.6)`` an input of -12 comes out as -0.6000004, no multiple
+    of alpha. A power of two keeps the sum exact (for ``|x|`` below
+    ``2**24 * alpha``), so only those are written as QONNX nodes.
+    """
+    if isinstance(q.alpha, str):
+        raise data_scale_refused(q)
+    if q.alpha is None:
+        return None
+    alpha = np.asarray(q.alpha, np.float64)
+    if alpha.size != 1:
+        raise UnsupportedError(f"{describe(q)} has an array alpha {alpha.shape}: one QONNX node takes one alpha")
+    a = float(alpha.reshape(()))
+    mantissa, _ = np.frexp(a)
+    if not (a > 0 and mantissa == 0.5):
+        raise UnsupportedError(
+            f"{describe(q)} has no exact QONNX form: QKeras returns x + (alpha * q - x), which float32 rounds off "
+            f"the grid for alpha={a:g} (not a power of two), so its outputs are no multiples of alpha. "
+            "Fix: a power-of-two alpha"
+        )
+    return a
 
 
 def data_scale_refused(q: Any) -> UnsupportedError:

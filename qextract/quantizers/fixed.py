@@ -24,7 +24,9 @@ from .activations import ActivationSpec, float_function
 from .entry import (
     Bounds,
     Encoding,
+    QonnxQuant,
     QuantizerEntry,
+    activation_alpha,
     check_qnoise,
     config_int,
     data_scale_refused,
@@ -101,6 +103,21 @@ class QuantizedBits(QuantizerEntry):
             return Rounding.HALF_POSITIVE  # sign with 0 -> +1
         return Rounding.HALF_EVEN  # tf.round
 
+    def qonnx(self, q: Any) -> QonnxQuant:
+        """``Quant`` on the grid ``2**(integer - (bits - keep_negative))``, half to even, then ``* alpha``.
+
+        QKeras rounds ``x / step`` and multiplies the grid value by alpha; the
+        one-bit signed form is ``BipolarQuant`` with scale alpha (0 goes to +1).
+        """
+        check_qnoise(q)
+        alpha = activation_alpha(q)
+        a = None if alpha == 1.0 else alpha
+        fmt = self.number_format(q)
+        if isinstance(fmt, Binary):
+            return QonnxQuant("BipolarQuant", 1.0 if a is None else a, rounding=self.rounding(q))
+        fixed = cast(FixedPoint, fmt)
+        return QonnxQuant("Quant", fixed.step, fixed.bits, fixed.is_signed, fixed.symmetric, self.rounding(q), alpha=a)
+
     def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
         check_qnoise(q)
         if isinstance(q.alpha, str):
@@ -135,3 +152,6 @@ class QuantizedHswish(QuantizedBits):
 
     def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
         return QuantizerEntry.requantize(self, q, acc, scale)
+
+    def qonnx(self, q: Any) -> QonnxQuant:
+        return QuantizerEntry.qonnx(self, q)

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..numformat import FixedPoint
 from .activations import ActivationSpec, relu_spec
-from .entry import Bounds, Encoding, QuantizerEntry, check_qnoise, config_int, plain_number
+from .entry import Bounds, Encoding, QonnxQuant, QuantizerEntry, check_qnoise, config_int, describe, plain_number
 from .grid import grid_encoding
 from .registry import register
 from .rounding import Rounding, scale_exponents, shift_codes
@@ -56,6 +57,27 @@ class QuantizedRelu(QuantizerEntry):
 
     def rounding(self, q: Any) -> Rounding:
         return Rounding.HALF_EVEN  # tf.round, with or without use_sigmoid
+
+    def qonnx(self, q: Any) -> QonnxQuant:
+        """Unsigned ``Quant`` on the grid ``2**(integer - bits)``, half to even (its clip at 0 is the relu).
+
+        Refused: ``use_sigmoid`` (a sigmoid first), a negative slope (a second
+        grid below 0) and a ``relu_upper_bound`` that applies (a clip between codes).
+        """
+        check_qnoise(q)
+        why = None
+        if q.use_sigmoid:
+            why = "use_sigmoid applies a sigmoid before rounding"
+        elif q.negative_slope:
+            why = f"negative_slope={q.negative_slope} quantizes negative inputs on a second grid"
+        elif q.relu_upper_bound and not q.is_quantized_clip:
+            why = f"relu_upper_bound={q.relu_upper_bound} clips the output between codes"
+        if why is not None:
+            raise UnsupportedError(
+                f"{describe(q)} has no exact QONNX form: {why}. Fix: a plain quantized_relu(bits, integer)"
+            )
+        fmt = self.number_format(q)
+        return QonnxQuant("Quant", fmt.step, fmt.bits, signed=False, narrow=False, rounding=self.rounding(q))
 
     def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
         """Integer requantization; implemented without ``use_sigmoid``, for negative slopes up to 1 (QKeras

@@ -14,10 +14,19 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..numformat import Binary, Ternary
 from ..tensor import along
 from .activations import ActivationSpec
-from .entry import Encoding, QuantizerEntry, check_qnoise, data_scale_refused
+from .entry import (
+    Encoding,
+    QonnxQuant,
+    QuantizerEntry,
+    activation_alpha,
+    check_qnoise,
+    data_scale_refused,
+    describe,
+)
 from .grid import grid_encoding, output_scale
 from .registry import register
 from .rounding import Rounding, scale_exponents
@@ -28,6 +37,12 @@ def alpha_scale(q: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, int | None]
     if isinstance(q.alpha, str):
         raise data_scale_refused(q)
     return output_scale(1.0 if q.alpha is None else q.alpha, shape)
+
+
+def _activation_alpha(q: Any) -> float:
+    """The output scale of a sign quantizer on activations: 1 for alpha None, else alpha (a power of two)."""
+    alpha = activation_alpha(q)
+    return 1.0 if alpha is None else alpha
 
 
 def _sign_twin(q: Any) -> ActivationSpec:
@@ -58,6 +73,16 @@ class BinaryQuantizer(QuantizerEntry):
     def rounding(self, q: Any) -> Rounding:
         return Rounding.HALF_POSITIVE  # sign(x) with 0 -> +1
 
+    def qonnx(self, q: Any) -> QonnxQuant:
+        """``BipolarQuant`` with scale alpha: +alpha where ``x >= 0``, else -alpha (QKeras's sign with 0 -> +1)."""
+        check_qnoise(q)
+        scale = _activation_alpha(q)
+        if getattr(q, "use_01", False):
+            raise UnsupportedError(
+                f"{describe(q)} has no exact QONNX form: use_01 outputs 0/1, not BipolarQuant's -1/+1"
+            )
+        return QonnxQuant("BipolarQuant", scale, rounding=self.rounding(q))
+
     def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
         check_qnoise(q)
         acc = np.asarray(acc)
@@ -85,6 +110,25 @@ class TernaryQuantizer(QuantizerEntry):
         if isinstance(q.alpha, str):
             return Rounding.HALF_EVEN  # tf.round(x / scale), then |v| >= scale / 2
         return Rounding.HALF_AWAY  # |x| >= threshold
+
+    def qonnx(self, q: Any) -> QonnxQuant:
+        """A 2-bit narrow signed ``Quant`` with scale ``2 * threshold``, rounding half away from zero.
+
+        ``round(x / (2 t))`` is +-1 exactly where ``|x| >= t`` (also after the
+        float32 division: 0.5 is a float32 number and division rounds
+        monotonically), and the node outputs +-``2 t``: exact where alpha is
+        ``2 t``; any other alpha is refused.
+        """
+        check_qnoise(q)
+        alpha = _activation_alpha(q)
+        threshold = float(np.float32(q.default_threshold if q.threshold is None else q.threshold))
+        if alpha != 2.0 * threshold:
+            raise UnsupportedError(
+                f"{describe(q)} has no exact QONNX form: its outputs +-{alpha:g} are not +-2 x threshold "
+                f"({threshold:g}), the only values a Quant node rounding at that threshold gives. "
+                f"Fix: ternary(alpha={alpha:g}, threshold={alpha / 2:g})"
+            )
+        return QonnxQuant("Quant", 2.0 * threshold, 2, signed=True, narrow=True, rounding=self.rounding(q))
 
     def requantize(self, q: Any, acc: np.ndarray, scale: np.ndarray | float) -> Encoding:
         check_qnoise(q)

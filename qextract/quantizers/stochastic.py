@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import UnsupportedError
 from ..numformat import Binary
 from .activations import ActivationSpec
+from .entry import QonnxQuant
 from .registry import register
 from .sign import BinaryQuantizer, TernaryQuantizer
 
 _STOCHASTIC = "{name} draws random values during training; qextract uses its deterministic inference value ({rule})."
+
+
+def _no_qonnx(name: str) -> UnsupportedError:
+    return UnsupportedError(
+        f"{name} samples at random, so no QONNX node computes it; refused rather than exported as its deterministic "
+        "form. Fix: binary or ternary in the model you export"
+    )
 
 
 @register
@@ -23,6 +32,9 @@ class StochasticBinary(BinaryQuantizer):
     name = "stochastic_binary"
     stochastic_note = _STOCHASTIC.format(name=name, rule="binary's sign, as at inference")
 
+    def qonnx(self, q: Any) -> QonnxQuant:
+        raise _no_qonnx(self.name)
+
 
 @register
 class StochasticTernary(TernaryQuantizer):
@@ -30,6 +42,9 @@ class StochasticTernary(TernaryQuantizer):
 
     name = "stochastic_ternary"
     stochastic_note = _STOCHASTIC.format(name=name, rule="ternary's threshold, as at inference")
+
+    def qonnx(self, q: Any) -> QonnxQuant:
+        raise _no_qonnx(self.name)
 
 
 @register
@@ -61,3 +76,6 @@ class Bernoulli(BinaryQuantizer):
 
     def float_twin(self, q: Any) -> ActivationSpec | None:
         return "linear"
+
+    def qonnx(self, q: Any) -> QonnxQuant:
+        raise _no_qonnx(self.name)

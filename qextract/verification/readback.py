@@ -13,17 +13,16 @@ it from there (back to Keras's axes, recomputed, compared).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from ..errors import NotAnExportError, VerificationError
+from ..errors import VerificationError
 from ..manifest.entries import Manifest, TensorEntry
+from ..manifest.folder import EXPORT
 from ..tensor import along, decode
 from ..writers import FORMATS, Codes, Entry, entries
 
@@ -47,37 +46,11 @@ def load(root: Path) -> tuple[Manifest, dict[str, np.ndarray], list[str]]:
     where = root / "manifest.json"
     _check_structure(where, manifest)
     for i, f in enumerate(manifest.files):
-        p = _inside(root, f.path, f"files[{i}].path")
-        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != f.sha256:
-            raise VerificationError(f"{p}: missing or changed since export (sha256 differs from manifest.json)")
+        EXPORT.verified(root, f.path, f.sha256, f"files[{i}].path")
     table = _entries(root, manifest)
     codes, formats = read_codes(root, manifest, table)
     values = {t.key: _decode(where, t, codes[t.key], table[t.key]) for t in manifest.tensors}
     return manifest, values, formats
-
-
-def _inside(root: Path, path: str, field: str) -> Path:
-    """``root / path``, refused unless it is a relative path that stays inside ``root`` after resolving symlinks.
-
-    The export folder itself may be reached through a symlink; what it lists may not lead out of it.
-    """
-    where = root / "manifest.json"
-    pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or PureWindowsPath(path).is_absolute() or ".." in pure.parts or "\\" in path:
-        raise VerificationError(
-            f"{where}: {field} {path!r} is not a relative path inside the export folder; refusing to read it"
-        )
-    p = root / pure
-    try:
-        resolved, folder = p.resolve(), root.resolve()
-    except (OSError, RuntimeError) as e:  # a symlink loop
-        raise VerificationError(f"{where}: {field} {path!r} cannot be resolved ({e}); refusing to read it") from None
-    if not resolved.is_relative_to(folder):
-        raise VerificationError(
-            f"{where}: {field} {path!r} leads outside the export folder (to {resolved}, through a symlink); "
-            "refusing to read it"
-        )
-    return p
 
 
 def _check_structure(where: Path, manifest: Manifest) -> None:
@@ -101,10 +74,6 @@ def _check_structure(where: Path, manifest: Manifest) -> None:
             f"{where}: the files hold tensor(s) {', '.join(orphans[:5])} that no layer of the manifest lists "
             "(a layer was removed from the manifest?); the export is not what was written. Fix: re-export."
         )
-
-
-# What the writers name their files: a file like these that the manifest does not list is one verify cannot prove.
-_WRITTEN_SUFFIXES = (".npz", ".h", ".mem", ".coe", ".mif", ".csv")
 
 
 def check_all_files_listed(root: Path, manifest: Manifest) -> None:
@@ -131,20 +100,7 @@ def check_all_files_listed(root: Path, manifest: Manifest) -> None:
                     f"{where}: tensor '{t.key}' has no file of format(s) {', '.join(lacking)}, which the manifest "
                     "declares (formats); the export is incomplete or the manifest was edited. Fix: re-export."
                 )
-    stray = sorted(
-        rel
-        for p in root.rglob("*")
-        if p.suffix.lower() in _WRITTEN_SUFFIXES
-        and (p.is_symlink() or p.is_file())
-        and (rel := p.relative_to(root).as_posix()) not in file_format
-    )
-    if stray:
-        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
-        raise VerificationError(
-            f"{where}: the folder holds {shown}, which the manifest does not list, so verify cannot prove what "
-            "they hold (added after export, or removed from the manifest). "
-            "Fix: re-export, or move them out of the folder."
-        )
+    EXPORT.check_listed(root, file_format)
 
 
 def read_manifest(root: Path) -> Manifest:
@@ -153,33 +109,14 @@ def read_manifest(root: Path) -> Manifest:
     A manifest that is qextract's but breaks the schema is a VerificationError:
     the export was changed after it was written (or by another version).
     """
-    fix = "Fix: give the folder qextract exported into (export's out_dir; it holds manifest.json)."
-    if not root.is_dir():
-        raise NotAnExportError(
-            f"{root}: {'no such folder' if not root.exists() else 'is not a folder'}; not a qextract export. {fix}"
-        )
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise NotAnExportError(f"{root}: not a qextract export (no manifest.json). {fix}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        bad = e.object[e.start : e.start + 1]
-        raise NotAnExportError(
-            f"{path}: not a readable manifest (not UTF-8 text: byte {e.start} is {bad!r}). {fix}"
-        ) from None
-    except RecursionError:
-        raise NotAnExportError(f"{path}: not a readable manifest (JSON nested too deeply to be one). {fix}") from None
-    except (OSError, ValueError) as e:
-        raise NotAnExportError(f"{path}: not a readable manifest ({e}). {fix}") from None
-    if not isinstance(manifest, dict) or "qextract_version" not in manifest:
-        raise NotAnExportError(f"{path}: not written by qextract (no qextract_version). {fix}")
+    manifest = EXPORT.read_document(root)
+    path = root / EXPORT.manifest
     try:
         return Manifest.from_json(manifest)
     except VerificationError as e:  # does not follow the schema
         raise VerificationError(f"{path}: {e}") from None
     except RecursionError:  # nested shallowly enough for json, too deeply for the schema check
-        raise NotAnExportError(f"{path}: not a readable manifest (JSON nested too deeply to be one). {fix}") from None
+        raise EXPORT.unreadable(path, "JSON nested too deeply to be one") from None
 
 
 def _entries(root: Path, manifest: Manifest) -> dict[str, Entry]:
