@@ -3,6 +3,7 @@
     python -m benchmarks.profile extraction              # time per stage of qextract.extract, warm and cold
     python -m benchmarks.profile report [--what-if]      # time per stage of error_report, first and second call
     python -m benchmarks.profile blas                    # error_report's statistics: BLAS threads vs one
+    python -m benchmarks.profile export                  # peak memory per stage of a streaming export
     python -m benchmarks.profile extraction --cprofile   # the raw cProfile listing instead
 
 Stages are timed by wrapping qextract's own functions for the duration of this
@@ -86,7 +87,10 @@ def _print_stages(title: str, total: float, parts: dict[str, float]) -> None:
 
 
 def _extract_module() -> Any:
-    return sys.modules["qextract.reading.extraction"]  # the package attribute `extract` is the function
+    """The module whose ``apply`` (the quantizer) and ``_checked`` (the exactness check) extraction calls."""
+    import qextract.reading.quantization  # noqa: F401  (the package attribute `extract` is the function)
+
+    return sys.modules["qextract.reading.quantization"]
 
 
 def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
@@ -273,6 +277,57 @@ def report_blas(ctx: Context, calls: int) -> None:
         print(f"  {label:<26} {cells}   statistics min {min(stats):.2f} s, max {max(stats):.2f} s")
 
 
+# --------------------------------------------------------------------------- export memory
+
+
+def export_memory_stages(layers: int, units: int) -> None:
+    """Peak RSS of each stage of a streaming export above the RSS at the stage's start (``VmHWM`` reset as it
+    starts), on a stack of QDense layers after a warm-up export; the largest over every call of the stage."""
+    import tempfile
+
+    from benchmarks._export_probe import _reset_peak, _status, _trim, dense_stack
+    from qextract.exporting import exporter
+    from qextract.writers import FORMATS
+
+    peaks: dict[str, list[float]] = defaultdict(list)
+
+    def measured(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = _status("VmRSS")
+            _reset_peak()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                peaks[label].append(_status("VmHWM") - start)
+
+        setattr(owner, name, run)
+
+    quantization = _extract_module()
+    measured(quantization, "apply", "QKeras quantizer (quantizers.apply: TensorFlow)")
+    measured(quantization, "_checked", "codes proven (reading.quantization._checked)")
+    measured(exporter, "lay_out", "lay out (layouts.lay_out)")
+    for name in ("npz", "header", "mem"):
+        sink = type(FORMATS[name].sink(Path(".")))
+        measured(sink, "add", f"write one tensor: {name} ({sink.__name__}.add)")
+    measured(exporter, "_describe_files", "hash the files (exporter._describe_files)")
+    model = dense_stack(layers, units)
+    layer_mb = units * (units + 1) * 4 / 2**20
+    with tempfile.TemporaryDirectory() as scratch:
+        qextract.export(dense_stack(1, units // 2, seed=1), Path(scratch) / "warm", formats=["npz", "header", "mem"])
+        peaks.clear()
+        _trim()
+        start = _status("VmRSS")
+        _reset_peak()
+        qextract.export(model, Path(scratch) / "out", formats=["npz", "header", "mem"])
+        total = _status("VmHWM") - start
+    print(f"\nexport npz,header,mem of {layers} x QDense({units}), largest layer {layer_mb:.1f} MB of float32")
+    print(f"  {'whole export, beyond the RSS before it':<58} {total:7.1f} MB  {total / layer_mb:5.1f}x layer")
+    for label, values in peaks.items():
+        print(f"  {label:<58} {max(values):7.1f} MB  {max(values) / layer_mb:5.1f}x layer  ({len(values)} calls)")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -293,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=("extraction", "report", "blas"))
+    parser.add_argument("target", choices=("extraction", "report", "blas", "export"))
     parser.add_argument(
         "--what-if", action="store_true", help="report: also time first and second reports against predict, alternating"
     )
@@ -306,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     tf()
     if args.target == "blas":
         report_blas(ctx, args.repeats if args.repeats != 3 else 8)
+        return 0
+    if args.target == "export":
+        export_memory_stages(2, ctx.sizes.export_units)
         return 0
     if args.target == "extraction":
         if args.cprofile:
