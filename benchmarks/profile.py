@@ -143,7 +143,8 @@ def report_stages(ctx: Context, repeats: int, warm: bool = False) -> None:
     for name in ("graph", "plan_rows", "float_taps", "quant_taps", "isolated_taps"):
         stages.wrap(taps, name, "build tap models")
     stages.wrap(taps.Runner, "__call__", "runner")
-    stages.wrap(report.ErrorStats, "update", "statistics (ErrorStats.update)")
+    stats_label = "statistics (ErrorStats.update: a worker thread, overlaps the passes)"
+    stages.wrap(report.ErrorStats, "update", stats_label)
     stages.wrap(tap_cache, "fingerprint", "fingerprint both models (tap_cache)")
     error_report(model, x, twin, quiet=True)
     best: tuple[float, dict[str, float]] | None = None
@@ -163,7 +164,7 @@ def report_stages(ctx: Context, repeats: int, warm: bool = False) -> None:
             parts = {
                 "trace the 2 tap models (tf.function, first call)": trace,
                 "forward passes of the 2 tap models": stages.seconds["runner"] - trace,
-                "statistics (ErrorStats.update)": stages.seconds["statistics (ErrorStats.update)"],
+                stats_label: stages.seconds[stats_label],
                 "build tap models": stages.seconds["build tap models"],
                 "fingerprint both models (tap_cache)": stages.seconds["fingerprint both models (tap_cache)"],
             }

@@ -234,3 +234,36 @@ def test_the_fingerprint_follows_every_weight_and_the_configuration():
     bias.assign(bias.numpy() + np.float32(1e-7))  # the smallest change still counts
     assert fingerprint(model) != base
     assert fingerprint(_model()) != base  # same values, other variables
+
+
+def test_statistics_are_added_beside_the_forward_passes_in_batch_order(x, monkeypatch):
+    """A worker thread adds each batch's statistics while the next batch runs, one at a time and in order;
+    an error there is the report's error."""
+    import threading
+
+    from qextract.analysis.statistics import ErrorStats
+    from qextract.errors import QExtractError
+
+    model = _model()
+    seen = []
+    original = ErrorStats.update
+
+    def recording(self, f, q):
+        seen.append((threading.current_thread().name, f.shape[0]))
+        original(self, f, q)
+
+    monkeypatch.setattr(ErrorStats, "update", recording)
+    frame = error_report(model, x, batch_size=20, quiet=True)
+    per_row = len(frame)
+    assert [n for _, n in seen[::per_row]] == [20, 20, 20, 4]  # N = 64
+    assert all(name.startswith("qextract-stats") for name, _ in seen)
+    assert_matches(frame, oracle(model, x))
+
+    def failing(self, f, q):
+        if f.shape[0] == 4:
+            raise QExtractError("the last batch failed")
+        original(self, f, q)
+
+    monkeypatch.setattr(ErrorStats, "update", failing)
+    with pytest.raises(QExtractError, match="the last batch failed"):
+        error_report(model, x, batch_size=20, quiet=True)

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,7 +75,15 @@ def error_records(
     output_of = {row.layer: i for i, row in enumerate(rows) if row.stage == taps.OUTPUT}
     stats = [ErrorStats(quantizer_bounds(row.quantizer)) for row in rows]
 
-    with _progress(stream.total, quiet) as bar:
+    def update(f_out: list[np.ndarray], q_out: list[np.ndarray]) -> None:
+        for s, f, q in zip(stats, f_out, q_out):
+            s.update(f, q)
+
+    # The statistics of a batch are added by one worker thread while the next batch runs through the
+    # models (NumPy and TensorFlow both release the GIL); one batch at a time, in order, so the sums
+    # are the same as without it and at most one batch of outputs waits.
+    with _progress(stream.total, quiet) as bar, ThreadPoolExecutor(1, thread_name_prefix="qextract-stats") as pool:
+        pending: Future[None] | None = None
         for batch in stream:
             f_out = ftaps(batch)
             if isolated is None:
@@ -82,9 +91,12 @@ def error_records(
             else:
                 by_layer = {name: f_out[i] for name, i in output_of.items()}
                 q_out = qtaps(isolated.inputs(batch, by_layer))
-            for s, f, q in zip(stats, f_out, q_out):
-                s.update(f, q)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(update, f_out, q_out)
             bar.update(batch.shape[0])
+        if pending is not None:
+            pending.result()
 
     records = []
     for row, s in zip(rows, stats):
