@@ -32,6 +32,8 @@ class Sizes:
     warmup: bool = True  # one untimed call of each contender before timing
     per_layer_rows: int | None = None  # report rows the per-layer baseline covers (None: all)
     separate_memory_probes: bool = True  # RSS and tracemalloc each in their own fresh process
+    export_stacks: tuple[int, ...] = (1, 4, 16)  # layers of the QDense stacks whose export memory is measured
+    export_units: int = 2048  # their width: 4.2 M weights per layer
 
     @classmethod
     def full(cls, repeats: int = 3) -> Sizes:
@@ -57,6 +59,8 @@ class Sizes:
             warmup=False,
             per_layer_rows=3,
             separate_memory_probes=False,
+            export_stacks=(1, 2),
+            export_units=64,
         )
 
 

@@ -8,8 +8,11 @@ uniform synthetic images. Everything uses batches of 256 (the report's default;
 
 - Floor: ``twin.predict(x)`` + ``model.predict(x)``, measured two ways.
   *Fresh*: each model's predict function reset first, so the call traces its
-  graph, as ``error_report`` does on every call (it builds new tap models).
-  *Warm*: the predict functions already traced: pure forward passes.
+  graph, against a first report (``tap_cache`` emptied first: it builds and
+  traces its tap models, as a one-shot ``qextract report`` does).
+  *Warm*: the predict functions already traced: pure forward passes, against
+  a second report on the same, unchanged models (its traced tap models reused
+  from ``qextract.analysis.tap_cache``).
 - Per layer: for every report row a float and a quantized sub-model ending at
   that layer, each run with ``predict`` over the data, then the same streaming
   statistics: what the report would cost without tap models. Checked to give
@@ -86,10 +89,19 @@ def timing(ctx: Context) -> list[Row]:
         twin.predict_function = None
         model.predict_function = None
 
+    from qextract.analysis.tap_cache import tap_cache
+
     out: dict[str, Any] = {}
+
+    def report() -> None:
+        out.update(frame=error_report(model, x, twin, batch_size=BATCH, quiet=True))
+
     times = best_of(
         {
-            "report": Contender(lambda: out.update(frame=error_report(model, x, twin, batch_size=BATCH, quiet=True))),
+            # first call: the cache emptied, so the tap models are built and traced (and left for the next)
+            "report_first": Contender(report, setup=tap_cache.clear),
+            # a second call on the same models: its traced tap models are reused
+            "report_warm": Contender(report),
             "predict_fresh": Contender(predict_both, setup=forget_predict_functions),
             "predict_warm": Contender(predict_both),
             # builds and traces 2 sub-models per row on every call: no warm state to reach
@@ -101,40 +113,42 @@ def timing(ctx: Context) -> list[Row]:
         ctx.sizes.repeats,
         ctx.sizes.warmup,
     )
-    ours = min(times["report"])
+    first, second = min(times["report_first"]), min(times["report_warm"])
     fresh, warm, per_layer = (min(times[k]) for k in ("predict_fresh", "predict_warm", "per_layer"))
     frame = out["frame"]
     rows = len(frame)
-    what = f"digits QCNN, {n:,} samples, {rows} rows; report runs {spread(times['report'])}"
+    what = f"digits QCNN, {n:,} samples, {rows} rows"
     covered = len(out["per_layer"])
     partial = "" if covered == rows else f" (first {covered} rows only: quick run)"
     return [
         Row(
             "error_report vs 2x predict, fresh",
-            ours,
+            first,
             fresh,
             target="<= 1.50x",
-            met=ours <= 1.5 * fresh,
-            note=f"{what}; predict traced anew, as error_report traces its tap models on every call",
-            samples={k: times[k] for k in ("report", "predict_fresh")},
+            met=first <= 1.5 * fresh,
+            note=f"{what}; first report runs {spread(times['report_first'])} (tap models built and traced, "
+            "tap_cache emptied before each); predict traced anew",
+            samples={k: times[k] for k in ("report_first", "predict_fresh")},
         ),
         Row(
             "error_report vs 2x predict, warm",
-            ours,
+            second,
             warm,
-            target="<= 1.50x",
-            met=ours <= 1.5 * warm,
-            note=f"{what}; predict functions already traced (forward passes only)",
-            samples={k: times[k] for k in ("report", "predict_warm")},
+            target="<= 1.30x",
+            met=second <= 1.3 * warm,
+            note=f"{what}; second report runs {spread(times['report_warm'])} (same models: traced tap models "
+            "reused); predict functions already traced (forward passes only)",
+            samples={k: times[k] for k in ("report_warm", "predict_warm")},
         ),
         Row(
             "error_report vs one sub-model per layer",
-            ours,
+            first,
             per_layer,
             target="speedup (report)",
-            note=f"{per_layer / ours:.1f}x faster; {2 * covered} sub-models{partial}; same numbers: "
+            note=f"first report; {per_layer / first:.1f}x faster; {2 * covered} sub-models{partial}; same numbers: "
             f"{'yes' if _same_numbers(frame, out['per_layer']) else 'NO'}",
-            samples={k: times[k] for k in ("report", "per_layer")},
+            samples={k: times[k] for k in ("report_first", "per_layer")},
         ),
     ]
 

@@ -1,15 +1,15 @@
 """Where the time goes in the benchmarks that miss their target, and what the proposed fixes would give.
 
     python -m benchmarks.profile extraction              # time per stage of qextract.extract, warm and cold
-    python -m benchmarks.profile report [--what-if]      # time per stage of error_report [+ proposed fixes]
+    python -m benchmarks.profile report [--what-if]      # time per stage of error_report, first and second call
     python -m benchmarks.profile blas                    # error_report's statistics: BLAS threads vs one
+    python -m benchmarks.profile export                  # peak memory per stage of a streaming export
     python -m benchmarks.profile extraction --cprofile   # the raw cProfile listing instead
 
 Stages are timed by wrapping qextract's own functions for the duration of this
-process (the library's files are not touched). ``report --what-if`` replaces the
-hot spots with the changes recommended in ``benchmarks/RESULTS.md``, checks that
-the report's numbers do not change, and times them against the same baselines,
-alternating.
+process (the library's files are not touched). ``report --what-if`` times a first
+report (tap models traced) and a second one (reused from ``tap_cache``), checks
+that their numbers agree, against the same ``predict`` baselines, alternating.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pstats
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +76,6 @@ class Stages:
         self.calls.clear()
 
 
-@contextlib.contextmanager
-def patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
-
-
 def _print_stages(title: str, total: float, parts: dict[str, float]) -> None:
     print(f"\n{title}: {total:.3f} s")
     rest = total - sum(parts.values())
@@ -97,7 +87,10 @@ def _print_stages(title: str, total: float, parts: dict[str, float]) -> None:
 
 
 def _extract_module() -> Any:
-    return sys.modules["qextract.reading.extraction"]  # the package attribute `extract` is the function
+    """The module whose ``apply`` (the quantizer) and ``_checked`` (the exactness check) extraction calls."""
+    import qextract.reading.quantization  # noqa: F401  (the package attribute `extract` is the function)
+
+    return sys.modules["qextract.reading.quantization"]
 
 
 def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
@@ -139,8 +132,9 @@ def extraction_stages(ctx: Context, repeats: int, cold: bool) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def report_stages(ctx: Context, repeats: int) -> None:
-    from qextract.analysis import report, taps
+def report_stages(ctx: Context, repeats: int, warm: bool = False) -> None:
+    """Time per stage of ``error_report``: a first call (``tap_cache`` emptied before it), or a ``warm`` one."""
+    from qextract.analysis import report, tap_cache, taps
     from qextract.analysis.report import error_report
 
     model, twin = ctx.cnn, ctx.cnn_twin
@@ -149,32 +143,38 @@ def report_stages(ctx: Context, repeats: int) -> None:
     for name in ("graph", "plan_rows", "float_taps", "quant_taps", "isolated_taps"):
         stages.wrap(taps, name, "build tap models")
     stages.wrap(taps.Runner, "__call__", "runner")
-    stages.wrap(report.ErrorStats, "update", "statistics (ErrorStats.update)")
+    stats_label = "statistics (ErrorStats.update: a worker thread, overlaps the passes)"
+    stages.wrap(report.ErrorStats, "update", stats_label)
+    stages.wrap(tap_cache, "fingerprint", "fingerprint both models (tap_cache)")
     error_report(model, x, twin, quiet=True)
     best: tuple[float, dict[str, float]] | None = None
     try:
         for _ in range(repeats):
+            if not warm:
+                tap_cache.tap_cache.clear()
             stages.reset()
             start = time.perf_counter()
             error_report(model, x, twin, quiet=True)
             total = time.perf_counter() - start
             # Per batch the float runner is called, then the quantized one (propagated mode).
-            # The first call of each traces its graph; the others only run it.
+            # On a first report the first call of each traces its graph; the others only run it.
             calls = stages.calls["runner"]
             runs = [calls[0::2], calls[1::2]]
             trace = sum(max(0.0, c[0] - float(np.median(c[1:]))) for c in runs if len(c) > 1)
             parts = {
                 "trace the 2 tap models (tf.function, first call)": trace,
                 "forward passes of the 2 tap models": stages.seconds["runner"] - trace,
-                "statistics (ErrorStats.update)": stages.seconds["statistics (ErrorStats.update)"],
+                stats_label: stages.seconds[stats_label],
                 "build tap models": stages.seconds["build tap models"],
+                "fingerprint both models (tap_cache)": stages.seconds["fingerprint both models (tap_cache)"],
             }
             if best is None or total < best[0]:
                 best = (total, parts)
     finally:
         stages.restore()
     assert best is not None
-    _print_stages(f"error_report, digits QCNN, {len(x):,} samples (best of {repeats})", *best)
+    which = "second call, traced tap models reused" if warm else "first call, tap_cache emptied before each"
+    _print_stages(f"error_report, digits QCNN, {len(x):,} samples, {which} (best of {repeats})", *best)
 
 
 def _largest_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -191,48 +191,22 @@ def _largest_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def report_what_if(ctx: Context, repeats: int) -> None:
-    """The report as it is, and with its tap models cached per model pair (what-if C)."""
-    from qextract.analysis import taps
+    """A first report (tap models built and traced) and a second one (reused from ``tap_cache``), against
+    ``predict``: what-if C of the 2026-11-25 notes, adopted in ``qextract/analysis/tap_cache.py``."""
     from qextract.analysis.report import error_report
+    from qextract.analysis.tap_cache import tap_cache
 
     model, twin = ctx.cnn, ctx.cnn_twin
     x = synthetic_images(ctx.sizes.report_samples)
+    tap_cache.clear()
     reference = error_report(model, x, twin, quiet=True)
 
-    runner_cache: dict[int, Any] = {}
-    tap_cache: dict[tuple[Any, ...], Any] = {}
-    real_runner, real_float, real_quant = taps.Runner, taps.float_taps, taps.quant_taps
-
-    def cached_float_taps(float_model: Any, rows: list[Any]) -> Any:
-        key = ("f", id(float_model), tuple(rows))
-        if key not in tap_cache:
-            tap_cache[key] = real_float(float_model, rows)
-        return tap_cache[key]
-
-    def cached_quant_taps(m: Any, rows: list[Any], nodes: list[Any]) -> Any:
-        key = ("q", id(m), tuple(rows))
-        if key not in tap_cache:
-            tap_cache[key] = real_quant(m, rows, nodes)
-        return tap_cache[key]
-
-    def cached_runner(tap_model: Any) -> Any:
-        if id(tap_model) not in runner_cache:
-            runner_cache[id(tap_model)] = real_runner(tap_model)
-        return runner_cache[id(tap_model)]
-
-    def with_cache(fn: Callable[[], Any]) -> Callable[[], Any]:
-        def run() -> Any:
-            with (
-                patched(taps, "Runner", cached_runner),
-                patched(taps, "float_taps", cached_float_taps),
-                patched(taps, "quant_taps", cached_quant_taps),
-            ):
-                return fn()
-
-        return run
-
-    def plain() -> Any:
+    def report() -> Any:
         return error_report(model, x, twin, quiet=True)
+
+    def first() -> Any:
+        tap_cache.clear()
+        return report()
 
     def predict_fresh() -> None:
         twin.predict_function = None
@@ -243,24 +217,19 @@ def report_what_if(ctx: Context, repeats: int) -> None:
         twin.predict(x, batch_size=256, verbose=0)
         model.predict(x, batch_size=256, verbose=0)
 
-    # A (statistics without BLAS threads) and B (tap models without autograph) are in the
-    # library since 1801299; C, a cache of tap models between calls, is still a what-if.
-    variants = {
-        "current (A and B adopted)": plain,
-        "C: tap models cached (2nd+ call)": with_cache(plain),
-    }
+    variants = {"first report (cache emptied)": first, "second report (cache warm)": report}
     numeric = [c for c in reference.columns if reference[c].dtype.kind == "f"]
     for name, run in variants.items():
         diff = _largest_relative_difference(reference[numeric].to_numpy(), run()[numeric].to_numpy())
         if diff > 1e-9:
-            raise AssertionError(f"what-if '{name}' changed the report (relative difference {diff:.3g})")
+            raise AssertionError(f"'{name}' changed the report (relative difference {diff:.3g})")
         print(f"  {name}: report numbers agree (largest relative difference {diff:.1e})")
     contenders = {name: Contender(run) for name, run in variants.items()}
     contenders["2x predict, fresh"] = Contender(predict_fresh)
     contenders["2x predict, warm"] = Contender(predict_warm)
     times = best_of(contenders, repeats)
     warm, fresh = min(times["2x predict, warm"]), min(times["2x predict, fresh"])
-    print(f"\nwhat-if, {len(x):,} samples, best of {repeats}, alternating (slowest run in brackets)")
+    print(f"\nfirst and second report, {len(x):,} samples, best of {repeats}, alternating (slowest run in brackets)")
     for name, ts in times.items():
         print(
             f"  {name:<40} {min(ts):7.3f} s ({max(ts):6.3f} s)   {min(ts) / fresh:5.2f}x fresh   "
@@ -309,6 +278,60 @@ def report_blas(ctx: Context, calls: int) -> None:
         print(f"  {label:<26} {cells}   statistics min {min(stats):.2f} s, max {max(stats):.2f} s")
 
 
+# --------------------------------------------------------------------------- export memory
+
+
+def export_memory_stages(layers: int, units: int) -> None:
+    """Peak RSS of each stage of a streaming export above the RSS at the stage's start (``VmHWM`` reset as it
+    starts), on a stack of QDense layers after a warm-up export; the largest over every call of the stage."""
+    import tempfile
+
+    from benchmarks._export_probe import _reset_peak, _status, _trim, dense_stack
+    from qextract.exporting import exporter
+    from qextract.writers import FORMATS
+
+    peaks: dict[str, list[float]] = defaultdict(list)
+    highest = [0.0]  # the whole export's peak, read before each stage resets VmHWM
+
+    def measured(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            highest[0] = max(highest[0], _status("VmHWM"))
+            start = _status("VmRSS")
+            _reset_peak()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                peaks[label].append(_status("VmHWM") - start)
+
+        setattr(owner, name, run)
+
+    quantization = _extract_module()
+    measured(quantization, "apply", "QKeras quantizer (quantizers.apply: TensorFlow)")
+    measured(quantization, "_checked", "codes proven (reading.quantization._checked)")
+    measured(exporter, "lay_out", "lay out (layouts.lay_out)")
+    for name in ("npz", "header", "mem"):
+        sink = type(FORMATS[name].sink(Path(".")))
+        measured(sink, "add", f"write one tensor: {name} ({sink.__name__}.add)")
+    measured(exporter, "_describe_files", "hash the files (exporter._describe_files)")
+    model = dense_stack(layers, units)
+    layer_mb = units * (units + 1) * 4 / 2**20
+    with tempfile.TemporaryDirectory() as scratch:
+        qextract.export(dense_stack(1, units // 2, seed=1), Path(scratch) / "warm", formats=["npz", "header", "mem"])
+        peaks.clear()
+        _trim()
+        start = _status("VmRSS")
+        _reset_peak()
+        highest[0] = 0.0
+        qextract.export(model, Path(scratch) / "out", formats=["npz", "header", "mem"])
+        total = max(highest[0], _status("VmHWM")) - start
+    print(f"\nexport npz,header,mem of {layers} x QDense({units}), largest layer {layer_mb:.1f} MB of float32")
+    print(f"  {'whole export, beyond the RSS before it':<58} {total:7.1f} MB  {total / layer_mb:5.1f}x layer")
+    for label, values in peaks.items():
+        print(f"  {label:<58} {max(values):7.1f} MB  {max(values) / layer_mb:5.1f}x layer  ({len(values)} calls)")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -329,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=("extraction", "report", "blas"))
+    parser.add_argument("target", choices=("extraction", "report", "blas", "export"))
     parser.add_argument(
-        "--what-if", action="store_true", help="report: also time the proposed fixes (patched in, this process only)"
+        "--what-if", action="store_true", help="report: also time first and second reports against predict, alternating"
     )
     parser.add_argument("--cprofile", action="store_true", help="print cProfile's listing instead of the stage table")
     parser.add_argument("--quick", action="store_true", help="tiny sizes")
@@ -342,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     tf()
     if args.target == "blas":
         report_blas(ctx, args.repeats if args.repeats != 3 else 8)
+        return 0
+    if args.target == "export":
+        export_memory_stages(2, ctx.sizes.export_units)
         return 0
     if args.target == "extraction":
         if args.cprofile:
@@ -357,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             _cprofile(lambda: error_report(ctx.cnn, x, ctx.cnn_twin, quiet=True))
             return 0
         report_stages(ctx, args.repeats)
+        report_stages(ctx, args.repeats, warm=True)
         if args.what_if:
             report_what_if(ctx, args.repeats)
     return 0

@@ -13,7 +13,9 @@ Benchmarks (``--only`` names):
 - ``extraction``: ``qextract.extract`` vs QKeras ``model_save_quantized_weights``, and vs ``get_weights()``;
 - ``export``:     C header + ``.mem`` export vs ``numpy.savetxt`` of the same codes;
 - ``report``:     ``error_report`` vs two ``predict`` calls, and vs one sub-model per layer;
-- ``memory``:     ``error_report`` peak memory at 10,000 vs 100,000 samples (fresh processes).
+- ``memory``:     ``error_report`` peak memory at 10,000 vs 100,000 samples (fresh processes);
+- ``export-memory``: peak RSS of an export beyond the loaded model, QDense stacks of 4.2, 16.8 and 67.1 M weights
+  (fresh processes); with ``--baseline REV`` also that revision's code, back to back, and the export times.
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 from benchmarks._harness import Row, as_json, machine_info, render_machine, render_markdown, render_text
 from benchmarks._models import Context, Sizes
 
-NAMES = ("startup", "extraction", "export", "report", "memory", "simulate")
+NAMES = ("startup", "extraction", "export", "report", "memory", "simulate", "export-memory")
 
 
-def _bench(name: str, ctx: Context) -> list[Row]:
+def _bench(name: str, ctx: Context, baseline: str | None = None) -> list[Row]:
     if name == "startup":
         from benchmarks import bench_startup
 
@@ -65,13 +67,21 @@ def _bench(name: str, ctx: Context) -> list[Row]:
         from benchmarks import bench_simulate
 
         return bench_simulate.run(ctx)
+    if name == "export-memory":
+        from benchmarks import bench_export_memory
+
+        return bench_export_memory.run(ctx, baseline)
     raise ValueError(f"unknown benchmark '{name}'; choose from {', '.join(NAMES)}")
 
 
 def run_benchmarks(
-    names: Sequence[str] = NAMES, sizes: Sizes | None = None, log: Callable[[str], None] | None = None
+    names: Sequence[str] = NAMES,
+    sizes: Sizes | None = None,
+    log: Callable[[str], None] | None = None,
+    baseline: str | None = None,
 ) -> list[Row]:
-    """Run the named benchmarks in a fixed order; their table rows."""
+    """Run the named benchmarks in a fixed order; their table rows (``baseline``: a git revision to compare
+    the export memory and time with)."""
     sizes = sizes or Sizes.full()
     ctx = Context(sizes)
     rows: list[Row] = []
@@ -83,7 +93,7 @@ def run_benchmarks(
             if log:
                 log(f"running {name} ...")
             start = time.perf_counter()
-            rows += _bench(name, ctx)
+            rows += _bench(name, ctx, baseline)
             if log:
                 log(f"  {name} done in {time.perf_counter() - start:.1f} s")
             if name == "export" or (name == "extraction" and "export" not in names):
@@ -120,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="timed repetitions per contender, best kept (default 3; 1 with --quick)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="export-memory: also run git revision REV's code (e.g. the commit before a change), back to back",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", metavar="FILE", help="also write machine info, rows and every timing to FILE")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -135,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render_machine(info), flush=True)
     print(flush=True)
     started = time.perf_counter()
-    rows = run_benchmarks(names, sizes, log=lambda m: print(m, file=sys.stderr, flush=True))
+    rows = run_benchmarks(names, sizes, log=lambda m: print(m, file=sys.stderr, flush=True), baseline=args.baseline)
     info["load_average_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     info["total_seconds"] = round(time.perf_counter() - started, 1)
     print((render_markdown if args.markdown else render_text)(rows))

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import _harness, _memory_probe, bench_report, run  # noqa: E402
+from benchmarks import _export_probe, _harness, _memory_probe, bench_export_memory, bench_report, run  # noqa: E402
 from benchmarks._models import Sizes  # noqa: E402
 
 
@@ -30,14 +30,23 @@ def _probe_here(samples: int, measure: str) -> dict:
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
+def _export_probe_here(layers: int, units: int, code: Path, formats: str = bench_export_memory.FORMATS) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        argv = ["--layers", str(layers), "--units", str(units), "--formats", formats]
+        assert _export_probe.main(argv) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
 def test_quick_run_fills_every_row(monkeypatch):
     monkeypatch.setattr(bench_report, "_probe", _probe_here)
+    monkeypatch.setattr(bench_export_memory, "probe", _export_probe_here)
     # the integer simulation is QKeras 0.9 only for now (refused by name under qkeras-v3: test_simulate_keras3.py)
     names_run = run.NAMES if zoo.LEGACY else tuple(n for n in run.NAMES if n != "simulate")
     rows = run.run_benchmarks(names_run, Sizes.quick())
 
     names = [r.benchmark for r in rows]
-    assert len(rows) == (15 if zoo.LEGACY else 11), names
+    assert len(rows) == (17 if zoo.LEGACY else 13), names
     for prefix in (
         "qextract --help",
         "TensorFlow imported",
@@ -60,6 +69,8 @@ def test_quick_run_fills_every_row(monkeypatch):
             if zoo.LEGACY
             else ()
         ),
+        "export npz,header,mem peak RSS beyond loading, 0.0 M weights (1 x",
+        "export npz,header,mem peak RSS beyond loading, 0.0 M weights (2 x",
     ):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for r in rows:

@@ -134,10 +134,18 @@ def test_existing_output_is_refused_without_force_and_kept_intact(tmp_path, digi
 def test_failed_export_leaves_nothing(tmp_path, digits, monkeypatch):
     from qextract.writers import FORMATS as table
 
-    def boom(*args, **kwargs):
-        raise OSError("disk full (simulated)")
+    real = table["mif"].sink
 
-    monkeypatch.setattr(table["mif"], "write", boom)
+    def failing(*args, **kwargs):  # export streams each tensor through every format's sink
+        sink = real(*args, **kwargs)
+
+        def boom(t):
+            raise OSError("disk full (simulated)")
+
+        sink.add = boom
+        return sink
+
+    monkeypatch.setattr(table["mif"], "sink", failing)
     with pytest.raises(ExportError, match="writing failed .disk full .simulated"):
         export(digits, tmp_path / "out", formats=["npz", "mif"])
     assert list(tmp_path.iterdir()) == []

@@ -168,13 +168,22 @@ def test_existing_output_without_force(capsys, tmp_path):
 def test_write_failing_halfway_leaves_nothing(capsys, tmp_path, monkeypatch):
     from qextract.writers import FORMATS, mem
 
-    real = mem.write
+    real = mem.sink
 
-    def half(tensors, out_dir, **kw):
-        real(tensors[:3], out_dir, **kw)  # some files really are written first
-        raise OSError(28, "No space left on device (simulated)")
+    def half(*args, **kw):  # export streams each tensor through every format's sink
+        sink = real(*args, **kw)
+        add, count = sink.add, []
 
-    monkeypatch.setitem(FORMATS, "mem", type("M", (), {"write": staticmethod(half)}))
+        def add_or_fail(t):
+            if len(count) == 3:  # some files really are written first
+                raise OSError(28, "No space left on device (simulated)")
+            count.append(t)
+            return add(t)
+
+        sink.add = add_or_fail
+        return sink
+
+    monkeypatch.setitem(FORMATS, "mem", type("M", (), {"sink": staticmethod(half)}))
     code, _, err = run(capsys, "export", H5, "--out", tmp_path / "out", "--format", "npz,mem")
     assert code == 8 and "No space left on device" in one_line(err)
     assert list(tmp_path.iterdir()) == []
@@ -187,13 +196,20 @@ def test_sigint_during_export_leaves_nothing(tmp_path):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         import qextract
         from qextract.writers import FORMATS, mem
-        real = mem.write
-        def slow(tensors, out_dir, **kw):
-            files = real(tensors[:2], out_dir, **kw)
-            os.kill(os.getpid(), signal.SIGINT)   # a real Ctrl-C, half-way through writing
-            time.sleep(5)
-            return files
-        FORMATS["mem"] = type("M", (), {{"write": staticmethod(slow)}})
+        real = mem.sink
+        def slow(*args, **kw):   # export streams each tensor through every format's sink
+            sink = real(*args, **kw)
+            add, count = sink.add, []
+            def add_then_interrupt(t):
+                path = add(t)
+                count.append(t)
+                if len(count) == 2:
+                    os.kill(os.getpid(), signal.SIGINT)   # a real Ctrl-C, half-way through writing
+                    time.sleep(5)
+                return path
+            sink.add = add_then_interrupt
+            return sink
+        FORMATS["mem"] = type("M", (), {{"sink": staticmethod(slow)}})
         from qextract.cli import main
         sys.exit(main(["export", {str(H5)!r}, "--out", {str(tmp_path / "out")!r}]))
     """)

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,31 +59,31 @@ def error_records(
     """Compute the records behind :func:`error_report` (same arguments)."""
     from . import taps
     from .data import batches
-    from .twin import check_float_model
-    from .twin import float_model as build_float_model
+    from .tap_cache import tap_cache
 
     if mode not in MODES:
         raise QExtractError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     model, float_model = _as_model(model), _as_model(float_model)
-    nodes = taps.graph(model)
-    rows = taps.plan_rows(nodes)
-    if float_model is None:
-        float_model = build_float_model(model)
-    else:
-        check_float_model(model, float_model)
+    # Graph, rows, float twin and traced runners: reused while both models are in the same state.
+    prepared = tap_cache.get(model, float_model)
+    rows = prepared.rows
     input_shape = tuple(model.inputs[0].shape)[1:]
     stream = batches(data, input_shape, batch_size)
 
-    ftaps = taps.Runner(taps.float_taps(float_model, rows))
-    if mode == "propagated":
-        qtaps, isolated = taps.Runner(taps.quant_taps(model, rows, nodes)), None
-    else:
-        isolated = taps.isolated_taps(rows, nodes)
-        qtaps = taps.Runner(isolated.model)
+    ftaps = prepared.float_runner
+    qtaps, isolated = prepared.quantized(mode)
     output_of = {row.layer: i for i, row in enumerate(rows) if row.stage == taps.OUTPUT}
     stats = [ErrorStats(quantizer_bounds(row.quantizer)) for row in rows]
 
-    with _progress(stream.total, quiet) as bar:
+    def update(f_out: list[np.ndarray], q_out: list[np.ndarray]) -> None:
+        for s, f, q in zip(stats, f_out, q_out):
+            s.update(f, q)
+
+    # The statistics of a batch are added by one worker thread while the next batch runs through the
+    # models (NumPy and TensorFlow both release the GIL); one batch at a time, in order, so the sums
+    # are the same as without it and at most one batch of outputs waits.
+    with _progress(stream.total, quiet) as bar, ThreadPoolExecutor(1, thread_name_prefix="qextract-stats") as pool:
+        pending: Future[None] | None = None
         for batch in stream:
             f_out = ftaps(batch)
             if isolated is None:
@@ -90,9 +91,12 @@ def error_records(
             else:
                 by_layer = {name: f_out[i] for name, i in output_of.items()}
                 q_out = qtaps(isolated.inputs(batch, by_layer))
-            for s, f, q in zip(stats, f_out, q_out):
-                s.update(f, q)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(update, f_out, q_out)
             bar.update(batch.shape[0])
+        if pending is not None:
+            pending.result()
 
     records = []
     for row, s in zip(rows, stats):

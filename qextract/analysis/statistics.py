@@ -72,34 +72,32 @@ class ErrorStats:
         self.samples += f.shape[0] if f.ndim else 1
         self.equal += int(np.count_nonzero(f == q))
         if self.bounds is not None:
-            lo, hi = self.bounds
-            at = np.zeros(q.shape, bool)
-            if lo is not None:
-                at |= q == np.float32(lo)
-            if hi is not None:
-                at |= q == np.float32(hi)
-            self.saturated += int(np.count_nonzero(at))
+            lo, hi = self.bounds  # distinct values: an element equals at most one of them
+            for bound in {b for b in (lo, hi) if b is not None}:
+                self.saturated += int(np.count_nonzero(q == np.float32(bound)))
+        # Extremes of the float32 outputs as they are (widening is exact), sums in float64.
+        self.f_min = min(self.f_min, float(f.min()))
+        self.f_max = max(self.f_max, float(f.max()))
+        self.q_min = min(self.q_min, float(q.min()))
+        self.q_max = max(self.q_max, float(q.max()))
         f = f.astype(np.float64).ravel()
         q = q.astype(np.float64).ravel()
-        e = q - f
         nb = f.size
-        mean_b = float(f.mean())
-        m2_b = float(np.square(f - mean_b).sum())
+        # einsum, not np.dot: BLAS would start its own threads beside TensorFlow's on the same
+        # cores, which made single batches up to 50x slower (benchmarks/RESULTS.md).
+        mean_b = float(f.sum()) / nb
+        d = f - mean_b
+        m2_b = float(np.einsum("i,i->", d, d))
         total = self.n + nb
         delta = mean_b - self.f_mean
         self.f_mean += delta * nb / total
         self.f_m2 += m2_b + delta * delta * self.n * nb / total
         self.n = total
-        self.f_min = min(self.f_min, float(f.min()))
-        self.f_max = max(self.f_max, float(f.max()))
-        self.q_min = min(self.q_min, float(q.min()))
-        self.q_max = max(self.q_max, float(q.max()))
-        abs_e = np.abs(e)
+        e = np.subtract(q, f, out=d)  # d is used up
+        self.sum_e2 += float(np.einsum("i,i->", e, e))
+        abs_e = np.abs(e, out=e)
         self.sum_abs_e += float(abs_e.sum())
         self.max_abs_e = max(self.max_abs_e, float(abs_e.max()))
-        # einsum, not np.dot: BLAS would start its own threads beside TensorFlow's on the same
-        # cores, which made single batches up to 50x slower (benchmarks/RESULTS.md).
-        self.sum_e2 += float(np.einsum("i,i->", e, e))
         self.sum_f2 += float(np.einsum("i,i->", f, f))
         self.sum_q2 += float(np.einsum("i,i->", q, q))
         self.sum_fq += float(np.einsum("i,i->", f, q))

@@ -12,6 +12,7 @@ tensors or declared state, or extraction stops naming it. Nothing is skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .._keras import generation, require_keras_model
@@ -24,7 +25,7 @@ from .geometry import geometry
 from .nested import Placed, placed_layers, select
 from .quantization import quantize_tensor
 
-__all__ = ["extract", "extract_layer", "quantize_tensor"]
+__all__ = ["extract", "extract_layer", "extract_records", "quantize_tensor"]
 
 
 def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
@@ -39,25 +40,36 @@ def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
     >>> ex = qextract.extract(model)                     # doctest: +SKIP
     >>> ex["conv1"]["kernel"].codes.dtype, ex["conv1"]["kernel"].scale
     """
+    return Extraction(tuple(extract_records(model, layers=layers)), model_name=model.name)
+
+
+def extract_records(model: Any, *, layers: list[str] | None = None) -> Iterator[LayerRecord]:
+    """:func:`extract`'s records one layer at a time, so that a caller can drop each before the next exists.
+
+    The checks over the whole model (variables no layer reads, keys naming
+    two layers) run after the last record, before the generator ends: a
+    caller must consume it to the end to know the extraction is complete.
+    """
     require_keras_model(model)
     placed = placed_layers(model)
-    records, read = [], set()
+    read: set[int] = set()
+    names: list[str] = []
     for p in select(placed, layers, model.name):
         record, ids = _extract_placed(p)
-        records.append(record)
         read |= ids
+        names.append(record.name)
+        yield record
+        del record  # not held while the next layer is extracted
     if layers is None:  # variables held by no leaf (a subclassed model's own add_weight)
         _refuse_unread(
             f"model '{model.name}'", model.weights, read, "belong to no layer qextract reads (a model's own weights)"
         )
-    names = [r.name for r in records]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise UnsupportedError(
             f"model '{model.name}': layer key(s) {', '.join(map(repr, repeated))} name more than one layer "
             "(a layer name containing '/' equals a nested path). Fix: rename the layer."
         )
-    return Extraction(tuple(records), model_name=model.name)
 
 
 def extract_layer(layer: Any, key: str | None = None) -> LayerRecord:

@@ -10,6 +10,11 @@ one place format names are validated.
 writes laid-out tensors (:class:`~qextract.layouts.ExportedTensor`) into
 ``out_dir`` and returns the files written.
 
+``sink(out_dir, *, word_bits=None, model_name="model", chunk=CHUNK)`` writes
+the same files tensor by tensor (``add`` each, then ``close``), rendering
+large tensors a piece at a time; :func:`open_sinks` opens one per format, as
+a streaming export does (:mod:`._sink`).
+
 ``read(path, entry) -> Codes`` is its inverse for one tensor: ``path`` is the
 file holding it (``weights.npz``, ``weights.h``, ``weights.csv``, or the
 tensor's own ``.mem``/``.coe``/``.mif``), ``entry`` an :class:`Entry` from
@@ -53,9 +58,22 @@ from ..layouts import ExportedTensor
 from . import csv, header, memory, npz
 from ._descriptor import OutputFormat
 from ._entry import Entry, entries
+from ._sink import CHUNK, Sink, Sinks
 from ._words import Codes
 
-__all__ = ["FORMATS", "Codes", "Entry", "OutputFormat", "check_names", "entries", "write_all"]
+__all__ = [
+    "CHUNK",
+    "FORMATS",
+    "Codes",
+    "Entry",
+    "OutputFormat",
+    "Sink",
+    "Sinks",
+    "check_names",
+    "entries",
+    "open_sinks",
+    "write_all",
+]
 
 FORMATS: dict[str, OutputFormat] = {f.name: f for f in (npz.FORMAT, header.FORMAT, *memory.FORMATS, csv.FORMAT)}
 """Format name -> its descriptor (``write``, ``read``, per tensor or per model, suffix), in writing order."""
@@ -100,3 +118,22 @@ def write_all(
     return {
         name: FORMATS[name].write(tensors, Path(out_dir), word_bits=word_bits, model_name=model_name) for name in names
     }
+
+
+def open_sinks(
+    out_dir: Path,
+    formats: Iterable[str] | None = None,
+    *,
+    word_bits: int | None = None,
+    model_name: str = "model",
+    chunk: int | None = CHUNK,
+) -> Sinks:
+    """A sink per format of ``formats`` (default: all) in ``out_dir``: :func:`write_all` tensor by tensor.
+
+    ``add`` each tensor, then ``close`` (or ``abort``); see :mod:`qextract.writers._sink`.
+    """
+    names = check_names(formats, ExportError)
+    out = Path(out_dir)
+    return Sinks(
+        {name: FORMATS[name].sink(out, word_bits=word_bits, model_name=model_name, chunk=chunk) for name in names}
+    )

@@ -17,6 +17,7 @@ from ..layouts import ExportedTensor
 
 if TYPE_CHECKING:
     from ._entry import Entry
+    from ._sink import Sink
     from ._words import Codes
 
 MODEL_STEM = "weights"
@@ -38,13 +39,22 @@ class Read(Protocol):
     def __call__(self, path: Path, entry: Entry) -> Codes: ...
 
 
+class OpenSink(Protocol):
+    def __call__(
+        self, out_dir: Path, *, word_bits: int | None = None, model_name: str = "model", chunk: int | None = ...
+    ) -> Sink: ...
+
+
 @dataclass(eq=False)
 class OutputFormat:
     """One output format.
 
     ``write(tensors, out_dir, *, word_bits=None, model_name="model")`` writes
     laid-out tensors and returns the files written; ``read(path, entry)`` is
-    its inverse for one tensor. ``per_tensor``: one file per tensor,
+    its inverse for one tensor. ``sink(out_dir, *, word_bits=None,
+    model_name="model", chunk=...)`` writes the same files tensor by tensor
+    (:class:`~._sink.Sink`: ``add`` each, then ``close``), as a streaming
+    export does. ``per_tensor``: one file per tensor,
     ``<layer>.<tensor><suffix>``, else one file of every tensor,
     ``weights<suffix>``. ``words``: the files store memory words, so
     ``word_bits`` changes them.
@@ -55,6 +65,7 @@ class OutputFormat:
     read: Read
     per_tensor: bool
     suffix: str
+    sink: OpenSink
     words: bool = False
 
     def file_name(self, stem: str = MODEL_STEM) -> str:

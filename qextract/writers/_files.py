@@ -1,33 +1,18 @@
-"""File plumbing shared by the format modules: OS errors as ExportError when writing and as
-VerificationError naming the file and tensor when reading; the one-file-per-tensor loop."""
+"""File plumbing shared by the format modules: errors while reading as a VerificationError naming the file and
+tensor; the sink of the formats with one file per tensor. (OS errors while writing: :func:`._sink.errors_as_export`.)"""
 
 from __future__ import annotations
 
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ..errors import ExportError, QExtractWarning, VerificationError
+from ..errors import QExtractWarning, VerificationError
 from ..layouts import ExportedTensor
-from . import _text, _words
-
-Render = Callable[[ExportedTensor, _words.Memory, list[str]], bytes]
-
-
-@contextmanager
-def opened(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
-    """``open(path, mode)`` after making its folder; OS errors become ExportError naming the file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, mode, **kwargs) as f:
-            yield f
-    except OSError as err:
-        raise ExportError(
-            f"cannot write {path}: {err.strerror or err}; check the folder exists and is writable"
-        ) from err
+from . import _sink, _text, _words
 
 
 @contextmanager
@@ -47,31 +32,40 @@ def reading(path: Path, key: str) -> Iterator[None]:
         ) from None
 
 
-def write_bytes(path: Path, data: bytes) -> Path:
-    with opened(path) as f:
-        f.write(data)
-    return path
+Render = Callable[[ExportedTensor, _words.WordPlan, list[str], "int | None"], Iterable[bytes]]
+"""A per-tensor format's file for one tensor, in pieces: ``render(tensor, words, comment lines, chunk)``."""
 
 
-def write_each(
-    tensors: Sequence[ExportedTensor],
-    out_dir: Path,
-    suffix: str,
-    render: Render,
-    *,
-    word_bits: int | None,
-    model_name: str,
-) -> list[Path]:
-    """Render each non-empty tensor to ``<layer>.<tensor><suffix>`` in ``out_dir``; the paths written."""
-    _text.check_unique_keys(tensors)
-    _words.check_word_bits(tensors, word_bits)
-    out_dir = Path(out_dir)
-    written = []
-    for t, stem in zip(tensors, _text.file_stems(tensors)):
+class EachSink(_sink.Sink):
+    """A format with one file per non-empty tensor, ``<layer>.<tensor><suffix>``, written in pieces."""
+
+    words = True
+
+    def __init__(self, suffix: str, render: Render, out_dir: Path, **kwargs: Any) -> None:
+        super().__init__(out_dir, **kwargs)
+        self.suffix = suffix
+        self.render = render
+        self._stems = _text.UniqueNames("_")
+        self._written: list[Path] = []
+
+    def _add(self, t: ExportedTensor, skip: bool) -> Path | None:
+        stem = self._stems.add(_text.file_stem(t))  # every tensor takes its name, as in the whole list
+        if skip:
+            return None
         if t.size == 0:
-            warnings.warn(f"{t.key} has no elements; no {suffix} file written", QExtractWarning, stacklevel=3)
-            continue
-        mem = _words.memory(t, word_bits)
-        comment = [*_text.summary(t, model_name), f"code: {t.format.storage_rule()}", f"memory: {mem.describe()}"]
-        written.append(write_bytes(out_dir / f"{stem}{suffix}", render(t, mem, comment)))
-    return written
+            warnings.warn(f"{t.key} has no elements; no {self.suffix} file written", QExtractWarning, stacklevel=4)
+            return None
+        words = _words.plan(t, self.word_bits)
+        rule, packing = f"code: {t.format.storage_rule()}", f"memory: {words.describe()}"
+        comment = [*_text.summary(t, self.model_name), rule, packing]
+        path = self.out_dir / f"{stem}{self.suffix}"
+        self._open(path)
+        try:
+            self._write(self.render(t, words, comment, self.chunk))
+        finally:
+            self._release()
+        self._written.append(path)
+        return path
+
+    def _finish(self) -> list[Path]:
+        return list(self._written)

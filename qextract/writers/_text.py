@@ -10,36 +10,68 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from ..errors import ExportError
 from ..layouts import AXIS_MEANINGS, ExportedTensor
+from ..numformat import NumberFormat
+
+
+class Keyed(Protocol):
+    """What the checks over every tensor of an export read: an :class:`ExportedTensor`, or what is kept of one."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def layer(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def format(self) -> NumberFormat: ...
+
 
 # --- names -----------------------------------------------------------------------------
 
 
-def _dedupe(names: list[str], joiner: str) -> list[str]:
-    """Make names unique, case-insensitively (file systems, C macros), by numbering repeats."""
-    seen: set[str] = set()
-    out = []
-    for name in names:
+class UniqueNames:
+    """Names made unique as they come, case-insensitively (file systems, C macros), by numbering repeats.
+
+    A streaming writer names each tensor on arrival and gets what the whole
+    list would give it: a name depends only on the names before it.
+    """
+
+    def __init__(self, joiner: str) -> None:
+        self.joiner = joiner
+        self._seen: set[str] = set()
+
+    def add(self, name: str) -> str:
         candidate, n = name, 1
-        while candidate.lower() in seen:
+        while candidate.lower() in self._seen:
             n += 1
-            candidate = f"{name}{joiner}{n}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out
+            candidate = f"{name}{self.joiner}{n}"
+        self._seen.add(candidate.lower())
+        return candidate
 
 
-def file_stems(tensors: Sequence[ExportedTensor]) -> list[str]:
-    """``layer.tensor`` per tensor, safe as a file name: ``conv1.kernel``, ``bi.forward_kernel``."""
+def _dedupe(names: list[str], joiner: str) -> list[str]:
+    unique = UniqueNames(joiner)
+    return [unique.add(name) for name in names]
+
+
+def file_stem(t: ExportedTensor) -> str:
+    """``layer.tensor``, safe as a file name, before repeats are numbered (:func:`file_stems`)."""
 
     def safe(part: str) -> str:
         return re.sub(r"[^A-Za-z0-9_-]+", "_", part).strip("_") or "_"
 
-    return _dedupe([f"{safe(t.layer)}.{safe(t.name)}" for t in tensors], "_")
+    return f"{safe(t.layer)}.{safe(t.name)}"
+
+
+def file_stems(tensors: Sequence[ExportedTensor]) -> list[str]:
+    """``layer.tensor`` per tensor, safe as a file name: ``conv1.kernel``, ``bi.forward_kernel``."""
+    return _dedupe([file_stem(t) for t in tensors], "_")
 
 
 def c_identifier(text: str) -> str:
@@ -48,7 +80,7 @@ def c_identifier(text: str) -> str:
     return name if name[0].isalpha() else f"w_{name}"
 
 
-def c_names(tensors: Sequence[ExportedTensor] | Sequence[tuple[str, str]]) -> list[str]:
+def c_names(tensors: Sequence[Keyed] | Sequence[tuple[str, str]]) -> list[str]:
     """``layer_tensor`` per tensor as unique C identifiers (unique also in upper case, for macros).
 
     Takes the tensors, or their ``(layer, tensor name)`` pairs in the same
@@ -58,7 +90,7 @@ def c_names(tensors: Sequence[ExportedTensor] | Sequence[tuple[str, str]]) -> li
     return _dedupe([c_identifier(f"{layer}_{name}") for layer, name in pairs], "_")
 
 
-def check_unique_keys(tensors: Sequence[ExportedTensor]) -> None:
+def check_unique_keys(tensors: Sequence[Keyed]) -> None:
     seen: set[str] = set()
     repeated = sorted({t.key for t in tensors if t.key in seen or seen.add(t.key)})  # type: ignore[func-returns-value]
     if repeated:
@@ -69,26 +101,45 @@ def check_unique_keys(tensors: Sequence[ExportedTensor]) -> None:
 
 
 def decimal_cells(values: np.ndarray) -> np.ndarray:
-    """Integers as right-aligned ASCII decimal cells, uint8 ``(n, width)``, width set by the widest.
+    """Integers as right-aligned ASCII decimal cells, uint8 ``(n, width)``, width set by the widest."""
+    return DecimalCells(values)(values)
+
+
+class DecimalCells:
+    """The decimal cells of one array's integers, rendered in any pieces of it: one width, set by the widest.
 
     Codes span few distinct values, so the cells of the span are rendered
     once and gathered: an order of magnitude faster than digit arithmetic.
     """
-    v = np.asarray(values).reshape(-1)
-    if v.size == 0:
-        return np.empty((0, 1), np.uint8)
-    lo, hi = int(v.min()), int(v.max())
-    if hi - lo < min(v.size, 1 << 17):
-        return _digits(np.arange(lo, hi + 1, dtype=np.int64))[v.astype(np.int64) - lo]
-    return _digits(v)
+
+    def __init__(self, values: np.ndarray) -> None:
+        v = np.asarray(values)
+        self.table: np.ndarray | None = None
+        if v.size == 0:
+            self.lo, self.width = 0, 1
+            return
+        lo, hi = int(v.min()), int(v.max())
+        self.lo = lo
+        self.width = len(str(max(abs(lo), abs(hi)))) + int(lo < 0)  # what _digits gives the whole array
+        if hi - lo < min(v.size, 1 << 17):
+            self.table = _digits(np.arange(lo, hi + 1, dtype=np.int64))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """The cells of ``values`` (the whole array given at creation, or a piece of it), flat order."""
+        v = np.asarray(values).reshape(-1)
+        if v.size == 0:
+            return np.empty((0, self.width), np.uint8)
+        if self.table is not None:
+            return self.table[v.astype(np.int64) - self.lo]
+        return _digits(v, self.width)
 
 
-def _digits(values: np.ndarray) -> np.ndarray:
+def _digits(values: np.ndarray, width: int | None = None) -> np.ndarray:
     v = values.astype(np.int64)
     negative = v < 0
     rest = np.abs(v).astype(np.uint64)  # abs(int64 min) wraps to 2**63 in uint64: still right
     digits = len(str(int(rest.max()))) if v.size else 1
-    width = digits + int(negative.any())
+    width = digits + int(negative.any()) if width is None else width
     out = np.full((v.size, width), ord(" "), np.uint8)
     length = np.ones(v.size, np.int64)
     for p in range(digits):
@@ -162,6 +213,24 @@ def float_literal(x: float | np.floating | np.ndarray) -> str:
     text = repr(value)  # shortest round-trip of the double, which is exactly the float32
     assert np.float32(float(text)) == np.float32(x), text
     return text
+
+
+def spans(size: int, align: int, chunk: int | None) -> list[tuple[int, int]]:
+    """``(start, stop)`` pieces of ``size`` elements, each about ``chunk`` long (None: one piece) and starting
+    at a multiple of ``align`` (a whole number of lines or words), so that pieces render to whole lines."""
+    if chunk is None or size <= chunk:
+        return [(0, size)]
+    step = max(align, chunk // align * align)
+    return [(start, min(start + step, size)) for start in range(0, size, step)]
+
+
+def flat_piece(array: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Elements ``start:stop`` of ``array`` in C order: a view when it is C-contiguous, else a copy of the piece
+    only (``reshape(-1)`` would copy the whole array)."""
+    a = np.asarray(array)
+    if a.flags.c_contiguous:
+        return a.reshape(-1)[start:stop]
+    return a.flat[start:stop]
 
 
 def float_list(values: np.ndarray, per_line: int = 8, indent: str = "    ") -> str:

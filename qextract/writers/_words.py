@@ -27,7 +27,7 @@ them into :class:`Codes`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import ExportError
 from ..layouts import ExportedTensor
 from ..numformat import NumberFormat
+from . import _text
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _NIBBLE = np.full(256, 255, np.uint8)  # ASCII -> hex digit value; 255: not a digit
@@ -89,15 +90,64 @@ def _item_text(x: np.generic) -> str:
     return repr(float(x)) if isinstance(x, np.floating) else str(int(x))
 
 
-def storage_words(t: ExportedTensor) -> np.ndarray:
-    """The flat (C-order) uint64 storage word of every element of ``t``.
+def storage_words(t: ExportedTensor, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The flat (C-order) uint64 storage word of every element of ``t`` (of elements ``start:stop``).
 
     ExportError for a code its format cannot store.
     """
+    stop = t.size if stop is None else stop
+    whole = start == 0 and stop == t.size
+    codes = t.codes if t.quantized else t.values
+    signs = t.signs
+    if not whole:
+        codes = _text.flat_piece(codes, start, stop)  # type: ignore[arg-type]
+        signs = None if signs is None else _text.flat_piece(signs, start, stop)
     try:
-        return t.format.to_storage(t.codes if t.quantized else t.values, t.signs)  # type: ignore[arg-type]
+        return t.format.to_storage(codes, signs)  # type: ignore[arg-type]
     except ValueError as e:
         raise ExportError(f"{t.key}: {e}") from None
+
+
+@dataclass(frozen=True)
+class WordPlan:
+    """How a tensor's ``count`` codes of ``code_bits`` bits fill ``word_bits``-bit memory words, ``per_word`` each."""
+
+    code_bits: int
+    word_bits: int
+    per_word: int
+    count: int
+
+    @property
+    def depth(self) -> int:
+        return -(-self.count // self.per_word)
+
+    @property
+    def hex_digits(self) -> int:
+        return hex_digits(self.word_bits)
+
+    def describe(self) -> str:
+        words = f"{self.depth} word{'s' * (self.depth != 1)} of {self.word_bits} bits"
+        if self.per_word == 1 and self.word_bits == self.code_bits:
+            return f"{words}, one code per word"
+        return (
+            f"{words}, {self.per_word} code{'s' * (self.per_word != 1)} of {self.code_bits} bits per word, "
+            "first code in the least significant bits, unused bits zero"
+        )
+
+
+def plan(t: ExportedTensor, word_bits: int | None = None) -> WordPlan:
+    """``t``'s codes as memory words (:func:`memory` without the words), after checking they fit ``word_bits``."""
+    check_word_bits([t], word_bits)
+    bits = t.format.storage_bits
+    width = word_width(t.format, word_bits)
+    return WordPlan(bits, width, width // bits, t.size)
+
+
+def memory_pieces(t: ExportedTensor, words: WordPlan, lines: int, chunk: int | None) -> Iterator[tuple[int, Memory]]:
+    """``(first word, Memory)`` of consecutive pieces of ``t``'s memory, each a whole number of ``lines``-word
+    lines of about ``chunk`` codes (None: all at once): packing them piece by piece gives the same words."""
+    for start, stop in _text.spans(t.size, words.per_word * lines, chunk):
+        yield start // words.per_word, pack(storage_words(t, start, stop), words.code_bits, words.word_bits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,13 +169,7 @@ class Memory:
         return hex_digits(self.word_bits)
 
     def describe(self) -> str:
-        words = f"{self.depth} word{'s' * (self.depth != 1)} of {self.word_bits} bits"
-        if self.per_word == 1 and self.word_bits == self.code_bits:
-            return f"{words}, one code per word"
-        return (
-            f"{words}, {self.per_word} code{'s' * (self.per_word != 1)} of {self.code_bits} bits per word, "
-            "first code in the least significant bits, unused bits zero"
-        )
+        return WordPlan(self.code_bits, self.word_bits, self.per_word, self.count).describe()
 
 
 def word_width(fmt: NumberFormat, word_bits: int | None) -> int:
@@ -138,7 +182,7 @@ def hex_digits(width: int) -> int:
     return max(1, math.ceil(width / 4))
 
 
-def check_word_bits(tensors: Sequence[ExportedTensor], word_bits: int | None) -> None:
+def check_word_bits(tensors: Sequence[_text.Keyed], word_bits: int | None) -> None:
     """Raise one ExportError naming every tensor whose code does not fit a ``word_bits`` word."""
     if word_bits is None:
         return

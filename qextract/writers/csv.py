@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layouts import ExportedTensor
-from . import _files, _text
+from . import _files, _sink, _text
 from ._descriptor import MODEL_STEM, OutputFormat
 from ._entry import Entry
 from ._words import Codes, check_codes
@@ -25,14 +25,17 @@ SUFFIX = ".csv"
 FILE = MODEL_STEM + SUFFIX
 COLUMNS = ("layer", "tensor", "layout", "index", "multi_index", "raw", "value", "code", "sign", "scale")
 CHUNK_ROWS = 1 << 20
+ROW_COST = 8
+"""A row's cells are Python strings while pandas writes them: a streaming export writes rows ``1 / ROW_COST``
+as many at a time as it renders elements of the other formats."""
 
 
-def _multi_index(shape: tuple[int, ...]) -> np.ndarray:
-    """``"i,j,k"`` for every element of ``shape``, C order, vectorised."""
-    size = int(np.prod(shape))
+def _multi_index(shape: tuple[int, ...], start: int = 0, stop: int | None = None) -> np.ndarray:
+    """``"i,j,k"`` for elements ``start:stop`` (default: all) of ``shape``, C order, vectorised."""
+    stop = int(np.prod(shape)) if stop is None else stop
     if not shape:
-        return np.array([""] * size, dtype=object)
-    parts = [p.astype(str) for p in np.unravel_index(np.arange(size), shape)]
+        return np.array([""] * (stop - start), dtype=object)
+    parts = [p.astype(str) for p in np.unravel_index(np.arange(start, stop), shape)]
     joined = parts[0]
     for part in parts[1:]:
         joined = np.char.add(np.char.add(joined, ","), part)
@@ -46,24 +49,30 @@ def _nullable_ints(array: np.ndarray | None, n: int):
     return pd.array([None] * n if array is None else np.asarray(array).reshape(-1), "Int64")
 
 
-def _frame(t: ExportedTensor):
+def _frame(t: ExportedTensor, start: int = 0, stop: int | None = None):
+    """The rows of elements ``start:stop`` (default: all) of ``t``."""
     import pandas as pd
 
-    n = t.size
-    values = np.asarray(t.values, np.float32).reshape(-1)
-    raw = values if t.raw is None else np.asarray(t.raw, np.float32).reshape(-1)
+    stop = t.size if stop is None else stop
+    n = stop - start
+
+    def piece(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else _text.flat_piece(array, start, stop)
+
+    values = np.asarray(piece(t.values), np.float32)
+    raw = values if t.raw is None else np.asarray(piece(t.raw), np.float32)
     frame = {
         "layer": t.layer,
         "tensor": t.name,
         "layout": str(t.layout),
-        "index": np.arange(n),
-        "multi_index": _multi_index(t.shape),
+        "index": np.arange(start, stop),
+        "multi_index": _multi_index(t.shape, start, stop),
         "raw": raw,
         "value": values,
-        "code": _nullable_ints(t.codes, n),
-        "sign": _nullable_ints(t.signs, n),
+        "code": _nullable_ints(piece(t.codes), n),
+        "sign": _nullable_ints(piece(t.signs), n),
         "scale": (
-            np.broadcast_to(t.broadcast_scale(), t.shape).reshape(-1).astype(np.float32)
+            np.asarray(piece(np.broadcast_to(t.broadcast_scale(), t.shape))).astype(np.float32)
             if t.quantized
             else np.full(n, np.nan, np.float32)  # written as an empty cell
         ),
@@ -71,17 +80,34 @@ def _frame(t: ExportedTensor):
     return pd.DataFrame(frame, columns=list(COLUMNS))
 
 
+class CsvSink(_sink.Sink):
+    """``weights.csv`` as tensors arrive: the column names, then each tensor's rows, ``chunk`` rows at a time."""
+
+    def _started(self) -> None:
+        if self._file is None:
+            self._open(self.out_dir / FILE, "w", newline="")
+            self._write([",".join(COLUMNS) + "\n"])
+
+    def _add(self, t: ExportedTensor, skip: bool) -> Path | None:
+        if skip:
+            return None
+        self._started()
+        assert self._file is not None
+        with _sink.errors_as_export(self.out_dir / FILE):
+            for start, stop in _text.spans(t.size, 1, None if self.chunk is None else max(1, self.chunk // ROW_COST)):
+                _frame(t, start, stop).to_csv(self._file, header=False, index=False)
+        return self.out_dir / FILE
+
+    def _finish(self) -> list[Path]:
+        self._started()
+        return [self.out_dir / FILE]
+
+
 def write(
     tensors: Sequence[ExportedTensor], out_dir: Path, *, word_bits: int | None = None, model_name: str = "model"
 ) -> list[Path]:
     """Write ``weights.csv`` into ``out_dir``, tensor by tensor; ``word_bits`` does not apply."""
-    _text.check_unique_keys(tensors)
-    path = Path(out_dir) / FILE
-    with _files.opened(path, "w", newline="") as f:
-        f.write(",".join(COLUMNS) + "\n")
-        for t in tensors:  # tensor by tensor: memory stays bounded by the largest tensor
-            _frame(t).to_csv(f, header=False, index=False)
-    return [path]
+    return _sink.write_tensors(CsvSink(Path(out_dir), word_bits=word_bits, model_name=model_name, chunk=None), tensors)
 
 
 def read(path: Path, entry: Entry) -> Codes:
@@ -123,4 +149,4 @@ def _ints(column, what: str, entry: Entry) -> np.ndarray:
     return column.to_numpy(np.int64).reshape(entry.shape)
 
 
-FORMAT = OutputFormat("csv", write, read, per_tensor=False, suffix=SUFFIX)
+FORMAT = OutputFormat("csv", write, read, per_tensor=False, suffix=SUFFIX, sink=CsvSink)

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ExportError, QExtractWarning
 from ..layouts import ExportedTensor
-from . import _files, _text, _words
+from . import _files, _sink, _text, _words
 from ._descriptor import MODEL_STEM, OutputFormat
 from ._entry import Entry
 from ._words import Codes
@@ -51,9 +52,10 @@ def _comment(lines: list[str]) -> str:
     return f"/*\n{body} */\n"
 
 
-def _array(ctype: str, name: str, size: str, body: bytes | str) -> bytes:
-    body = body.encode() if isinstance(body, str) else body
-    return f"static const {ctype} {name}[{size}] = {{\n".encode() + body + b"};\n"
+def _array(ctype: str, name: str, size: str, body: Iterable[bytes]) -> Iterator[bytes]:
+    yield f"static const {ctype} {name}[{size}] = {{\n".encode()
+    yield from body
+    yield b"};\n"
 
 
 # C has no negative literals: "-9223372036854775808" is minus a constant too large for any
@@ -61,91 +63,146 @@ def _array(ctype: str, name: str, size: str, body: bytes | str) -> bytes:
 _INT64_MIN = (-(2**63), b"INT64_MIN")
 
 
-def _int_body(values: np.ndarray) -> bytes:
-    cells = _text.decimal_cells(values)
-    lowest = np.flatnonzero(np.asarray(values).reshape(-1) == _INT64_MIN[0]) if values.dtype == np.int64 else ()
-    if len(lowest):
-        cells[lowest] = np.frombuffer(_INT64_MIN[1].rjust(cells.shape[1]), np.uint8)
-    return _text.wrap(_text.columns(cells.shape[0], b" ", cells, b","), PER_LINE, b"   ")
+def _int_body(values: np.ndarray, chunk: int | None) -> Iterator[bytes]:
+    cells_of = _text.DecimalCells(values)  # one width for the whole array, from its smallest and largest
+    for start, stop in _text.spans(values.size, PER_LINE, chunk):
+        piece = _text.flat_piece(values, start, stop)
+        cells = cells_of(piece)
+        lowest = np.flatnonzero(piece == _INT64_MIN[0]) if values.dtype == np.int64 else ()
+        if len(lowest):
+            cells[lowest] = np.frombuffer(_INT64_MIN[1].rjust(cells.shape[1]), np.uint8)
+        yield _text.wrap(_text.columns(cells.shape[0], b" ", cells, b","), PER_LINE, b"   ")
 
 
-def _words_block(name: str, macro: str, mem: _words.Memory) -> bytes:
+def _float_body(values: np.ndarray, chunk: int | None) -> Iterator[bytes]:
+    for start, stop in _text.spans(values.size, 8, chunk):
+        yield _text.float_list(_text.flat_piece(values, start, stop)).encode()
+
+
+def _words_block(name: str, macro: str, t: ExportedTensor, word_bits: int, chunk: int | None) -> Iterator[bytes]:
+    words = _words.plan(t, word_bits)
     defines = (
-        f"#define {macro}_WORD_BITS {mem.word_bits}\n"
-        f"#define {macro}_CODES_PER_WORD {mem.per_word}\n"
-        f"#define {macro}_DEPTH {mem.depth}\n"
+        f"#define {macro}_WORD_BITS {words.word_bits}\n"
+        f"#define {macro}_CODES_PER_WORD {words.per_word}\n"
+        f"#define {macro}_DEPTH {words.depth}\n"
     )
-    if mem.word_bits <= 64:
-        ctype = next(f"uint{b}_t" for b in (8, 16, 32, 64) if mem.word_bits <= b)
-        hexes = _words.hex_cells(mem.limbs, mem.hex_digits)
-        cells = _text.columns(mem.depth, b" 0x", hexes, b"ULL," if mem.word_bits > 32 else b"u,")
-        return defines.encode() + _array(ctype, f"{name}_words", f"{macro}_DEPTH", _text.wrap(cells, 8, b"   "))
-    limbs = mem.limbs.shape[1]
-    hexes = _words.hex_cells(mem.limbs.reshape(-1, 1), 16)
-    rows = _text.columns(mem.depth * limbs, b" 0x", hexes, b"ULL,").reshape(mem.depth, -1)
-    body = _text.wrap(_text.columns(mem.depth, b"{", rows, b" },"), 1)
+    if words.word_bits <= 64:
+        ctype = next(f"uint{b}_t" for b in (8, 16, 32, 64) if words.word_bits <= b)
+        end = b"ULL," if words.word_bits > 32 else b"u,"
+        pieces = _words.memory_pieces(t, words, 8, chunk)  # whole lines of 8 words
+        body = (
+            _text.wrap(_text.columns(m.depth, b" 0x", _words.hex_cells(m.limbs, m.hex_digits), end), 8, b"   ")
+            for _, m in pieces
+        )
+        yield defines.encode()
+        yield from _array(ctype, f"{name}_words", f"{macro}_DEPTH", body)
+        return
+    limbs = -(-words.word_bits // 64)
     defines += f"#define {macro}_WORD_LIMBS {limbs} /* uint64_t per word, least significant first */\n"
-    return defines.encode() + _array("uint64_t", f"{name}_words", f"{macro}_DEPTH][{macro}_WORD_LIMBS", body)
+    yield defines.encode()
+    yield from _array("uint64_t", f"{name}_words", f"{macro}_DEPTH][{macro}_WORD_LIMBS", _wide_words(t, words, chunk))
 
 
-def _block(t: ExportedTensor, name: str, word_bits: int | None, model_name: str) -> bytes:
+def _wide_words(t: ExportedTensor, words: _words.WordPlan, chunk: int | None) -> Iterator[bytes]:
+    """Words wider than 64 bits, one ``{ limb, ... }`` row each."""
+    for _, m in _words.memory_pieces(t, words, 1, chunk):
+        limbs = m.limbs.shape[1]
+        hexes = _words.hex_cells(m.limbs.reshape(-1, 1), 16)
+        rows = _text.columns(m.depth * limbs, b" 0x", hexes, b"ULL,").reshape(m.depth, -1)
+        yield _text.wrap(_text.columns(m.depth, b"{", rows, b" },"), 1)
+
+
+def _block(t: ExportedTensor, name: str, word_bits: int | None, model_name: str, chunk: int | None) -> Iterator[bytes]:
+    """A tensor's part of ``weights.h``, in pieces (each array rendered ``chunk`` elements at a time)."""
     macro = name.upper()
     lines = [*_text.summary(t, model_name), f"C name {name}; code: {t.format.storage_rule()}"]
     defines = [f"#define {macro}_RANK {len(t.shape)}"]
     defines += [f"#define {macro}_DIM{i} {d} /* {a} */" for i, (d, a) in enumerate(zip(t.shape, t.axes))]
     defines += [f"#define {macro}_SIZE {t.size}", f"#define {macro}_BITS {t.format.bits}"]
     if not t.quantized:
-        text = _comment(lines) + "\n".join(defines) + "\n"
-        return text.encode() + _array(t.format.c_type, name, f"{macro}_SIZE", _text.float_list(t.values))
+        yield (_comment(lines) + "\n".join(defines) + "\n").encode()
+        yield from _array(t.format.c_type, name, f"{macro}_SIZE", _float_body(t.values, chunk))
+        return
     frac_bits = t.format.fraction_bits(t.scale)
     if frac_bits is not None:
         defines.append(f"#define {macro}_FRAC_BITS {frac_bits}")
     axis = -1 if t.scale_axis is None else t.scale_axis
     defines += [f"#define {macro}_SCALE_SIZE {t.scale.size}", f"#define {macro}_SCALE_AXIS {axis}"]
-    out = (_comment(lines) + "\n".join(defines) + "\n").encode()
-    out += _array(t.format.c_type, name, f"{macro}_SIZE", _int_body(t.codes))  # type: ignore[arg-type]
+    yield (_comment(lines) + "\n".join(defines) + "\n").encode()
+    yield from _array(t.format.c_type, name, f"{macro}_SIZE", _int_body(t.codes, chunk))  # type: ignore[arg-type]
     if t.signs is not None:
-        out += _array("int8_t", f"{name}_sign", f"{macro}_SIZE", _int_body(t.signs))
+        yield from _array("int8_t", f"{name}_sign", f"{macro}_SIZE", _int_body(t.signs, chunk))
     table = t.format.lookup_table()
     if table is not None:
-        out += _array("float", f"{name}_table", str(len(table)), _text.float_list(np.asarray(table)))
-    out += _array("float", f"{name}_scale", f"{macro}_SCALE_SIZE", _text.float_list(t.scale))
+        yield from _array("float", f"{name}_table", str(len(table)), [_text.float_list(np.asarray(table)).encode()])
+    yield from _array("float", f"{name}_scale", f"{macro}_SCALE_SIZE", [_text.float_list(t.scale).encode()])
     if t.ap_type is not None:
-        out += f"#ifdef QEXTRACT_AP_TYPES\ntypedef {t.ap_type} {name}_t;\n#endif\n".encode()
+        yield f"#ifdef QEXTRACT_AP_TYPES\ntypedef {t.ap_type} {name}_t;\n#endif\n".encode()
     if word_bits is not None:
-        out += _words_block(name, macro, _words.memory(t, word_bits))
-    return out
+        yield from _words_block(name, macro, t, word_bits, chunk)
+
+
+def _guard(model_name: str) -> str:
+    return f"QEXTRACT_{_text.c_identifier(model_name).upper()}_WEIGHTS_H"
+
+
+def _head(model_name: str) -> bytes:
+    guard = _guard(model_name)
+    return (
+        f"/* Weights of model '{model_name}', written by qextract: integer codes and exact scales.\n"
+        " * Define QEXTRACT_AP_TYPES (with Vivado/Vitis HLS) for the ap_fixed typedefs. */\n"
+        f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n"
+        "#ifdef QEXTRACT_AP_TYPES\n#include <ap_fixed.h>\n#endif\n"
+    ).encode()
+
+
+class HeaderSink(_sink.Sink):
+    """``weights.h`` as tensors arrive: the head, then each tensor's block, the end guard on close."""
+
+    words = True
+
+    def __init__(self, out_dir: Path, **kwargs: Any) -> None:
+        super().__init__(out_dir, **kwargs)
+        self._names = _text.UniqueNames("_")
+
+    def check(self, tensors: Sequence[_text.Keyed]) -> None:
+        super().check(tensors)
+        _check_no_symbol_clash(tensors, _text.c_names(tensors))
+
+    def _started(self) -> None:
+        if self._file is None:
+            self._open(self.out_dir / FILE)
+            self._write([_head(self.model_name)])
+
+    def _add(self, t: ExportedTensor, skip: bool) -> Path | None:
+        name = self._names.add(_text.c_identifier(f"{t.layer}_{t.name}"))  # every tensor takes its name
+        if skip:
+            return None
+        self._started()
+        if t.size == 0:  # C has no zero-length arrays
+            warnings.warn(f"{t.key} has no elements; left out of {FILE}", QExtractWarning, stacklevel=4)
+        else:
+            self._write([b"\n", *_block(t, name, self.word_bits, self.model_name, self.chunk)])
+        return self.out_dir / FILE
+
+    def _finish(self) -> list[Path]:
+        self._started()
+        self._write([f"\n#endif /* {_guard(self.model_name)} */\n".encode()])
+        return [self.out_dir / FILE]
 
 
 def write(
     tensors: Sequence[ExportedTensor], out_dir: Path, *, word_bits: int | None = None, model_name: str = "model"
 ) -> list[Path]:
     """Write ``weights.h`` into ``out_dir``; ``word_bits`` adds each tensor's packed memory words."""
-    _text.check_unique_keys(tensors)
-    _words.check_word_bits(tensors, word_bits)
-    guard = f"QEXTRACT_{_text.c_identifier(model_name).upper()}_WEIGHTS_H"
-    head = (
-        f"/* Weights of model '{model_name}', written by qextract: integer codes and exact scales.\n"
-        " * Define QEXTRACT_AP_TYPES (with Vivado/Vitis HLS) for the ap_fixed typedefs. */\n"
-        f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n"
-        "#ifdef QEXTRACT_AP_TYPES\n#include <ap_fixed.h>\n#endif\n"
-    )
-    parts = [head.encode()]
-    names = _text.c_names(tensors)
-    _check_no_symbol_clash(tensors, names)
-    for t, name in zip(tensors, names):
-        if t.size == 0:  # C has no zero-length arrays
-            warnings.warn(f"{t.key} has no elements; left out of {FILE}", QExtractWarning, stacklevel=2)
-            continue
-        parts += [b"\n", _block(t, name, word_bits, model_name)]
-    parts.append(f"\n#endif /* {guard} */\n".encode())
-    return [_files.write_bytes(Path(out_dir) / FILE, b"".join(parts))]
+    sink = HeaderSink(Path(out_dir), word_bits=word_bits, model_name=model_name, chunk=None)
+    return _sink.write_tensors(sink, tensors)
 
 
 _SUFFIXES = ("_scale", "_sign", "_table", "_words", "_t")
 
 
-def _check_no_symbol_clash(tensors: Sequence[ExportedTensor], names: list[str]) -> None:
+def _check_no_symbol_clash(tensors: Sequence[_text.Keyed], names: list[str]) -> None:
     """A tensor's identifier must not equal another's derived array name (``x_scale`` vs ``x`` + ``_scale``)."""
     owner = dict(zip(names, (t.key for t in tensors)))
     for name, t in zip(names, tensors):
@@ -228,4 +285,4 @@ def _check_words(held: Codes, limbs: np.ndarray, name: str, entry: Entry) -> Non
         raise ValueError(f"{name}_words[] holds {what} {theirs} at index {index}, {name}[] holds {ours}")
 
 
-FORMAT = OutputFormat("header", write, read, per_tensor=False, suffix=SUFFIX, words=True)
+FORMAT = OutputFormat("header", write, read, per_tensor=False, suffix=SUFFIX, sink=HeaderSink, words=True)

@@ -21,31 +21,37 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..layouts import ExportedTensor
-from . import _files, _text, _words
+from . import _files, _sink, _text, _words
 from ._descriptor import OutputFormat
 from ._entry import Entry
-from ._words import Codes, Memory
+from ._words import Codes, Memory, WordPlan
+
+Pieces = Iterable[tuple[int, Memory]]
+"""Consecutive pieces of a tensor's memory: ``(index of its first word, its words)``."""
 
 
 @dataclass(frozen=True)
 class MemoryFile:
     """One syntax of memory file: a comment marker, and how words are framed (``frame``) and parsed back.
 
-    ``frame(memory)`` renders everything after the comment; ``parse(text, width)``
-    is its inverse for ``width``-bit words and returns their 64-bit limbs
-    (ValueError when the text is not framed as ``frame`` writes it).
+    ``frame(words, pieces)`` renders everything after the comment, piece by
+    piece, for a tensor whose memory is ``words`` (a :class:`WordPlan`);
+    ``parse(text, width)`` is its inverse for ``width``-bit words and returns
+    their 64-bit limbs (ValueError when the text is not framed as ``frame``
+    writes it).
     """
 
     suffix: str
     comment: str
-    frame: Callable[[Memory], bytes]
+    frame: Callable[[WordPlan, Pieces], Iterator[bytes]]
     parse: Callable[[bytes, int], np.ndarray]
 
     def write(
@@ -57,12 +63,20 @@ class MemoryFile:
         model_name: str = "model",
     ) -> list[Path]:
         """Write ``<layer>.<tensor><suffix>`` per non-empty tensor into ``out_dir``; return the paths written."""
-        return _files.write_each(
-            tensors, out_dir, self.suffix, self._render, word_bits=word_bits, model_name=model_name
-        )
+        return _sink.write_tensors(self.sink(out_dir, word_bits=word_bits, model_name=model_name, chunk=None), tensors)
 
-    def _render(self, t: ExportedTensor, memory: Memory, comment: list[str]) -> bytes:
-        return "".join(f"{self.comment} {line}\n" for line in comment).encode() + self.frame(memory)
+    def sink(self, out_dir: Path, **kwargs: Any) -> _files.EachSink:
+        """Write ``<layer>.<tensor><suffix>`` per non-empty tensor into ``out_dir`` as tensors arrive."""
+        return _files.EachSink(self.suffix, self._render, Path(out_dir), **kwargs)
+
+    def _render(self, t: ExportedTensor, words: WordPlan, comment: list[str], chunk: int | None) -> Iterator[bytes]:
+        yield "".join(f"{self.comment} {line}\n" for line in comment).encode()
+        yield from self.frame(words, _words.memory_pieces(t, words, 1, chunk))
+
+    def whole(self, memory: Memory) -> bytes:
+        """Everything after the comment for ``memory`` at once."""
+        words = WordPlan(memory.code_bits, memory.word_bits, memory.per_word, memory.count)
+        return b"".join(self.frame(words, [(0, memory)]))
 
     def read(self, path: Path, entry: Entry) -> Codes:
         """``entry``'s codes from its file: the words after the comment, unpacked."""
@@ -85,8 +99,14 @@ def _hex_words(body: bytes, width: int, end: bytes) -> np.ndarray:
 # --- .mem: one word per line ---------------------------------------------------------------
 
 
+def _mem_lines(words: WordPlan, pieces: Pieces) -> Iterator[bytes]:
+    for _, memory in pieces:
+        yield _text.columns(memory.depth, _hex(memory), b"\n").tobytes()
+
+
 def _mem_frame(memory: Memory) -> bytes:
-    return _text.columns(memory.depth, _hex(memory), b"\n").tobytes()
+    """A tensor's ``.mem`` words, one per line (also the syntax of the test-vector files)."""
+    return MEM_SYNTAX.whole(memory)
 
 
 def _mem_parse(body: bytes, width: int) -> np.ndarray:
@@ -98,10 +118,13 @@ def _mem_parse(body: bytes, width: int) -> np.ndarray:
 COE_HEAD = b"memory_initialization_radix=16;\nmemory_initialization_vector=\n"
 
 
-def _coe_frame(memory: Memory) -> bytes:
-    lines = _text.columns(memory.depth, _hex(memory), b",\n")
-    lines[-1, -2] = ord(";")
-    return COE_HEAD + lines.tobytes()
+def _coe_lines(words: WordPlan, pieces: Pieces) -> Iterator[bytes]:
+    yield COE_HEAD
+    for first, memory in pieces:
+        lines = _text.columns(memory.depth, _hex(memory), b",\n")
+        if first + memory.depth == words.depth:
+            lines[-1, -2] = ord(";")
+        yield lines.tobytes()
 
 
 def _coe_parse(body: bytes, width: int) -> np.ndarray:
@@ -120,11 +143,15 @@ def _address_digits(depth: int) -> int:
     return max(1, math.ceil((depth - 1).bit_length() / 4))
 
 
-def _mif_frame(memory: Memory) -> bytes:
-    depth = memory.depth
-    head = f"WIDTH={memory.word_bits};\nDEPTH={depth};\n\nADDRESS_RADIX=HEX;\nDATA_RADIX=HEX;\n\nCONTENT BEGIN\n"
-    addresses = _words.hex_cells(np.arange(depth, dtype=np.uint64)[:, None], _address_digits(depth))
-    return head.encode() + _text.columns(depth, b"\t", addresses, b" : ", _hex(memory), b";\n").tobytes() + _MIF_END
+def _mif_lines(words: WordPlan, pieces: Pieces) -> Iterator[bytes]:
+    depth = words.depth
+    head = f"WIDTH={words.word_bits};\nDEPTH={depth};\n\nADDRESS_RADIX=HEX;\nDATA_RADIX=HEX;\n\nCONTENT BEGIN\n"
+    yield head.encode()
+    digits = _address_digits(depth)
+    for first, memory in pieces:
+        addresses = _words.hex_cells(np.arange(first, first + memory.depth, dtype=np.uint64)[:, None], digits)
+        yield _text.columns(memory.depth, b"\t", addresses, b" : ", _hex(memory), b";\n").tobytes()
+    yield _MIF_END
 
 
 def _mif_parse(body: bytes, width: int) -> np.ndarray:
@@ -143,11 +170,14 @@ def _mif_parse(body: bytes, width: int) -> np.ndarray:
 
 
 def _format(name: str, syntax: MemoryFile) -> OutputFormat:
-    return OutputFormat(name, syntax.write, syntax.read, per_tensor=True, suffix=syntax.suffix, words=True)
+    return OutputFormat(
+        name, syntax.write, syntax.read, per_tensor=True, suffix=syntax.suffix, sink=syntax.sink, words=True
+    )
 
 
-MEM = _format("mem", MemoryFile(".mem", "//", _mem_frame, _mem_parse))
-COE = _format("coe", MemoryFile(".coe", ";", _coe_frame, _coe_parse))
-MIF = _format("mif", MemoryFile(".mif", "--", _mif_frame, _mif_parse))
+MEM_SYNTAX = MemoryFile(".mem", "//", _mem_lines, _mem_parse)
+MEM = _format("mem", MEM_SYNTAX)
+COE = _format("coe", MemoryFile(".coe", ";", _coe_lines, _coe_parse))
+MIF = _format("mif", MemoryFile(".mif", "--", _mif_lines, _mif_parse))
 FORMATS = (MEM, COE, MIF)
 """The memory formats, in the order of the formats table."""

@@ -8,13 +8,15 @@ tensors have only their values. :func:`read` returns a tensor's codes and signs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from ..layouts import ExportedTensor
-from . import _files, _text
+from . import _files, _sink, _text
 from ._descriptor import MODEL_STEM, OutputFormat
 from ._entry import Entry
 from ._words import Codes, check_codes
@@ -23,29 +25,86 @@ SUFFIX = ".npz"
 FILE = MODEL_STEM + SUFFIX
 
 
+def members(t: ExportedTensor) -> Iterator[tuple[str, np.ndarray]]:
+    """``t``'s arrays in ``weights.npz``, by key, in the order written."""
+    yield t.key, np.asarray(t.values, np.float32)
+    if t.codes is not None:
+        yield f"{t.key}:codes", np.asarray(t.codes).astype(t.format.code_dtype, copy=False)
+        yield f"{t.key}:scale", np.asarray(t.scale, np.float32)
+    if t.signs is not None:
+        yield f"{t.key}:signs", np.asarray(t.signs).astype(np.int8, copy=False)
+
+
 def arrays(tensors: Sequence[ExportedTensor]) -> dict[str, np.ndarray]:
     """The arrays :func:`write` stores, by key."""
     _text.check_unique_keys(tensors)
-    out: dict[str, np.ndarray] = {}
-    for t in tensors:
-        out[t.key] = np.asarray(t.values, np.float32)
-        if t.codes is not None:
-            out[f"{t.key}:codes"] = np.asarray(t.codes).astype(t.format.code_dtype)
-            out[f"{t.key}:scale"] = np.asarray(t.scale, np.float32)
-        if t.signs is not None:
-            out[f"{t.key}:signs"] = np.asarray(t.signs).astype(np.int8)
-    return out
+    return {key: a for t in tensors for key, a in members(t)}
+
+
+class NpzSink(_sink.Sink):
+    """``weights.npz`` as tensors arrive: each array a member of the zip, as ``np.savez`` writes it.
+
+    ``np.savez`` writes each member with ``zipfile`` (stored, zip64 forced) and
+    ``np.lib.format.write_array``; this does the same per member, writing the
+    data in pieces of about ``chunk`` elements instead of a copy of the array.
+    """
+
+    def __init__(self, out_dir: Path, **kwargs: Any) -> None:
+        super().__init__(out_dir, **kwargs)
+        self._zip: zipfile.ZipFile | None = None
+
+    def _zipfile(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            file = self._open(self.out_dir / FILE)
+            with _sink.errors_as_export(self.out_dir / FILE):
+                self._zip = zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        return self._zip
+
+    def _add(self, t: ExportedTensor, skip: bool) -> Path | None:
+        if skip:
+            return None
+        archive = self._zipfile()
+        with _sink.errors_as_export(self.out_dir / FILE):
+            for key, a in members(t):
+                with archive.open(key + ".npy", "w", force_zip64=True) as member:
+                    _write_array(member, a, self.chunk)
+        return self.out_dir / FILE
+
+    def _finish(self) -> list[Path]:
+        archive = self._zipfile()
+        with _sink.errors_as_export(self.out_dir / FILE):
+            self._zip = None
+            archive.close()
+        return [self.out_dir / FILE]
+
+    def _release(self) -> None:
+        archive, self._zip = self._zip, None
+        try:
+            if archive is not None:
+                archive.close()
+        finally:
+            super()._release()
+
+
+def _write_array(member: IO[bytes], a: np.ndarray, chunk: int | None) -> None:
+    """``np.lib.format.write_array(member, a)``, the data written in pieces rather than copied whole.
+
+    The header is format 1.0, as ``write_array`` chooses for every array an
+    export writes (plain dtypes, short shapes); a Fortran-ordered array is
+    stored as such, its data in Fortran order.
+    """
+    header = np.lib.format.header_data_from_array_1_0(a)
+    np.lib.format.write_array_header_1_0(member, header)
+    data = a.T if header["fortran_order"] else a
+    for start, stop in _text.spans(data.size, 1, chunk):
+        member.write(np.ascontiguousarray(_text.flat_piece(data, start, stop)).data)
 
 
 def write(
     tensors: Sequence[ExportedTensor], out_dir: Path, *, word_bits: int | None = None, model_name: str = "model"
 ) -> list[Path]:
     """Write ``weights.npz`` into ``out_dir``; ``word_bits`` does not apply (arrays keep their dtypes)."""
-    path = Path(out_dir) / FILE
-    data = arrays(tensors)
-    with _files.opened(path) as f:
-        np.savez(f, **data)  # type: ignore[arg-type]  # numpy types a keyword as allow_pickle
-    return [path]
+    return _sink.write_tensors(NpzSink(Path(out_dir), word_bits=word_bits, model_name=model_name, chunk=None), tensors)
 
 
 def read(path: Path, entry: Entry) -> Codes:
@@ -67,4 +126,4 @@ def _array(z: np.lib.npyio.NpzFile, name: str, dtype: type[np.generic] | np.dtyp
     return a
 
 
-FORMAT = OutputFormat("npz", write, read, per_tensor=False, suffix=SUFFIX)
+FORMAT = OutputFormat("npz", write, read, per_tensor=False, suffix=SUFFIX, sink=NpzSink)
