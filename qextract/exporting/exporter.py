@@ -69,8 +69,11 @@ def export(
     dense_as_conv: bool = False,
     force: bool = False,
     protect: Iterable[str | os.PathLike[str]] = (),
+    engine: str = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    trusted: bool = False,
 ) -> ExportResult:
-    """Write the quantized tensors of ``source`` (a model or an :class:`Extraction`) into ``out_dir``.
+    """Write the quantized tensors of ``source`` (a model, a model file or an :class:`Extraction`) into ``out_dir``.
 
     ``layout`` is ``hwio`` (Keras), ``ohwi`` (TFLite) or ``oihw`` (PyTorch/ONNX/Caffe).
     ``dense_as_conv`` writes a Dense layer fed by Flatten in its convolution
@@ -81,17 +84,24 @@ def export(
     holds or is linked to from one of ``protect`` (give the model and weights
     files, so an export can never delete its own input).
 
+    A model file is extracted by ``engine`` with ``weights`` and ``trusted`` as
+    :func:`qextract.extract` does (``"numpy"``: without TensorFlow); it and its
+    weights file are protected like ``protect``.
+
     >>> qextract.export(model, "out", layout="ohwi", formats=["npz", "mem"])  # doctest: +SKIP
+    >>> qextract.export("model.h5", "out", engine="numpy")  # doctest: +SKIP
     """
     lay = Layout.parse(layout)
     formats = check_names(formats)
     _check_word_bits(word_bits, formats)
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
+    if isinstance(source, (str, os.PathLike)):
+        protect += [p for p in (source, weights) if p is not None]
     check_output(out_dir, force=force, protect=protect)  # refuse before the (possibly long) extraction, not after
     if isinstance(source, Extraction):
         ex, records = source, _records_of(source, layers)
     else:  # extract selects: a nested model's name also selects a layer it shares with another, extracted there
-        ex = extract(source, layers=layers)
+        ex = extract(source, layers=layers, engine=engine, weights=weights, trusted=trusted)
         records = list(ex)
     laid = [(r, _lay_out_layer(r, lay, dense_as_conv)) for r in records]
     tensors = [t for _, (ts, _) in laid for t in ts]

@@ -58,27 +58,27 @@ def _inner_spec(wrapper: Any, inner: Any) -> LayerSpec:
 
 def _kernel_bias(kernel: str = "kernel", quantizer: str = "kernel_quantizer") -> tuple[Binding, ...]:
     return (
-        Binding(kernel, f"{quantizer}_internal", quantizer),
+        Binding(kernel, f"{quantizer}_internal", quantizer, optimized=True),
         Binding("bias", "bias_quantizer_internal", "bias_quantizer", present="use_bias"),
     )
 
 
 _RNN = (
-    Binding("kernel", "kernel_quantizer_internal", "kernel_quantizer"),
-    Binding("recurrent_kernel", "recurrent_quantizer_internal", "recurrent_quantizer"),
+    Binding("kernel", "kernel_quantizer_internal", "kernel_quantizer", optimized=True),
+    Binding("recurrent_kernel", "recurrent_quantizer_internal", "recurrent_quantizer", optimized=True),
     Binding("bias", "bias_quantizer_internal", "bias_quantizer", present="use_bias"),
 )
 _RNN_ACTIVATIONS = ("activation", "recurrent_activation", "state_quantizer_internal")
 _SEPARABLE = (
-    Binding("depthwise_kernel", "depthwise_quantizer_internal", "depthwise_quantizer"),
-    Binding("pointwise_kernel", "pointwise_quantizer_internal", "pointwise_quantizer"),
+    Binding("depthwise_kernel", "depthwise_quantizer_internal", "depthwise_quantizer", optimized=True),
+    Binding("pointwise_kernel", "pointwise_quantizer_internal", "pointwise_quantizer", optimized=True),
     Binding("bias", "bias_quantizer_internal", "bias_quantizer", present="use_bias"),
 )
 _BATCHNORM = (
-    Binding("gamma", "gamma_quantizer_internal", "gamma_quantizer", present="scale"),
+    Binding("gamma", "gamma_quantizer_internal", "gamma_quantizer", present="scale", optimized=True),
     Binding("beta", "beta_quantizer_internal", "beta_quantizer", present="center"),
     Binding("moving_mean", "mean_quantizer_internal", "mean_quantizer"),
-    Binding("moving_variance", "variance_quantizer_internal", "variance_quantizer"),
+    Binding("moving_variance", "variance_quantizer_internal", "variance_quantizer", optimized=True),
 )
 _POOLING_ACTIVATIONS = ("activation", "average_quantizer_internal")
 _FOLDED_STATE = ("_iteration",)

@@ -37,7 +37,11 @@ class Binding:
 
     ``owner`` is an attribute path from the layer ("" for the layer itself,
     "cell" for recurrent layers). ``enabled`` names the attribute whose truth
-    decides, in the layer's ``call``, whether the quantizer is applied.
+    decides, in the layer's ``call``, whether the quantizer is applied; it also
+    holds the quantizer as the configuration stores it. ``optimized``: the
+    layer's constructor calls the quantizer's ``_set_trainable_parameter``
+    (a ``quantized_bits`` without alpha becomes ``alpha="auto_po2"``), which a
+    quantizer built from a stored configuration must repeat.
     """
 
     name: str
@@ -45,6 +49,7 @@ class Binding:
     enabled: str | None = None
     weight: str | None = None
     present: str | None = None  # attribute that must be true for the weight to exist
+    optimized: bool = False
 
     def source(self, owner: Any) -> TensorSource | None:
         if self.present and not getattr(owner, self.present):

@@ -12,10 +12,11 @@ tensors or declared state, or extraction stops naming it. Nothing is skipped.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .._keras import require_keras_model
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, UsageError
 from ..layers import spec_for
 from ..numformat import Float
 from ..quantizers import describe, entry_for, is_quantizer
@@ -26,8 +27,15 @@ from .quantization import quantize_tensor
 __all__ = ["extract", "extract_layer", "quantize_tensor"]
 
 
-def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
-    """Extract every layer of ``model`` (a tf-keras / QKeras model), in model order.
+def extract(
+    model: Any,
+    *,
+    layers: list[str] | None = None,
+    engine: str = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    trusted: bool = False,
+) -> Extraction:
+    """Extract every layer of ``model`` (a tf-keras / QKeras model, or a model file), in model order.
 
     Layers inside nested models and TimeDistributed wrappers are records of
     their own, keyed by their path (``encoder/conv1``). ``layers`` restricts
@@ -35,9 +43,28 @@ def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
     for everything inside it (unknown names are an error). The model is never
     modified.
 
+    A path (``.h5``, an architecture ``.json`` with ``weights``, ``.keras``, a
+    SavedModel folder) is extracted by ``engine`` (:mod:`qextract.engines`):
+    ``"numpy"`` reads the file with h5py and computes every quantizer in NumPy,
+    without TensorFlow; ``"qkeras"`` loads the model with Keras (``trusted`` as
+    for :func:`qextract.load_model`); ``"auto"`` takes ``numpy`` for the files it
+    can read. Both give the same extraction. An in-memory model is always
+    extracted with its own layers.
+
     >>> ex = qextract.extract(model)                     # doctest: +SKIP
+    >>> ex = qextract.extract("model.h5", engine="numpy")  # doctest: +SKIP
     >>> ex["conv1"]["kernel"].codes.dtype, ex["conv1"]["kernel"].scale
     """
+    if isinstance(model, (str, os.PathLike)):
+        from ..engines import extract_file
+
+        return extract_file(model, weights=weights, layers=layers, engine=engine, trusted=trusted)
+    if engine == "numpy" or weights is not None:
+        raise UsageError(
+            "engine='numpy' and weights=... are for a model file; an in-memory model is extracted with its own "
+            "layers. Fix: pass the file's path, or leave them out",
+            arguments=("engine", "weights"),
+        )
     require_keras_model(model)
     placed = placed_layers(model)
     records, read = [], set()

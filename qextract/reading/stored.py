@@ -33,13 +33,23 @@ _WRAPPERS = frozenset({"TimeDistributed", "Bidirectional", "RNN", "Wrapper"})
 
 @dataclass(frozen=True)
 class StoredLayer:
-    """One layer as the file stores it. ``weights`` maps the weight's name within the layer to its array."""
+    """One layer as the file stores it. ``weights`` maps the weight's name within the layer to its array.
+
+    ``full_names`` are the weights' names as Keras saved them (``conv1/kernel:0``), in the same
+    order; ``module`` is the module the file says the class comes from (``qkeras.qlayers``; None in
+    older files), ``built_with`` the input shape the layer was built with (``build_config``; None
+    where the file does not say), ``node_count`` the number of times it is called in the graph.
+    """
 
     name: str
     class_name: str
     config: Mapping[str, Any]
     inbound: tuple[str, ...]
     weights: Mapping[str, np.ndarray] = field(default_factory=dict)
+    full_names: tuple[str, ...] = ()
+    module: str | None = None
+    built_with: tuple[Any, ...] | None = None
+    node_count: int = 0
 
     def __repr__(self) -> str:
         held = ", ".join(f"{k}{list(v.shape)}" for k, v in self.weights.items())
@@ -166,6 +176,7 @@ def _layer(p: Path, spec: Mapping[str, Any], root: Any) -> StoredLayer:
     config = spec.get("config", {})
     name = str(config.get("name", spec.get("name")))
     weights: dict[str, np.ndarray] = {}
+    full_names: list[str] = []
     if name in root:
         group = root[name]
         for full in (_text(n) for n in group.attrs.get("weight_names", [])):
@@ -173,7 +184,26 @@ def _layer(p: Path, spec: Mapping[str, Any], root: Any) -> StoredLayer:
             if full not in group:
                 raise ModelLoadError(f"{p}: layer '{name}' lists weight '{full}' but the file does not hold it")
             weights[_short(name, full)] = np.asarray(group[full])
-    return StoredLayer(name, str(spec.get("class_name")), config, _inbound(spec), weights)
+            full_names.append(full)
+    built = (spec.get("build_config") or {}).get("input_shape")
+    return StoredLayer(
+        name,
+        str(spec.get("class_name")),
+        config,
+        _inbound(spec),
+        weights,
+        tuple(full_names),
+        spec.get("module"),
+        _shape(built),
+        len(spec.get("inbound_nodes") or []),
+    )
+
+
+def _shape(value: Any) -> tuple[Any, ...] | None:
+    """A stored shape (a list of ints and nulls) as a tuple; None for none or several (a list of lists)."""
+    if not isinstance(value, list) or any(isinstance(d, list) for d in value):
+        return None
+    return tuple(value)
 
 
 def _short(layer: str, full: str) -> str:
