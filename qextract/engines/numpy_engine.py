@@ -50,7 +50,8 @@ def stored_spec(layer: StoredLayer) -> LayerSpec:
         return LAYERS[name]
     if name in KERAS_LAYERS and name not in ("Layer", "Bidirectional", "RNN"):
         return KERAS_LAYERS[name]
-    if name == "InputLayer" or placeable(name) and not name.startswith("Q") and not (layer.module or "").startswith("qkeras"):
+    plain_keras = not name.startswith("Q") and not (layer.module or "").startswith("qkeras")
+    if name == "InputLayer" or (placeable(name) and plain_keras):
         return KERAS_LAYERS["Layer"]
     raise NeedsQKeras(f"layer class {name}, which the NumPy engine does not read")
 
