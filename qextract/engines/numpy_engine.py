@@ -90,6 +90,8 @@ def numpy_record(p: StoredPlace) -> LayerRecord:
     """One layer's record from the NumPy forms; :class:`NeedsQKeras` naming the tensor where they cannot be sure."""
     layer, key, cls = p.layer, p.key, p.layer.class_name
     spec = stored_spec(layer)
+    if spec.no_numpy_form:
+        raise NeedsQKeras(spec.no_numpy_form)
     if spec.owner or spec.state or spec.custom not in (None, plain, average_multiplier):
         raise NeedsQKeras(f"{cls} layers, whose tensors the NumPy engine does not compute")
     from .view import StoredLayerView

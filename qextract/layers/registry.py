@@ -84,10 +84,26 @@ _POOLING_ACTIVATIONS = ("activation", "average_quantizer_internal")
 _FOLDED_STATE = ("_iteration",)
 
 
+_FOLDED_NO_NUMPY = (
+    "QKeras folds the batch norm into the weights with TensorFlow's rsqrt, whose vectorised kernel is a "
+    "CPU-specific approximation (it differs from 1/sqrt in about 40 % of elements, by up to 3 units in the last "
+    "place, on an AVX machine), so the folded weights cannot be reproduced bit for bit without TensorFlow"
+)
+_RECURRENT_NO_NUMPY = "recurrent layers are not read by the NumPy engine"
+
+
 def _recurrent(kind: Kind, keras_class: str, activations: tuple[str, ...] = _RNN_ACTIVATIONS) -> LayerSpec:
     """A QKeras recurrent layer: its cell holds the weights; its activations act inside the recurrence."""
     twin = LayerTwin(keras_class, "recurrent")
-    return LayerSpec(kind, _RNN, owner="cell", activations=activations, twin=twin, fuses_activation=False)
+    return LayerSpec(
+        kind,
+        _RNN,
+        owner="cell",
+        activations=activations,
+        twin=twin,
+        fuses_activation=False,
+        no_numpy_form=_RECURRENT_NO_NUMPY,
+    )
 
 
 LAYERS: dict[str, LayerSpec] = {
@@ -113,12 +129,14 @@ LAYERS: dict[str, LayerSpec] = {
         Kind.CONV2D,
         custom=folded("kernel", "kernel_quantizer"),
         state=_FOLDED_STATE,
+        no_numpy_form=_FOLDED_NO_NUMPY,
         twin=LayerTwin("Conv2D", "separate", folded_batchnorm=True, suffix="_conv"),
     ),
     "QDepthwiseConv2DBatchnorm": LayerSpec(
         Kind.DEPTHWISE_CONV2D,
         custom=folded("depthwise_kernel", "depthwise_quantizer"),
         state=_FOLDED_STATE,
+        no_numpy_form=_FOLDED_NO_NUMPY,
         twin=LayerTwin("DepthwiseConv2D", "separate", folded_batchnorm=True, suffix="_conv"),
     ),
     "QSimpleRNN": _recurrent(Kind.SIMPLE_RNN, "SimpleRNN", ("activation", "state_quantizer_internal")),
@@ -130,6 +148,7 @@ LAYERS: dict[str, LayerSpec] = {
         custom_activations=_bidirectional_activations,
         twin=LayerTwin("Bidirectional", "wrapper"),
         fuses_activation=False,
+        no_numpy_form=_RECURRENT_NO_NUMPY,
     ),
     "QActivation": LayerSpec(
         Kind.ACTIVATION, activations=("quantizer",), twin=LayerTwin("Activation", "layer"), fuses_activation=False
@@ -140,6 +159,7 @@ LAYERS: dict[str, LayerSpec] = {
         state=("step", "ema_min", "ema_max"),
         twin=LayerTwin("Activation", "layer"),
         fuses_activation=False,
+        no_numpy_form="QAdaptiveActivation sets its quantizer's integer bits from moving statistics at run time",
     ),
     "QAveragePooling2D": LayerSpec(
         Kind.POOLING,

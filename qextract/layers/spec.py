@@ -103,6 +103,8 @@ class LayerSpec:
     to its own output, so that the output before it is a tensor of its own
     (False for a batch norm, whose activation QKeras ignores, an activation
     layer, and recurrent layers, whose activations act inside the recurrence).
+    ``no_numpy_form`` says why the TensorFlow-free engine (:mod:`qextract.engines`)
+    cannot compute this class's tensors itself and asks QKeras for them (None: it can).
     """
 
     kind: Kind
@@ -114,6 +116,7 @@ class LayerSpec:
     custom_activations: Callable[[Any], list[tuple[str, Any]]] | None = None
     twin: LayerTwin | None = None
     fuses_activation: bool = True
+    no_numpy_form: str | None = None
 
     def sources(self, layer: Any) -> list[TensorSource]:
         if self.custom is not None:
