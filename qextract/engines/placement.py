@@ -117,8 +117,8 @@ def geometry(p: StoredPlace) -> dict[str, Any]:
         return out  # Keras reports an InputLayer's shapes as lists of shapes, which extraction leaves out
     for key in _GEOMETRY:
         value = config.get(key)
-        if value is not None:
-            out[key] = list(value) if isinstance(value, (list, tuple)) else value
+        if value is not None:  # Keras keeps a stored list as a tuple (of tuples): extraction lists the outer one
+            out[key] = [tuple(v) if isinstance(v, list) else v for v in value] if isinstance(value, list) else value
     if p.flatten is not None:
         out["flatten_input_shape"] = list(p.flatten)
     for key, shape in (("input_shape", p.input_shape), ("output_shape", p.output_shape)):

@@ -218,7 +218,8 @@ class QuantizedBits(QuantizerEntry):
         no_subnormals(xs, "x / 2**integer")
         levels = (2 ** (q.bits - 1) - 1) * 2
         top = F32(levels) / F32(2.0)  # tf.ones_like(v) * levels / 2, and v < levels / 2
-        scale = (channel_max(xs, axes) * F32(2.0)) / F32(levels)
+        with np.errstate(divide="ignore", invalid="ignore"):  # one bit: levels 0, and QKeras's NaN
+            scale = (channel_max(xs, axes) * F32(2.0)) / F32(levels)
         if "po2" in q.alpha:
             scale = power_of_two(log2_rounded((scale + EPS).astype(np.float64), 0.0))
             for _ in range(5):
@@ -226,9 +227,10 @@ class QuantizedBits(QuantizerEntry):
                 scale = po2_scale(xs, z, axes if x.ndim > 1 else None)
         else:
             z = self._codes(xs, scale, top)
-        scale = scale * m
-        q.scale = scale
-        xq = scale * ((m_i * z) / m)
+        with np.errstate(invalid="ignore", over="ignore"):
+            scale = scale * m
+            q.scale = scale
+            xq = scale * ((m_i * z) / m)
         return ste(m_i * xs, xq, q)
 
     @staticmethod
