@@ -13,7 +13,8 @@ Benchmarks (``--only`` names):
 - ``extraction``: ``qextract.extract`` vs QKeras ``model_save_quantized_weights``, and vs ``get_weights()``;
 - ``export``:     C header + ``.mem`` export vs ``numpy.savetxt`` of the same codes;
 - ``report``:     ``error_report`` vs two ``predict`` calls, and vs one sub-model per layer;
-- ``memory``:     ``error_report`` peak memory at 10,000 vs 100,000 samples (fresh processes).
+- ``memory``:     ``error_report`` peak memory at 10,000 vs 100,000 samples (fresh processes);
+- ``engine``:     ``qextract inspect`` / ``export`` with the NumPy engine vs reading the file with h5py.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 from benchmarks._harness import Row, as_json, machine_info, render_machine, render_markdown, render_text
 from benchmarks._models import Context, Sizes
 
-NAMES = ("startup", "extraction", "export", "report", "memory")
+NAMES = ("startup", "extraction", "export", "report", "memory", "engine")
 
 
 def _bench(name: str, ctx: Context) -> list[Row]:
@@ -61,6 +62,10 @@ def _bench(name: str, ctx: Context) -> list[Row]:
         from benchmarks import bench_report
 
         return bench_report.memory(ctx)
+    if name == "engine":
+        from benchmarks import bench_engine
+
+        return bench_engine.run(ctx.sizes.startup_repeats, whole=ctx.sizes.repeats > 1)
     raise ValueError(f"unknown benchmark '{name}'; choose from {', '.join(NAMES)}")
 
 

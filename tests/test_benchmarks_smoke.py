@@ -34,7 +34,7 @@ def test_quick_run_fills_every_row(monkeypatch):
     rows = run.run_benchmarks(run.NAMES, Sizes.quick())
 
     names = [r.benchmark for r in rows]
-    assert len(rows) == 11, names
+    assert len(rows) == 14, names
     for prefix in (
         "qextract --help",
         "TensorFlow imported",
@@ -47,6 +47,9 @@ def test_quick_run_fills_every_row(monkeypatch):
         "error_report vs one sub-model",
         "error_report peak RSS",
         "error_report Python peak",
+        "qextract inspect, numpy engine vs h5py",
+        "qextract export npz+header+mem, numpy engine",
+        "TensorFlow imported by the numpy engine",
     ):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for r in rows:
@@ -56,6 +59,7 @@ def test_quick_run_fills_every_row(monkeypatch):
     by_name = {r.benchmark: r for r in rows}
     # The benchmarks' own correctness checks, whatever the timings
     assert by_name["TensorFlow imported by --help"].met is True
+    assert by_name["TensorFlow imported by the numpy engine"].met is True
     assert "values equal QKeras's: yes; model unchanged: yes" in by_name["extract vs model_save_quantized_weights"].note
     assert "same .mem words: yes" in by_name["export header+mem vs numpy.savetxt"].note
     assert "same numbers: yes" in by_name["error_report vs one sub-model per layer"].note
