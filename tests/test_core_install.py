@@ -9,6 +9,7 @@ must equal, byte for byte, the one the Keras path writes here. Its folded
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from importlib.metadata import version
