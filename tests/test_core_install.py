@@ -49,11 +49,14 @@ def test_requirements_core_lists_the_core_packages():
 def core_venv(tmp_path_factory):
     venv = tmp_path_factory.mktemp("core") / "venv"
     _run(sys.executable, "-m", "venv", venv)
-    python = venv / "bin" / "python"
-    _run(
-        python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *[f"{m}=={version(m)}" for m in CORE]
-    )
-    _run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", ROOT)
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    _run(*pip, *[f"{m}=={version(m)}" for m in CORE])  # the versions this test compares against
+    # from a copy of the sources: pip builds in the tree it is given, and the work tree stays as it is
+    source = venv.parent / "source"
+    shutil.copytree(ROOT / "qextract", source / "qextract", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    _run(*pip, "--no-deps", source)
     return venv
 
 
