@@ -70,8 +70,14 @@ def _placed(p: Path, weights: Any) -> tuple[str, list[Any]]:
     from .numpy_engine import stored_spec
     from .placement import place
 
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such model file or folder")
+    for path, what in ((p, "model"), (weights, "weights")):  # as load_model says it
+        if path is not None and not Path(path).exists():
+            raise ModelLoadError(f"{path}: no such {what} file or folder")
+    if p.suffix.lower() == ".json" and weights is None:
+        raise ModelLoadError(
+            f"{p}: an architecture .json has no weights. Fix: pass the weights .h5 too (weights=...).",
+            arguments=("weights",),
+        )
     stored = read_stored(p, weights)
     places = place(stored)
     for place_ in places:
