@@ -242,3 +242,33 @@ def test_needs_qkeras_never_escapes(zoo_files, monkeypatch):
             with pytest.raises(UnsupportedError) as e:
                 qextract.extract(zoo_files[name])
         assert not isinstance(e.value, NeedsQKeras)
+
+
+# --- damaged or mismatched files: refused by name, never read as something else ------------------------------
+
+
+def test_files_the_numpy_engine_cannot_trust_are_refused(tmp_path, monkeypatch):
+    import shutil
+
+    import h5py
+
+    from qextract.errors import ModelLoadError
+
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(H5.read_bytes()[:20000])
+    with pytest.raises(ModelLoadError, match="not a readable HDF5 file"):
+        qextract.extract(truncated, engine="numpy")
+    keras = tf().keras
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="elsewhere")])
+    other.save_weights(tmp_path / "other.h5")  # Keras would pair its layers by position
+    with pytest.raises(UnsupportedError, match=r"not the architecture's by name.*Fix: engine='qkeras'"):
+        qextract.extract(JSON, weights=tmp_path / "other.h5", engine="numpy")
+    cut = tmp_path / "cut.h5"
+    shutil.copy(H5, cut)
+    with h5py.File(cut, "r+") as f:  # conv1 without its bias, consistently: the file is readable, the layer is not
+        group = f["model_weights/conv1"]
+        del group["conv1/bias:0"]
+        group.attrs["weight_names"] = [b"conv1/kernel:0"]
+    monkeypatch.setattr(engines, "qkeras_installed", lambda: False)
+    with pytest.raises(UnsupportedError, match=r"layer 'conv1' \(QConv2D\).*holds no bias"):
+        qextract.extract(cut, engine="numpy")

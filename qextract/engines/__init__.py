@@ -51,17 +51,28 @@ def extract_file(
     p = Path(path)
     if engine == "qkeras" or (engine == "auto" and (p.is_dir() or p.suffix.lower() not in _NUMPY_SUFFIXES)):
         return _qkeras_engine(p, weights, layers, trusted)
+    from .numpy_engine import numpy_extraction
+
     try:
         model_name, places = _placed(p, weights)
     except (UnsupportedError, NeedsQKeras) as e:
-        if engine == "auto":
+        if engine == "auto" and qkeras_installed():
             return _qkeras_engine(p, weights, layers, trusted)
         raise UnsupportedError(
             f"{p}: the NumPy engine cannot read this model ({e}). Fix: engine='qkeras'", arguments=("engine",)
         ) from None
-    from .numpy_engine import numpy_extraction
-
-    return numpy_extraction(model_name, places, layers, ask_qkeras if qkeras_installed() else None)
+    except ModelLoadError:
+        if engine == "auto" and qkeras_installed():  # a damaged file: the Keras path's own words for it
+            return _qkeras_engine(p, weights, layers, trusted)
+        raise
+    ask = ask_qkeras if qkeras_installed() else None
+    try:
+        return numpy_extraction(model_name, places, layers, ask)
+    except (ModelLoadError, UnsupportedError):
+        if ask is None or engine != "auto":
+            raise
+        # a file Keras would refuse, or a layer it cannot build alone: the whole model as Keras loads it
+        return _qkeras_engine(p, weights, layers, trusted)
 
 
 def _placed(p: Path, weights: Any) -> tuple[str, list[Any]]:
@@ -73,6 +84,8 @@ def _placed(p: Path, weights: Any) -> tuple[str, list[Any]]:
     for path, what in ((p, "model"), (weights, "weights")):  # as load_model says it
         if path is not None and not Path(path).exists():
             raise ModelLoadError(f"{path}: no such {what} file or folder")
+    if weights is not None and Path(weights).is_dir():
+        raise ModelLoadError(f"{weights}: is a folder; weights must name a weights .h5 file", arguments=("weights",))
     if p.suffix.lower() == ".json" and weights is None:
         raise ModelLoadError(
             f"{p}: an architecture .json has no weights. Fix: pass the weights .h5 too (weights=...).",

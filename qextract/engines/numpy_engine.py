@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import NeedsQKeras, UnsupportedError
+from ..kinds import Kind
 from ..layers import KERAS_LAYERS, LAYERS, LayerSpec
 from ..layers.readers import average_multiplier, plain
 from ..numformat import Float
@@ -29,6 +30,7 @@ from ..reading.stored import StoredLayer
 from ..tensor import ActivationRecord, Extraction, LayerRecord
 from .placement import StoredPlace, geometry
 from .shapes import placeable
+from .view import StoredLayerView
 
 __all__ = ["Ask", "numpy_extraction", "stored_spec"]
 
@@ -61,8 +63,7 @@ def numpy_extraction(
 ) -> Extraction:
     """The extraction of the placed layers (``layers`` selects keys, as :func:`qextract.extract` does)."""
     records = []
-    chosen = {id(p) for p in select(places, layers, model_name)}  # type: ignore[arg-type]  # reads key, aliases
-    for p in (p for p in places if id(p) in chosen):
+    for p in cast(list[StoredPlace], select(cast(Any, places), layers, model_name)):  # select reads key, aliases
         why: NeedsQKeras | None = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -94,9 +95,8 @@ def numpy_record(p: StoredPlace) -> LayerRecord:
         raise NeedsQKeras(spec.no_numpy_form)
     if spec.owner or spec.state or spec.custom not in (None, plain, average_multiplier):
         raise NeedsQKeras(f"{cls} layers, whose tensors the NumPy engine does not compute")
-    from .view import StoredLayerView
-
     view = StoredLayerView(layer, spec, p.input_shape)
+    _holds_what_it_needs(layer, spec, view)
     sources = spec.sources(view)
     names = [s.name for s in sources]
     read = {v.name for s in sources for v in s.variables}
@@ -110,6 +110,16 @@ def numpy_record(p: StoredPlace) -> LayerRecord:
             raise NeedsQKeras(f"tensor '{s.name}': {e}") from None
     activations = tuple(a for name, obj in spec.activation_objects(view) if (a := _activation(key, name, obj)))
     return LayerRecord(key, cls, spec.kind, tensors, activations, geometry(p), ())
+
+
+def _holds_what_it_needs(layer: StoredLayer, spec: LayerSpec, view: Any) -> None:
+    """Every weight the layer computes with is in the file (Keras would refuse the file otherwise, not skip it)."""
+    needed = [b.weight or b.name for b in spec.bindings if b.present is None or getattr(view, b.present, False)]
+    missing = [w for w in needed if w not in layer.weights]
+    if spec.custom is plain and spec.kind is not Kind.OTHER and not layer.weights:
+        missing = ["its weights"]
+    if missing:
+        raise NeedsQKeras(f"the file holds no {', '.join(missing)} for it")
 
 
 def _activation(layer: str, name: str, obj: Any) -> ActivationRecord | None:

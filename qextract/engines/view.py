@@ -73,7 +73,7 @@ class StoredLayerView:
         return [NamedArray(full, a) for full, a in zip(self._layer.full_names, arrays)]
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__") or attr.startswith("_"):
+        if attr.startswith("_"):
             raise AttributeError(attr)
         layer = self._layer
         if attr in layer.weights:

@@ -105,7 +105,11 @@ def read_stored(path: str | os.PathLike[str], weights: str | os.PathLike[str] | 
         config = None
     if not weights_path.is_file() or not h5py.is_hdf5(weights_path):
         raise ModelLoadError(f"{weights_path}: not an HDF5 file (is it a Keras .h5 model or weights file?)")
-    with h5py.File(weights_path, "r") as f:
+    try:
+        f = h5py.File(weights_path, "r")
+    except OSError as e:  # truncated or otherwise damaged
+        raise ModelLoadError(f"{weights_path}: not a readable HDF5 file ({e})") from None
+    with f:
         if config is None:
             if "model_config" not in f.attrs:
                 raise ModelLoadError(
@@ -118,8 +122,26 @@ def read_stored(path: str | os.PathLike[str], weights: str | os.PathLike[str] | 
         if group and group not in f:
             raise ModelLoadError(f"{p}: has an architecture but no '{group}' group of weights")
         layers = tuple(_layer(p, spec, root) for spec in _layer_specs(p, config))
+        _same_layers(weights_path, root, layers)
     inner = config.get("config", {})
     return StoredModel(p, str(inner.get("name", p.stem)), str(config.get("class_name")), keras_version, layers, config)
+
+
+def _same_layers(path: Path, root: Any, layers: tuple[StoredLayer, ...]) -> None:
+    """The file's layers holding weights must be the architecture's, by name and in order.
+
+    Keras pairs a weights file's layers with the model's by position (among those holding
+    weights), this reader by name; where the two could differ the file is refused, not misread.
+    """
+    saved = [_text(n) for n in root.attrs.get("layer_names", [])]
+    holding = [n for n in saved if n in root and len(root[n].attrs.get("weight_names", [])) > 0]
+    found = [layer.name for layer in layers if layer.weights]
+    if holding != found:
+        raise UnsupportedError(
+            f"{path}: its layers holding weights ({', '.join(map(str, holding)) or 'none'}) are not the "
+            f"architecture's by name ({', '.join(found) or 'none'}); Keras pairs them by position. "
+            "Fix: read the model with Keras (load_model)"
+        )
 
 
 def _json(p: Path, raw: str | bytes | None) -> dict[str, Any]:
