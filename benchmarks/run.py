@@ -16,6 +16,7 @@ Benchmarks (``--only`` names):
 - ``memory``:     ``error_report`` peak memory at 10,000 vs 100,000 samples (fresh processes);
 - ``export-memory``: peak RSS of an export beyond the loaded model, QDense stacks of 4.2, 16.8 and 67.1 M weights
   (fresh processes); with ``--baseline REV`` also that revision's code, back to back, and the export times.
+- ``engine``:     ``qextract inspect`` / ``export`` with the NumPy engine vs reading the file with h5py.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 from benchmarks._harness import Row, as_json, machine_info, render_machine, render_markdown, render_text
 from benchmarks._models import Context, Sizes
 
-NAMES = ("startup", "extraction", "export", "report", "memory", "simulate", "export-memory")
+NAMES = ("startup", "extraction", "export", "report", "memory", "simulate", "export-memory", "engine")
 
 
 def _bench(name: str, ctx: Context, baseline: str | None = None) -> list[Row]:
@@ -71,6 +72,10 @@ def _bench(name: str, ctx: Context, baseline: str | None = None) -> list[Row]:
         from benchmarks import bench_export_memory
 
         return bench_export_memory.run(ctx, baseline)
+    if name == "engine":
+        from benchmarks import bench_engine
+
+        return bench_engine.run(ctx.sizes.startup_repeats, whole=ctx.sizes.repeats > 1)
     raise ValueError(f"unknown benchmark '{name}'; choose from {', '.join(NAMES)}")
 
 

@@ -128,6 +128,18 @@ class ExportsDiffer(QExtractError):
     meaning = "the exports compared differ (diff)"
 
 
+class NeedsQKeras(Exception):
+    """Internal signal, never raised to a caller: the NumPy engine cannot prove this result bit for bit.
+
+    Raised by the NumPy forms of the quantizers (:mod:`qextract.quantizers.emulation`) where
+    QKeras's own result depends on what NumPy cannot see: a float32 evaluation order (a scale
+    search within rounding distance of a tie), a CPU-specific TensorFlow kernel, or a class or
+    setting it has no NumPy form for. The engine (:mod:`qextract.engines`) catches it and asks
+    QKeras for that layer, or, where QKeras is not installed, raises an :class:`UnsupportedError`
+    naming the layer and tensor. Not a :class:`QExtractError`: it has no exit code of its own.
+    """
+
+
 class QExtractWarning(UserWarning):
     """Something worth knowing that does not stop extraction (e.g. stochastic quantizers)."""
 

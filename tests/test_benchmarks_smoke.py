@@ -46,7 +46,7 @@ def test_quick_run_fills_every_row(monkeypatch):
     rows = run.run_benchmarks(names_run, Sizes.quick())
 
     names = [r.benchmark for r in rows]
-    assert len(rows) == (17 if zoo.LEGACY else 13), names
+    assert len(rows) == (20 if zoo.LEGACY else 16), names
     for prefix in (
         "qextract --help",
         "TensorFlow imported",
@@ -71,6 +71,9 @@ def test_quick_run_fills_every_row(monkeypatch):
         ),
         "export npz,header,mem peak RSS beyond loading, 0.0 M weights (1 x",
         "export npz,header,mem peak RSS beyond loading, 0.0 M weights (2 x",
+        "qextract inspect, numpy engine vs h5py",
+        "qextract export npz+header+mem, numpy engine",
+        "TensorFlow imported by the numpy engine",
     ):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for r in rows:
@@ -80,6 +83,7 @@ def test_quick_run_fills_every_row(monkeypatch):
     by_name = {r.benchmark: r for r in rows}
     # The benchmarks' own correctness checks, whatever the timings
     assert by_name["TensorFlow imported by --help"].met is True
+    assert by_name["TensorFlow imported by the numpy engine"].met is True
     assert "values equal QKeras's: yes; model unchanged: yes" in by_name["extract vs model_save_quantized_weights"].note
     assert "same .mem words: yes" in by_name["export header+mem vs numpy.savetxt"].note
     assert "same numbers: yes" in by_name["error_report vs one sub-model per layer"].note

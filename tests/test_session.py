@@ -132,8 +132,8 @@ def test_keras_is_checked_by_what_it_is_not_by_its_module_name():
 
 def test_something_that_is_not_a_model_is_named():
     keras = "tf-keras" if zoo.LEGACY else "keras"
-    with pytest.raises(qextract.QExtractError, match=f"is a builtins.str, not a {keras} model") as info:
-        qextract.extract("model.h5")
+    with pytest.raises(qextract.QExtractError, match=f"is a builtins.int, not a {keras} model") as info:
+        qextract.extract(42)  # a str is a model file's path since extract reads files (qextract.engines)
     assert info.value.exit_code == 2
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from .options import Command, add_model_args, bounded, format_list, layout
-from .running import load
+from .options import Command, add_engine_arg, add_model_args, bounded, format_list, layout
+from .running import load, quiet_tensorflow
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..writers import FORMATS
 
     add_model_args(p)
+    add_engine_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must not exist or be empty)")
     p.add_argument(
         "--layout",
@@ -65,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
         )
     protect = [p for p in (args.model, args.weights) if p is not None]
     check_output(args.out, force=args.force, protect=protect)  # before the slow model load
-    model = load(args)
+    # --verify recomputes from the Keras model, so auto loads it once for both; otherwise the file is the source
+    model = load(args) if args.engine == "qkeras" or (args.engine == "auto" and args.verify) else None
+    quiet_tensorflow(args)
     result = export(
-        model,
+        args.model if model is None else model,
         args.out,
         layout=args.layout,
         formats=args.format,
@@ -76,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         dense_as_conv=args.dense_as_conv,
         force=args.force,
         protect=protect,
+        engine=args.engine if model is None else "auto",
+        weights=args.weights if model is None else None,
+        trusted=args.trust_model,
     )
     n = len(result.manifest.tensors)
     print(
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.files)} files in {result.out_dir}"
     )
     if args.verify:
-        return print_verification(result.out_dir, model, 4)
+        return print_verification(result.out_dir, load(args) if model is None else model, 4)
     return 0
 
 
@@ -96,7 +102,8 @@ def _export_qonnx(args: argparse.Namespace) -> int:
 
     require("onnx")  # before anything else: the extra is missing
     options = {"--layers": args.layers, "--word-bits": args.word_bits, "--dense-as-conv": args.dense_as_conv}
-    refused = [flag for flag, given in {**options, "--verify": args.verify}.items() if given]
+    given = {**options, "--verify": args.verify, "--engine numpy": args.engine == "numpy"}
+    refused = [flag for flag, value in given.items() if value]
     if refused:
         raise UsageError(
             f"--format qonnx writes the whole network as one graph; {', '.join(refused)} do not apply. "

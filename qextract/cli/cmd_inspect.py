@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .options import Command, add_model_args
-from .running import extract_layers, inputs, load, write_csv
+from .options import Command, add_engine_arg, add_model_args
+from .running import extraction, inputs, write_csv
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
+    add_engine_arg(p)
     p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
 
 
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from ..reading.summary import inspect_table
 
     check_outputs({"--csv": args.csv}, inputs(args))
-    table = inspect_table(extract_layers(load(args), args.layers))
+    table = inspect_table(extraction(args))
     if args.csv:
         write_csv(args.csv, table)
     import pandas as pd

@@ -31,6 +31,7 @@ FLAGS: dict[str, str] = {
     "strict": "--no-strict",
     "float_model": "--float-model",
     "input_format": "--input-format",
+    "engine": "--engine",
 }
 """API argument a library error names (:attr:`~qextract.errors.QExtractError.arguments`) -> the option for it."""
 
@@ -58,6 +59,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="weights .h5 for an architecture .json")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="only these layers (default: all)")
     add_trust_arg(p)
+
+
+def add_engine_arg(p: argparse.ArgumentParser) -> None:
+    """--engine: how a model file is extracted (:mod:`qextract.engines`)."""
+    p.add_argument(
+        "--engine",
+        choices=("auto", "numpy", "qkeras"),
+        default="auto",
+        help="numpy: read the file with h5py and compute the quantizers in NumPy, without TensorFlow (a layer it "
+        "cannot prove bit for bit is asked of QKeras, or refused); qkeras: load the model with Keras; "
+        "auto (default): numpy for the .h5 / .json files it reads, else qkeras",
+    )
 
 
 def add_trust_arg(p: argparse.ArgumentParser) -> None:

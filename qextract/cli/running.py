@@ -24,6 +24,25 @@ def load(args: argparse.Namespace) -> Any:
     return load_model(args.model, weights=args.weights, trusted=args.trust_model)
 
 
+def quiet_tensorflow(args: argparse.Namespace) -> None:
+    """Silence TensorFlow's start-up (unless --debug) whenever an engine first needs it, not before."""
+    from .._keras import start_quietly
+    from ..engines import before_tensorflow
+
+    if not args.debug:
+        before_tensorflow.append(start_quietly)
+
+
+def extraction(args: argparse.Namespace) -> Any:
+    """The model file extracted by --engine, TensorFlow started only if the engine needs it."""
+    from ..engines import extract_file
+
+    quiet_tensorflow(args)
+    return extract_file(
+        args.model, weights=args.weights, layers=args.layers, engine=args.engine, trusted=args.trust_model
+    )
+
+
 def extract_layers(model: Any, layers: list[str] | None) -> Any:
     from ..reading.extraction import extract
 

@@ -29,7 +29,7 @@ from ..kinds import Kind
 from ..layouts import ExportedTensor, Layout, lay_out
 from ..manifest import FileEntry, LayerEntry, Manifest, layer_entry, tensor_entry
 from ..manifest.folder import EXPORT
-from ..reading.extraction import extract, extract_records
+from ..reading.extraction import check_in_memory, extract, extract_records
 from ..reading.nested import selected
 from ..tensor import Extraction, LayerRecord, QuantizedTensor
 from ..writers import FORMATS, Sinks, check_names, open_sinks
@@ -75,8 +75,11 @@ def export(
     dense_as_conv: bool = False,
     force: bool = False,
     protect: Iterable[str | os.PathLike[str]] = (),
+    engine: str = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    trusted: bool = False,
 ) -> ExportResult:
-    """Write the quantized tensors of ``source`` (a model or an :class:`Extraction`) into ``out_dir``.
+    """Write the quantized tensors of ``source`` (a model, a model file or an :class:`Extraction`) into ``out_dir``.
 
     ``layout`` is ``hwio`` (Keras), ``ohwi`` (TFLite) or ``oihw`` (PyTorch/ONNX/Caffe).
     ``dense_as_conv`` writes a Dense layer fed by Flatten in its convolution
@@ -87,16 +90,28 @@ def export(
     holds or is linked to from one of ``protect`` (give the model and weights
     files, so an export can never delete its own input).
 
+    A model file is extracted by ``engine`` with ``weights`` and ``trusted`` as
+    :func:`qextract.extract` does (``"numpy"``: without TensorFlow); it and its
+    weights file are protected like ``protect``.
+
     >>> qextract.export(model, "out", layout="ohwi", formats=["npz", "mem"])  # doctest: +SKIP
+    >>> qextract.export("model.h5", "out", engine="numpy")  # doctest: +SKIP
     """
     lay = Layout.parse(layout)
     formats = check_names(formats)
     _check_word_bits(word_bits, formats)
     protect = [protect] if isinstance(protect, (str, os.PathLike)) else [p for p in protect if p is not None]
+    if isinstance(source, (str, os.PathLike)):
+        protect += [p for p in (source, weights) if p is not None]
     check_output(out_dir, force=force, protect=protect)  # refuse before the (possibly long) extraction, not after
     if isinstance(source, Extraction):
         model_name, records = source.model_name, iter(_records_of(source, layers))
+    elif isinstance(source, (str, os.PathLike)):  # a model file, extracted whole by its engine
+        ex = extract(source, layers=layers, engine=engine, weights=weights, trusted=trusted)
+        model_name, records = ex.model_name, iter(list(ex))
+        del ex
     else:  # extract selects: a nested model's name also selects a layer it shares with another, extracted there
+        check_in_memory(engine, weights)
         require_keras_model(source)
         model_name, records = source.name, _first_then_rest(extract_records(source, layers=layers))
     created = _missing_parents(out_dir)

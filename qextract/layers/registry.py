@@ -58,27 +58,27 @@ def _inner_spec(wrapper: Any, inner: Any) -> LayerSpec:
 
 def _kernel_bias(kernel: str = "kernel", quantizer: str = "kernel_quantizer") -> tuple[Binding, ...]:
     return (
-        Binding(kernel, f"{quantizer}_internal", quantizer),
+        Binding(kernel, f"{quantizer}_internal", quantizer, optimized=True),
         Binding("bias", "bias_quantizer_internal", "bias_quantizer", present="use_bias"),
     )
 
 
 _RNN = (
-    Binding("kernel", "kernel_quantizer_internal", "kernel_quantizer"),
-    Binding("recurrent_kernel", "recurrent_quantizer_internal", "recurrent_quantizer"),
+    Binding("kernel", "kernel_quantizer_internal", "kernel_quantizer", optimized=True),
+    Binding("recurrent_kernel", "recurrent_quantizer_internal", "recurrent_quantizer", optimized=True),
     Binding("bias", "bias_quantizer_internal", "bias_quantizer", present="use_bias"),
 )
 _RNN_ACTIVATIONS = ("activation", "recurrent_activation", "state_quantizer_internal")
 _SEPARABLE = (
-    Binding("depthwise_kernel", "depthwise_quantizer_internal", "depthwise_quantizer"),
-    Binding("pointwise_kernel", "pointwise_quantizer_internal", "pointwise_quantizer"),
+    Binding("depthwise_kernel", "depthwise_quantizer_internal", "depthwise_quantizer", optimized=True),
+    Binding("pointwise_kernel", "pointwise_quantizer_internal", "pointwise_quantizer", optimized=True),
     Binding("bias", "bias_quantizer_internal", "bias_quantizer", present="use_bias"),
 )
 _BATCHNORM = (
-    Binding("gamma", "gamma_quantizer_internal", "gamma_quantizer", present="scale"),
+    Binding("gamma", "gamma_quantizer_internal", "gamma_quantizer", present="scale", optimized=True),
     Binding("beta", "beta_quantizer_internal", "beta_quantizer", present="center"),
     Binding("moving_mean", "mean_quantizer_internal", "mean_quantizer"),
-    Binding("moving_variance", "variance_quantizer_internal", "variance_quantizer"),
+    Binding("moving_variance", "variance_quantizer_internal", "variance_quantizer", optimized=True),
 )
 _POOLING_ACTIVATIONS = ("activation", "average_quantizer_internal")
 _FOLDED_STATE = ("_iteration",)
@@ -93,10 +93,26 @@ _MASK = (
 )
 
 
+_FOLDED_NO_NUMPY = (
+    "QKeras folds the batch norm into the weights with TensorFlow's rsqrt, whose vectorised kernel is a "
+    "CPU-specific approximation (it differs from 1/sqrt in about 40 % of elements, by up to 3 units in the last "
+    "place, on an AVX machine), so the folded weights cannot be reproduced bit for bit without TensorFlow"
+)
+_RECURRENT_NO_NUMPY = "recurrent layers are not read by the NumPy engine"
+
+
 def _recurrent(kind: Kind, keras_class: str, activations: tuple[str, ...] = _RNN_ACTIVATIONS) -> LayerSpec:
     """A QKeras recurrent layer: its cell holds the weights; its activations act inside the recurrence."""
     twin = LayerTwin(keras_class, "recurrent")
-    return LayerSpec(kind, _RNN, owner="cell", activations=activations, twin=twin, fuses_activation=False)
+    return LayerSpec(
+        kind,
+        _RNN,
+        owner="cell",
+        activations=activations,
+        twin=twin,
+        fuses_activation=False,
+        no_numpy_form=_RECURRENT_NO_NUMPY,
+    )
 
 
 LAYERS: dict[str, LayerSpec] = {
@@ -123,12 +139,14 @@ LAYERS: dict[str, LayerSpec] = {
         custom=folded("kernel", "kernel_quantizer"),
         state=_FOLDED_STATE,
         refused=_MASK,
+        no_numpy_form=_FOLDED_NO_NUMPY,
         twin=LayerTwin("Conv2D", "separate", folded_batchnorm=True, suffix="_conv"),
     ),
     "QDepthwiseConv2DBatchnorm": LayerSpec(
         Kind.DEPTHWISE_CONV2D,
         custom=folded("depthwise_kernel", "depthwise_quantizer"),
         state=_FOLDED_STATE,
+        no_numpy_form=_FOLDED_NO_NUMPY,
         twin=LayerTwin("DepthwiseConv2D", "separate", folded_batchnorm=True, suffix="_conv"),
     ),
     "QSimpleRNN": _recurrent(Kind.SIMPLE_RNN, "SimpleRNN", ("activation", "state_quantizer_internal")),
@@ -140,6 +158,7 @@ LAYERS: dict[str, LayerSpec] = {
         custom_activations=_bidirectional_activations,
         twin=LayerTwin("Bidirectional", "wrapper"),
         fuses_activation=False,
+        no_numpy_form=_RECURRENT_NO_NUMPY,
     ),
     "QActivation": LayerSpec(
         Kind.ACTIVATION, activations=("quantizer",), twin=LayerTwin("Activation", "layer"), fuses_activation=False
@@ -150,6 +169,7 @@ LAYERS: dict[str, LayerSpec] = {
         state=("step", "ema_min", "ema_max"),
         twin=LayerTwin("Activation", "layer"),
         fuses_activation=False,
+        no_numpy_form="QAdaptiveActivation sets its quantizer's integer bits from moving statistics at run time",
     ),
     "QAveragePooling2D": LayerSpec(
         Kind.POOLING,

@@ -38,7 +38,11 @@ class Binding:
 
     ``owner`` is an attribute path from the layer ("" for the layer itself,
     "cell" for recurrent layers). ``enabled`` names the attribute whose truth
-    decides, in the layer's ``call``, whether the quantizer is applied.
+    decides, in the layer's ``call``, whether the quantizer is applied; it also
+    holds the quantizer as the configuration stores it. ``optimized``: the
+    layer's constructor calls the quantizer's ``_set_trainable_parameter``
+    (a ``quantized_bits`` without alpha becomes ``alpha="auto_po2"``), which a
+    quantizer built from a stored configuration must repeat.
     """
 
     name: str
@@ -46,6 +50,7 @@ class Binding:
     enabled: str | None = None
     weight: str | None = None
     present: str | None = None  # attribute that must be true for the weight to exist
+    optimized: bool = False
 
     def source(self, owner: Any) -> TensorSource | None:
         if self.present and not _get(owner, self.present):
@@ -110,6 +115,8 @@ class LayerSpec:
     to its own output, so that the output before it is a tensor of its own
     (False for a batch norm, whose activation QKeras ignores, an activation
     layer, and recurrent layers, whose activations act inside the recurrence).
+    ``no_numpy_form`` says why the TensorFlow-free engine (:mod:`qextract.engines`)
+    cannot compute this class's tensors itself and asks QKeras for them (None: it can).
     """
 
     kind: Kind
@@ -122,6 +129,7 @@ class LayerSpec:
     twin: LayerTwin | None = None
     fuses_activation: bool = True
     refused: tuple[Refusal, ...] = ()
+    no_numpy_form: str | None = None
 
     def check(self, layer: Any) -> None:
         """Refuse, by name, a configuration of the layer that the entry does not read (see :class:`Refusal`)."""

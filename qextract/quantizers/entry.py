@@ -16,7 +16,16 @@ method                 answers
 ``rounding(q)``        how it rounds ties (:class:`~.rounding.Rounding`)
 ``requantize(q, ...)`` its output codes from integer accumulator codes
 ``qonnx(q)``           the QONNX node it becomes as an activation quantizer
+``params``             QKeras's constructor, to build it from a configuration
+``numpy_call(q, x)``   what it computes, in NumPy (the TensorFlow-free engine)
 =====================  =======================================================
+
+The NumPy side (``params``, ``initialize``, ``optimize``, ``text``,
+``numpy_call``) lets the engine of :mod:`qextract.engines` quantize a model file
+without TensorFlow: :mod:`.standin` builds an object with QKeras's attributes
+from the stored configuration, and ``numpy_call`` computes QKeras's float32
+result bit for bit, or raises :class:`~qextract.errors.NeedsQKeras` where it
+cannot be sure (:mod:`.emulation`). An entry without ``params`` has no NumPy form.
 
 Entries never decide what the layer computes: :func:`~.execution.apply` runs
 the quantizer itself, on a copy, and ``encode`` only reads its result.
@@ -30,10 +39,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ExactnessError, UnsupportedError
+from ..errors import ExactnessError, NeedsQKeras, UnsupportedError
 from ..numformat import NumberFormat
 from .activations import ActivationSpec
 from .rounding import Rounding
+
+Params = tuple[tuple[str, Any], ...]
+"""A constructor's parameters with their defaults, in order."""
 
 Bounds = tuple[float | None, float | None]
 """Lowest and highest output value; a side is None where reaching it is not saturation."""
@@ -83,6 +95,10 @@ class QuantizerEntry:
 
     name: ClassVar[str] = ""
     stochastic_note: ClassVar[str | None] = None
+    params: ClassVar[Params | None] = None
+    """QKeras's constructor parameters with their defaults, in order (None: no NumPy form)."""
+    config_keys: ClassVar[tuple[str, ...]] = ()
+    """The keys of QKeras's ``get_config()``, in order."""
 
     def number_format(self, q: Any) -> NumberFormat:
         """The format of the codes ``q`` produces, from its configuration alone (activations have no data)."""
@@ -139,6 +155,24 @@ class QuantizerEntry:
             f"integer requantization of {self.name} is not implemented: it applies a function QKeras computes "
             "in float before rounding"
         )
+
+    def initialize(self, q: Any) -> None:
+        """What QKeras's constructor derives from its arguments, set on a quantizer built from a configuration."""
+
+    def optimize(self, q: Any) -> None:
+        """QKeras's ``_set_trainable_parameter``, which layers call on their weight quantizers (kernel, ...)."""
+
+    def text(self, q: Any) -> str:
+        """``str(q)`` as QKeras prints the quantizer (a quantizer built from a configuration has no ``__str__``)."""
+        raise NeedsQKeras(f"{self.name} has no NumPy form in qextract")
+
+    def numpy_call(self, q: Any, x: np.ndarray) -> np.ndarray:
+        """QKeras's output for float32 ``x`` computed in NumPy, bit for bit; sets ``q.scale`` as QKeras's call does.
+
+        Raises :class:`~qextract.errors.NeedsQKeras` where the float32 result depends
+        on something NumPy cannot reproduce (:mod:`.emulation`).
+        """
+        raise NeedsQKeras(f"{self.name} has no NumPy form in qextract")
 
     def qonnx(self, q: Any) -> QonnxQuant:
         """The QONNX node ``q`` becomes where it quantizes activations; an UnsupportedError where none is exact.

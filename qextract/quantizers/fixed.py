@@ -15,15 +15,30 @@ QKeras computes, with ``m = 2**(bits - keep_negative)`` and ``m_i = 2**integer``
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
+from ..errors import NeedsQKeras
 from ..numformat import Binary, FixedPoint, NumberFormat
 from .activations import ActivationSpec, float_function
+from .emulation import (
+    EPS,
+    F32,
+    channel_max,
+    int_power_of_two,
+    log2_rounded,
+    no_subnormals,
+    po2_scale,
+    power_of_two,
+    scaling_axes,
+    sign,
+    ste,
+)
 from .entry import (
     Bounds,
     Encoding,
+    Params,
     QonnxQuant,
     QuantizerEntry,
     activation_alpha,
@@ -47,6 +62,20 @@ class QuantizedBits(QuantizerEntry):
     """
 
     name = "quantized_bits"
+    params: ClassVar[Params | None] = (
+        ("bits", 8),
+        ("integer", 0),
+        ("symmetric", 0),
+        ("keep_negative", True),
+        ("alpha", None),
+        ("use_stochastic_rounding", False),
+        ("scale_axis", None),
+        ("qnoise_factor", 1.0),
+        ("var_name", None),
+        ("use_ste", True),
+        ("use_variables", False),
+    )
+    config_keys = ("bits", "integer", "symmetric", "alpha", "keep_negative", "use_stochastic_rounding", "qnoise_factor")
 
     def number_format(self, q: Any) -> NumberFormat:
         bits, integer, kn = int(q.bits), config_int(q.integer), int(bool(q.keep_negative))
@@ -133,6 +162,86 @@ class QuantizedBits(QuantizerEntry):
         codes = shift_codes(acc, shift, self.rounding(q), fmt.code_min, fmt.code_max)
         return Encoding(fmt, codes, *output_scale(alpha * np.float32(2.0**step_exponent), acc.shape))
 
+    # ------------------------------------------------------------------ NumPy form
+
+    def initialize(self, q: Any) -> None:
+        q.scale = None
+        if isinstance(q.alpha, str):  # QKeras: "auto*" |-> symmetric
+            q.symmetric = True
+
+    def optimize(self, q: Any) -> None:
+        if q.alpha is None:
+            q.alpha, q.symmetric = "auto_po2", True
+
+    def text(self, q: Any) -> str:
+        flags = [str(q.bits), str(q.integer), str(int(q.symmetric))]
+        if not q.keep_negative:
+            flags.append("keep_negative=False")
+        if q.alpha:
+            flags.append("alpha=" + (f"'{q.alpha}'" if isinstance(q.alpha, str) else str(q.alpha)))
+        if q.use_stochastic_rounding:
+            flags.append("use_stochastic_rounding=" + str(int(q.use_stochastic_rounding)))
+        return "quantized_bits(" + ",".join(flags) + ")"
+
+    def numpy_call(self, q: Any, x: np.ndarray) -> np.ndarray:
+        """``quantized_bits.__call__`` step by step (``_round_through`` is exactly ``round`` in float32)."""
+        unsigned_bits = q.bits - q.keep_negative
+        m = F32(2.0**unsigned_bits)
+        m_i = int_power_of_two(q.integer, "integer")
+        if isinstance(q.alpha, str):
+            return self._auto(q, x, m, m_i)
+        if q.alpha is not None and plain_number(q.alpha) is None:
+            raise NeedsQKeras(f"alpha {q.alpha!r} is no plain number")
+        scale = F32(1.0 if q.alpha is None else q.alpha)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if unsigned_bits > 0:
+                p = (x * m) / m_i
+                no_subnormals(p, "x * 2**(bits - keep_negative - integer)")
+                lo = F32(q.keep_negative) * (-m + F32(q.symmetric))
+                xq = (m_i * np.minimum(np.maximum(np.rint(p), lo), m - F32(1.0))) / m
+            else:
+                xq = sign(x)
+                xq = xq + (F32(1.0) - np.abs(xq))
+                if not q.keep_negative:
+                    xq = (xq + F32(1.0)) / F32(2.0)
+        q.scale = 1.0 if q.alpha is None else q.alpha
+        return ste(x, scale * xq, q)
+
+    def _auto(self, q: Any, x: np.ndarray, m: F32, m_i: F32) -> np.ndarray:
+        """``alpha="auto"`` / ``"auto_po2"``: the per-channel scale search, ``auto_po2``'s five rounds included."""
+        if not q.symmetric:
+            raise NeedsQKeras("an alpha='auto' quantizer that is not symmetric (QKeras asserts)")
+        if (q.alpha != "auto" and "po2" not in q.alpha) or x.ndim == 0:
+            raise NeedsQKeras(f"alpha={q.alpha!r} on a tensor of shape {x.shape}, which QKeras rejects")
+        axes = scaling_axes(q.scale_axis, x.ndim) if x.ndim > 1 else (0,)
+        xs = x / m_i
+        no_subnormals(xs, "x / 2**integer")
+        levels = (2 ** (q.bits - 1) - 1) * 2
+        top = F32(levels) / F32(2.0)  # tf.ones_like(v) * levels / 2, and v < levels / 2
+        with np.errstate(divide="ignore", invalid="ignore"):  # one bit: levels 0, and QKeras's NaN
+            scale = (channel_max(xs, axes) * F32(2.0)) / F32(levels)
+        if "po2" in q.alpha:
+            scale = power_of_two(log2_rounded((scale + EPS).astype(np.float64), 0.0))
+            for _ in range(5):
+                z = self._codes(xs, scale, top)
+                scale = po2_scale(xs, z, axes if x.ndim > 1 else None)
+        else:
+            z = self._codes(xs, scale, top)
+        with np.errstate(invalid="ignore", over="ignore"):
+            scale = scale * m
+            q.scale = scale
+            xq = scale * ((m_i * z) / m)
+        return ste(m_i * xs, xq, q)
+
+    @staticmethod
+    def _codes(xs: np.ndarray, scale: np.ndarray, top: F32) -> np.ndarray:
+        """``sign(x) * min(floor(|x| / scale + 1/2), levels / 2)``, as QKeras computes it."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            quotient = np.abs(xs) / scale
+            no_subnormals(quotient, "|x| / scale")
+            v = np.floor(quotient + F32(0.5))
+        return sign(xs) * np.where(v < top, v, top)
+
 
 @register
 class QuantizedHswish(QuantizedBits):
@@ -143,6 +252,7 @@ class QuantizedHswish(QuantizedBits):
     """
 
     name = "quantized_hswish"
+    params: ClassVar[Params | None] = None  # hswish(x) first: no NumPy form yet
 
     def graph_safe(self, q: Any) -> bool:
         return False

@@ -10,14 +10,25 @@ only where ``is_quantized_clip`` is off.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import NeedsQKeras, UnsupportedError
 from ..numformat import FixedPoint
 from .activations import ActivationSpec, relu_spec
-from .entry import Bounds, Encoding, QonnxQuant, QuantizerEntry, check_qnoise, config_int, describe, plain_number
+from .emulation import F32, int_power_of_two, power_of_two, ste
+from .entry import (
+    Bounds,
+    Encoding,
+    Params,
+    QonnxQuant,
+    QuantizerEntry,
+    check_qnoise,
+    config_int,
+    describe,
+    plain_number,
+)
 from .grid import grid_encoding
 from .registry import register
 from .rounding import Rounding, scale_exponents, shift_codes
@@ -32,6 +43,28 @@ class QuantizedRelu(QuantizerEntry):
     """
 
     name = "quantized_relu"
+    params: ClassVar[Params | None] = (
+        ("bits", 8),
+        ("integer", 0),
+        ("use_sigmoid", 0),
+        ("negative_slope", 0.0),
+        ("use_stochastic_rounding", False),
+        ("relu_upper_bound", None),
+        ("is_quantized_clip", True),
+        ("qnoise_factor", 1.0),
+        ("var_name", None),
+        ("use_ste", True),
+        ("use_variables", False),
+    )
+    config_keys = (
+        "bits",
+        "integer",
+        "use_sigmoid",
+        "negative_slope",
+        "use_stochastic_rounding",
+        "relu_upper_bound",
+        "qnoise_factor",
+    )
 
     def number_format(self, q: Any) -> FixedPoint:
         return FixedPoint(bits=int(q.bits), integer=config_int(q.integer), is_signed=q.negative_slope != 0)
@@ -105,3 +138,46 @@ class QuantizedRelu(QuantizerEntry):
                 raise NotImplementedError(f"relu_upper_bound={upper} lies between two codes of step {fmt.step}")
             codes = np.minimum(codes, int(top))
         return Encoding(fmt, codes, np.asarray(fmt.step, np.float32))
+
+    # ------------------------------------------------------------------ NumPy form
+
+    def initialize(self, q: Any) -> None:
+        slope = q.negative_slope
+        if slope < 0 or (slope != 0 and math.log2(slope) % 1 != 0):
+            raise NeedsQKeras(f"negative_slope={slope}, which QKeras rejects (a power of two, or 0)")
+
+    def text(self, q: Any) -> str:
+        flags = [str(q.bits), str(q.integer)]
+        if q.use_sigmoid or q.use_stochastic_rounding:
+            flags.append(str(int(q.use_sigmoid)))
+        if q.negative_slope:
+            flags.append(str(q.negative_slope))
+        if q.use_stochastic_rounding:
+            flags.append(str(int(q.use_stochastic_rounding)))
+        return "quantized_relu(" + ",".join(flags) + ")"
+
+    def numpy_call(self, q: Any, x: np.ndarray) -> np.ndarray:
+        """``quantized_relu.__call__`` without ``use_sigmoid``: clips, a relu and ``tf.round``, all exact in float32."""
+        if q.use_sigmoid:
+            raise NeedsQKeras("quantized_relu(use_sigmoid=1) applies QKeras's internal sigmoid first")
+        slope = F32(q.negative_slope)
+        non_sign_bits = q.bits - (q.negative_slope != 0.0)
+        m = int_power_of_two(non_sign_bits, "bits")
+        m_i = int_power_of_two(q.integer, "integer")
+        m_f = power_of_two(F32(q.integer) - F32(non_sign_bits))
+        relu = np.where(x > 0, x, x * slope) if q.negative_slope != 0.0 else np.maximum(x, F32(0.0))
+        if q.is_quantized_clip:
+            x_u = np.where(x <= m_i - m_f, relu, m_i - m_f)
+        elif q.relu_upper_bound is not None:
+            x_u = np.where(x <= F32(q.relu_upper_bound), relu, F32(q.relu_upper_bound))
+        else:
+            x_u = relu
+        with np.errstate(over="ignore", invalid="ignore"):
+            p = (x * m) / m_i
+            xq = m_i * np.minimum(np.maximum(np.rint(p) / m, F32(0.0)), F32(1.0) - F32(1.0) / m)
+            if q.negative_slope > 0:
+                neg_factor = F32(1.0) / (slope * m)
+                xq = xq + (m_i * slope) * np.minimum(np.maximum(np.rint(p * slope) * neg_factor, F32(-1.0)), F32(0.0))
+        if q.relu_upper_bound and not q.is_quantized_clip:
+            xq = np.where(xq <= F32(q.relu_upper_bound), xq, F32(q.relu_upper_bound))
+        return ste(x_u, xq, q)

@@ -6,12 +6,12 @@ inference value and says so in a warning and the tensor's notes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import UnsupportedError
 from ..numformat import Binary
 from .activations import ActivationSpec
-from .entry import QonnxQuant
+from .entry import Params, QonnxQuant
 from .registry import register
 from .sign import BinaryQuantizer, TernaryQuantizer
 
@@ -30,6 +30,7 @@ class StochasticBinary(BinaryQuantizer):
     """``stochastic_binary`` at inference: ``binary``'s sign."""
 
     name = "stochastic_binary"
+    params: ClassVar[Params | None] = None  # random at training; no NumPy form
     stochastic_note = _STOCHASTIC.format(name=name, rule="binary's sign, as at inference")
 
     def qonnx(self, q: Any) -> QonnxQuant:
@@ -41,6 +42,7 @@ class StochasticTernary(TernaryQuantizer):
     """``stochastic_ternary`` at inference: ``ternary``'s threshold."""
 
     name = "stochastic_ternary"
+    params: ClassVar[Params | None] = None  # random at training; no NumPy form
     stochastic_note = _STOCHASTIC.format(name=name, rule="ternary's threshold, as at inference")
 
     def qonnx(self, q: Any) -> QonnxQuant:
@@ -56,6 +58,7 @@ class Bernoulli(BinaryQuantizer):
     """
 
     name = "bernoulli"
+    params: ClassVar[Params | None] = None  # random at training; no NumPy form
     stochastic_note = _STOCHASTIC.format(name=name, rule="scale * (x >= 0), codes 0/1")
 
     def number_format(self, q: Any) -> Binary:

@@ -12,11 +12,12 @@ tensors or declared state, or extraction stops naming it. Nothing is skipped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from .._keras import generation, require_keras_model
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, UsageError
 from ..layers import spec_for
 from ..numformat import Float
 from ..quantizers import describe, entry_for, is_quantizer
@@ -25,11 +26,18 @@ from .geometry import geometry
 from .nested import Placed, placed_layers, select
 from .quantization import quantize_tensor
 
-__all__ = ["extract", "extract_layer", "extract_records", "quantize_tensor"]
+__all__ = ["check_in_memory", "extract", "extract_layer", "extract_records", "quantize_tensor"]
 
 
-def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
-    """Extract every layer of ``model`` (a tf-keras / QKeras model), in model order.
+def extract(
+    model: Any,
+    *,
+    layers: list[str] | None = None,
+    engine: str = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    trusted: bool = False,
+) -> Extraction:
+    """Extract every layer of ``model`` (a tf-keras / QKeras model, or a model file), in model order.
 
     Layers inside nested models and TimeDistributed wrappers are records of
     their own, keyed by their path (``encoder/conv1``). ``layers`` restricts
@@ -37,10 +45,34 @@ def extract(model: Any, *, layers: list[str] | None = None) -> Extraction:
     for everything inside it (unknown names are an error). The model is never
     modified.
 
+    A path (``.h5``, an architecture ``.json`` with ``weights``, ``.keras``, a
+    SavedModel folder) is extracted by ``engine`` (:mod:`qextract.engines`):
+    ``"numpy"`` reads the file with h5py and computes every quantizer in NumPy,
+    without TensorFlow; ``"qkeras"`` loads the model with Keras (``trusted`` as
+    for :func:`qextract.load_model`); ``"auto"`` takes ``numpy`` for the files it
+    can read. Both give the same extraction. An in-memory model is always
+    extracted with its own layers.
+
     >>> ex = qextract.extract(model)                     # doctest: +SKIP
+    >>> ex = qextract.extract("model.h5", engine="numpy")  # doctest: +SKIP
     >>> ex["conv1"]["kernel"].codes.dtype, ex["conv1"]["kernel"].scale
     """
+    if isinstance(model, (str, os.PathLike)):
+        from ..engines import extract_file
+
+        return extract_file(model, weights=weights, layers=layers, engine=engine, trusted=trusted)
+    check_in_memory(engine, weights)
     return Extraction(tuple(extract_records(model, layers=layers)), model_name=model.name)
+
+
+def check_in_memory(engine: str, weights: Any) -> None:
+    """Refuse the arguments that only a model file takes, for an in-memory model (extracted with its own layers)."""
+    if engine == "numpy" or weights is not None:
+        raise UsageError(
+            "engine='numpy' and weights=... are for a model file; an in-memory model is extracted with its own "
+            "layers. Fix: pass the file's path, or leave them out",
+            arguments=("engine", "weights"),
+        )
 
 
 def extract_records(model: Any, *, layers: list[str] | None = None) -> Iterator[LayerRecord]:

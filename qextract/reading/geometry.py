@@ -13,9 +13,9 @@ from typing import Any
 from .._keras import generation
 from .nested import Placed, flatten_feeding
 
-__all__ = ["geometry"]
+__all__ = ["SETTINGS", "geometry"]
 
-_GEOMETRY = (
+SETTINGS = (
     "strides",
     "padding",
     "dilation_rate",
@@ -44,7 +44,7 @@ def geometry(placed: Placed) -> dict[str, Any]:
     layer = placed.layer
     owners = [o for o in (layer, getattr(layer, "forward_layer", None), getattr(layer, "cell", None)) if o is not None]
     config: dict[str, Any] = {}
-    for key in _GEOMETRY:
+    for key in SETTINGS:
         value = next((v for o in owners if (v := getattr(o, key, None)) is not None), None)
         if value is not None:
             config[key] = list(value) if isinstance(value, tuple) else value

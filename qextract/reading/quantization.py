@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,18 @@ from ..tensor import QuantizedTensor, along, decode
 __all__ = ["quantize_tensor"]
 
 
-def quantize_tensor(source: TensorSource, layer: str, layer_class: str) -> QuantizedTensor:
-    """Apply ``source.quantizer`` to ``source.raw`` and derive exact codes and scale."""
+def quantize_tensor(
+    source: TensorSource,
+    layer: str,
+    layer_class: str,
+    run: Callable[[Any, np.ndarray, str], tuple[np.ndarray, Any]] = apply,
+) -> QuantizedTensor:
+    """Apply ``source.quantizer`` to ``source.raw`` and derive exact codes and scale.
+
+    ``run`` computes the quantizer's output: QKeras's own call (:func:`~qextract.quantizers.apply`),
+    or its NumPy form for a quantizer built from a file (:func:`~qextract.quantizers.emulation.numpy_apply`);
+    the proof that follows is the same.
+    """
     where = f"layer '{layer}' ({layer_class}), tensor '{source.name}' {tuple(source.raw.shape)}"
     raw = source.raw
     if not np.all(np.isfinite(raw)):
@@ -41,7 +52,7 @@ def quantize_tensor(source: TensorSource, layer: str, layer_class: str) -> Quant
     q = source.quantizer
     entry = entry_for(q, where)
     try:
-        out, used = apply(q, raw, where)
+        out, used = run(q, raw, where)
         enc = entry.encode(used, out)
     except QExtractError as e:
         raise type(e)(f"{where}: {e}") from None

@@ -33,13 +33,23 @@ _WRAPPERS = frozenset({"TimeDistributed", "Bidirectional", "RNN", "Wrapper"})
 
 @dataclass(frozen=True)
 class StoredLayer:
-    """One layer as the file stores it. ``weights`` maps the weight's name within the layer to its array."""
+    """One layer as the file stores it. ``weights`` maps the weight's name within the layer to its array.
+
+    ``full_names`` are the weights' names as Keras saved them (``conv1/kernel:0``), in the same
+    order; ``module`` is the module the file says the class comes from (``qkeras.qlayers``; None in
+    older files), ``built_with`` the input shape the layer was built with (``build_config``; None
+    where the file does not say), ``node_count`` the number of times it is called in the graph.
+    """
 
     name: str
     class_name: str
     config: Mapping[str, Any]
     inbound: tuple[str, ...]
     weights: Mapping[str, np.ndarray] = field(default_factory=dict)
+    full_names: tuple[str, ...] = ()
+    module: str | None = None
+    built_with: tuple[Any, ...] | None = None
+    node_count: int = 0
 
     def __repr__(self) -> str:
         held = ", ".join(f"{k}{list(v.shape)}" for k, v in self.weights.items())
@@ -95,7 +105,11 @@ def read_stored(path: str | os.PathLike[str], weights: str | os.PathLike[str] | 
         config = None
     if not weights_path.is_file() or not h5py.is_hdf5(weights_path):
         raise ModelLoadError(f"{weights_path}: not an HDF5 file (is it a Keras .h5 model or weights file?)")
-    with h5py.File(weights_path, "r") as f:
+    try:
+        f = h5py.File(weights_path, "r")
+    except OSError as e:  # truncated or otherwise damaged
+        raise ModelLoadError(f"{weights_path}: not a readable HDF5 file ({e})") from None
+    with f:
         if config is None:
             if "model_config" not in f.attrs:
                 raise ModelLoadError(
@@ -108,8 +122,26 @@ def read_stored(path: str | os.PathLike[str], weights: str | os.PathLike[str] | 
         if group and group not in f:
             raise ModelLoadError(f"{p}: has an architecture but no '{group}' group of weights")
         layers = tuple(_layer(p, spec, root) for spec in _layer_specs(p, config))
+        _same_layers(weights_path, root, layers)
     inner = config.get("config", {})
     return StoredModel(p, str(inner.get("name", p.stem)), str(config.get("class_name")), keras_version, layers, config)
+
+
+def _same_layers(path: Path, root: Any, layers: tuple[StoredLayer, ...]) -> None:
+    """The file's layers holding weights must be the architecture's, by name and in order.
+
+    Keras pairs a weights file's layers with the model's by position (among those holding
+    weights), this reader by name; where the two could differ the file is refused, not misread.
+    """
+    saved = [_text(n) for n in root.attrs.get("layer_names", [])]
+    holding = [n for n in saved if n in root and len(root[n].attrs.get("weight_names", [])) > 0]
+    found = [layer.name for layer in layers if layer.weights]
+    if holding != found:
+        raise UnsupportedError(
+            f"{path}: its layers holding weights ({', '.join(map(str, holding)) or 'none'}) are not the "
+            f"architecture's by name ({', '.join(found) or 'none'}); Keras pairs them by position. "
+            "Fix: read the model with Keras (load_model)"
+        )
 
 
 def _json(p: Path, raw: str | bytes | None) -> dict[str, Any]:
@@ -166,6 +198,7 @@ def _layer(p: Path, spec: Mapping[str, Any], root: Any) -> StoredLayer:
     config = spec.get("config", {})
     name = str(config.get("name", spec.get("name")))
     weights: dict[str, np.ndarray] = {}
+    full_names: list[str] = []
     if name in root:
         group = root[name]
         for full in (_text(n) for n in group.attrs.get("weight_names", [])):
@@ -173,7 +206,26 @@ def _layer(p: Path, spec: Mapping[str, Any], root: Any) -> StoredLayer:
             if full not in group:
                 raise ModelLoadError(f"{p}: layer '{name}' lists weight '{full}' but the file does not hold it")
             weights[_short(name, full)] = np.asarray(group[full])
-    return StoredLayer(name, _class(spec), config, _inbound(spec), weights)
+            full_names.append(full)
+    built = (spec.get("build_config") or {}).get("input_shape")
+    return StoredLayer(
+        name,
+        _class(spec),
+        config,
+        _inbound(spec),
+        weights,
+        tuple(full_names),
+        spec.get("module"),
+        _shape(built),
+        len(spec.get("inbound_nodes") or []),
+    )
+
+
+def _shape(value: Any) -> tuple[Any, ...] | None:
+    """A stored shape (a list of ints and nulls) as a tuple; None for none or several (a list of lists)."""
+    if not isinstance(value, list) or any(isinstance(d, list) for d in value):
+        return None
+    return tuple(value)
 
 
 def _class(spec: Mapping[str, Any]) -> str:
