@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import json
 import os
 import platform
 import subprocess
@@ -144,6 +145,32 @@ def best_of(contenders: Mapping[str, Contender], repeats: int, warmup: bool = Tr
             c.fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def run_probe(
+    argv: Sequence[str],
+    what: str,
+    *,
+    timeout: float,
+    cwd: str | os.PathLike[str] = ROOT,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON a probe prints on its last line, run as ``python ARGV`` in a fresh process (its own peak memory).
+
+    A probe that fails raises with ``what`` and the end of its stderr, so a benchmark never records a figure
+    from a run that did not finish.
+    """
+    proc = subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        env=dict(env if env is not None else os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def spread(times: Sequence[float]) -> str:

@@ -12,11 +12,9 @@ compare the two in the same run. Without it there is no baseline, only the figur
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._harness import ROOT, Row
+from ._harness import ROOT, Row, run_probe
 from ._models import Context
 
 FORMATS = "npz,header,mem"
@@ -37,18 +35,10 @@ def probe(layers: int, units: int, code: Path, formats: str = FORMATS) -> dict[s
     The probe runs as a script (not ``-m``) so that the folder it is started from does not decide which
     qextract is imported: ``code`` comes first on ``PYTHONPATH``.
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(code), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run(
-        [sys.executable, str(PROBE), "--layers", str(layers), "--units", str(units), "--formats", formats],
-        cwd=tempfile.gettempdir(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"export probe ({layers}x{units}, {code}) failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    env = dict(os.environ, PYTHONPATH=str(code), PYTHONDONTWRITEBYTECODE="1")
+    argv = [str(PROBE), "--layers", str(layers), "--units", str(units), "--formats", formats]
+    what = f"export probe ({layers}x{units}, {code})"
+    result = run_probe(argv, what, timeout=1800, cwd=tempfile.gettempdir(), env=env)
     if Path(result["code"]).resolve() != code.resolve():
         raise RuntimeError(f"the probe imported qextract from {result['code']}, not {code}")
     return result

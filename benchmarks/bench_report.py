@@ -22,16 +22,12 @@ uniform synthetic images. Everything uses batches of 256 (the report's default;
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from typing import Any
 
 import numpy as np
 
-from ._harness import ROOT, Contender, Row, best_of, spread
+from ._harness import Contender, Row, best_of, run_probe, spread
 from ._models import Context, synthetic_images
 
 BATCH = 256
@@ -154,18 +150,8 @@ def timing(ctx: Context) -> list[Row]:
 
 
 def _probe(samples: int, measure: str) -> dict[str, Any]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks._memory_probe", "--samples", str(samples), "--measure", measure],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory probe ({samples} samples, {measure}) failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    argv = ["-m", "benchmarks._memory_probe", "--samples", str(samples), "--measure", measure]
+    return run_probe(argv, f"memory probe ({samples} samples, {measure})", timeout=900)
 
 
 def memory(ctx: Context) -> list[Row]:

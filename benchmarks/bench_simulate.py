@@ -22,14 +22,13 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from ._harness import ROOT, Contender, Row, best_of, machine_info, render_machine, render_text, spread
+from ._harness import Contender, Row, best_of, machine_info, render_machine, render_text, run_probe, spread
 from ._models import Context, Sizes
 
 BATCH = 1024
@@ -141,18 +140,8 @@ def probe(samples: int, measure: str) -> dict[str, Any]:
 
 
 def _probe(samples: int, measure: str) -> dict[str, Any]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_simulate", "--probe", str(samples), "--measure", measure],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"simulate memory probe ({samples} samples) failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    argv = ["-m", "benchmarks.bench_simulate", "--probe", str(samples), "--measure", measure]
+    return run_probe(argv, f"simulate memory probe ({samples} samples)", timeout=1800)
 
 
 def memory(ctx: Context) -> list[Row]:
