@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from .errors import UnsupportedError
 
-__all__ = ["KERAS3", "LEGACY", "AmbiguousInstall", "Generation", "installed"]
+__all__ = ["KERAS3", "LEGACY", "AmbiguousInstall", "Generation", "file_generation", "installed"]
 
 Shape = tuple[Any, ...]
 
@@ -159,6 +159,41 @@ class Generation(ABC):
         """The layer that computed symbolic ``tensor`` (None: not a graph tensor)."""
         raise NotImplementedError
 
+    # --- model files read without Keras (qextract.reading.stored, qextract.engines) -----------------------------
+
+    batchnorm_fold: ClassVar[str]
+    """How this generation's folded conv-batchnorm layers compute ``inv`` (:mod:`qextract.engines.folding`):
+    ``"rsqrt"`` (TensorFlow's ``rsqrt``, a CPU-specific approximation) or ``"reciprocal_sqrt"``
+    (``1 / sqrt``: correctly rounded IEEE operations, which NumPy reproduces)."""
+
+    quantizer_arguments: ClassVar[dict[str, tuple[tuple[str, Any], ...]]] = {}
+    """Quantizer class -> this generation's constructor arguments and defaults, where they are not QKeras 0.9's
+    (:attr:`qextract.quantizers.entry.QuantizerEntry.params`)."""
+
+    default_only_arguments: ClassVar[dict[str, frozenset[str]]] = {}
+    """Quantizer class -> the arguments this generation adds that the NumPy forms reproduce at their default only."""
+
+    numbered_variables: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Layer class -> the names of the variables a ``.keras`` archive numbers (``vars/0``, ``vars/1``), in order;
+    ``"bias?use_bias"`` is present only where the configuration's ``use_bias`` is true."""
+
+    def stored_class(self, spec: dict[str, Any]) -> str:
+        """A stored layer entry's class name (Keras 3 writes a registered class as ``qkeras>QConv2D`` in .h5)."""
+        return str(spec.get("class_name", "")).split(">")[-1]
+
+    def stored_inbound(self, spec: dict[str, Any]) -> tuple[str, ...]:
+        """The layers feeding a stored layer entry's calls (functional models; empty in a Sequential)."""
+        names: list[str] = []
+        for node in spec.get("inbound_nodes") or []:
+            for edge in node if isinstance(node, list) else []:
+                if isinstance(edge, list) and edge and isinstance(edge[0], str):
+                    names.append(edge[0])
+        return tuple(names)
+
+    def derived_quantizer_attributes(self, class_name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """What this generation's quantizer constructor sets beyond QKeras 0.9's, from its arguments."""
+        return {}
+
 
 class _Legacy(Generation):
     """QKeras 0.9 on tf-keras (Keras 2): what the rest of qextract was first written for."""
@@ -174,6 +209,7 @@ class _Legacy(Generation):
     model_suffixes = (".h5", ".hdf5")
     example = "digits_qcnn.h5"
     loads_savedmodel = True
+    batchnorm_fold = "rsqrt"
 
     def save_model(self, model: Any, path: Any, suffix: str) -> None:
         model.save(path, save_format="h5")
@@ -222,6 +258,80 @@ class _Keras3(Generation):
     model_suffixes = (".keras", ".h5")
     example = "digits_qcnn.keras"
     loads_savedmodel = False
+    batchnorm_fold = "reciprocal_sqrt"
+    quantizer_arguments: ClassVar[dict[str, tuple[tuple[str, Any], ...]]] = {
+        "binary": (
+            ("use_01", False),
+            ("alpha", None),
+            ("training", False),
+            ("use_stochastic_rounding", False),
+            ("scale_axis", None),
+            ("elements_per_scale", None),
+            ("min_po2_exponent", None),
+            ("max_po2_exponent", None),
+        ),
+        "quantized_bits": (
+            ("bits", 8),
+            ("integer", 0),
+            ("symmetric", 0),
+            ("keep_negative", True),
+            ("alpha", None),
+            ("use_stochastic_rounding", False),
+            ("scale_axis", None),
+            ("qnoise_factor", 1.0),
+            ("var_name", None),
+            ("use_ste", True),
+            ("use_variables", False),
+            ("elements_per_scale", None),
+            ("min_po2_exponent", None),
+            ("max_po2_exponent", None),
+            ("post_training_scale", None),
+        ),
+    }
+    # qkeras-v3's scales per group of elements, bounded po2 exponents, a fixed post-training scale, binary's
+    # per-axis scale and training flag: not in QKeras 0.9, so no NumPy form reproduces a value other than the default.
+    default_only_arguments: ClassVar[dict[str, frozenset[str]]] = {
+        "binary": frozenset({"training", "scale_axis", "elements_per_scale", "min_po2_exponent", "max_po2_exponent"}),
+        "quantized_bits": frozenset(
+            {"elements_per_scale", "min_po2_exponent", "max_po2_exponent", "post_training_scale"}
+        ),
+    }
+    numbered_variables: ClassVar[dict[str, tuple[str, ...]]] = {
+        **dict.fromkeys(
+            (
+                "Dense", "QDense", "Conv1D", "Conv2D", "QConv1D", "QConv2D", "Conv2DTranspose", "QConv2DTranspose",
+                "QConv2DBatchnorm",
+            ),
+            ("kernel", "bias?use_bias"),
+        ),
+        "DepthwiseConv2D": ("kernel", "bias?use_bias"),
+        "QDepthwiseConv2D": ("depthwise_kernel", "bias?use_bias"),
+        "QDepthwiseConv2DBatchnorm": ("depthwise_kernel", "bias?use_bias", "iteration"),
+        **dict.fromkeys(
+            ("SeparableConv1D", "SeparableConv2D", "QSeparableConv1D", "QSeparableConv2D"),
+            ("depthwise_kernel", "pointwise_kernel", "bias?use_bias"),
+        ),
+        **dict.fromkeys(
+            ("BatchNormalization", "QBatchNormalization"),
+            ("gamma?scale", "beta?center", "moving_mean", "moving_variance"),
+        ),
+    }  # fmt: skip
+
+    def stored_inbound(self, spec: dict[str, Any]) -> tuple[str, ...]:
+        # Keras 3: each call is {"args": [...], "kwargs": {...}} holding __keras_tensor__ entries (.json, .keras);
+        # a Keras 3 .h5 may hold tf-keras's lists.
+        nodes = spec.get("inbound_nodes") or []
+        if not any(isinstance(n, dict) for n in nodes):
+            return super().stored_inbound(spec)
+        refs: list[list[Any]] = []
+        for node in nodes:
+            _tensor_refs(node.get("args", []) if isinstance(node, dict) else node, refs, str(spec.get("name", "?")))
+        return tuple(str(r[0]) for r in refs)
+
+    def derived_quantizer_attributes(self, class_name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        if class_name == "quantized_bits":  # qkeras-v3: a scale computed on every call ("auto*") is not frozen
+            return {"freeze_scale": not isinstance(attributes.get("alpha"), str)}
+        return {}
 
     def traced_scope(self, scope: str, layer: str) -> bool:
         # Keras 3 enters each layer's name scope once more while tracing: "conv" becomes "conv_1"
@@ -383,3 +493,10 @@ def installed() -> Generation:
     if v3 is not None and legacy is not None:
         raise AmbiguousInstall(f"both QKeras {legacy} (QKeras) and qkeras-v3 {v3} are installed")
     return KERAS3 if v3 is not None else LEGACY
+
+
+def file_generation(keras_version: str | None) -> Generation:
+    """The generation that wrote a model file, from the ``keras_version`` it records (``2.x``: tf-keras, so
+    QKeras 0.9; ``3.x``: Keras 3, so qkeras-v3); a file without one is tf-keras's (older Keras wrote none)."""
+    major = str(keras_version or "2").split(".")[0]
+    return KERAS3 if major == str(KERAS3.keras_major) else LEGACY
