@@ -177,6 +177,10 @@ class Generation(ABC):
     """Layer class -> the names of the variables a ``.keras`` archive numbers (``vars/0``, ``vars/1``), in order;
     ``"bias?use_bias"`` is present only where the configuration's ``use_bias`` is true."""
 
+    activation_names: ClassVar[dict[str, str]] = {"silu": "swish"}
+    """Keras activation name -> the ``__name__`` of the function this generation's Keras gives for it, where the
+    two differ (a stored ``"silu"`` is tf-keras's ``swish``; a stored ``"swish"`` is Keras 3's ``silu``)."""
+
     def stored_class(self, spec: dict[str, Any]) -> str:
         """A stored layer entry's class name (Keras 3 writes a registered class as ``qkeras>QConv2D`` in .h5)."""
         return str(spec.get("class_name", "")).split(">")[-1]
@@ -259,6 +263,7 @@ class _Keras3(Generation):
     example = "digits_qcnn.keras"
     loads_savedmodel = False
     batchnorm_fold = "reciprocal_sqrt"
+    activation_names: ClassVar[dict[str, str]] = {"swish": "silu", "hard_swish": "hard_silu"}
     quantizer_arguments: ClassVar[dict[str, tuple[tuple[str, Any], ...]]] = {
         "binary": (
             ("use_01", False),

@@ -26,20 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NeedsQKeras
+from ..generation import LEGACY, Generation
 
 __all__ = ["ActivationFunction", "QuantizerCall", "parse_quantizer"]
 
-# Keras activation names -> the __name__ of the function tf-keras 2.21 gives for them (what a layer reports).
-KERAS_ACTIVATIONS: dict[str, str] = {
-    **{
-        n: n
-        for n in (
-            "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "softmax", "softplus", "softsign", "tanh",
-            "elu", "selu", "exponential", "gelu", "mish", "log_softmax", "swish", "leaky_relu",
-        )
-    },
-    "silu": "swish",
-}  # fmt: skip
+# Keras activation names both Kerases know; the __name__ of the function each gives for them (what a layer reports)
+# is the name itself but for the generation's Generation.activation_names.
+KERAS_ACTIVATIONS = frozenset(
+    {
+        "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "softmax", "softplus", "softsign", "tanh",
+        "elu", "selu", "exponential", "gelu", "mish", "log_softmax", "swish", "leaky_relu", "silu",
+    }
+)  # fmt: skip
 # QKeras's own module-level activation functions (quantizers.py), which get_quantizer finds first.
 QKERAS_FUNCTIONS = frozenset(
     {"hard_sigmoid", "smooth_sigmoid", "binary_sigmoid", "binary_tanh", "hard_tanh", "smooth_tanh"}
@@ -63,8 +61,10 @@ class ActivationFunction:
     name: str
 
 
-def parse_quantizer(stored: Any, known: frozenset[str]) -> QuantizerCall | ActivationFunction | None:
-    """What QKeras's ``get_quantizer(stored)`` builds: a quantizer call, a float function, or None.
+def parse_quantizer(
+    stored: Any, known: frozenset[str], generation: Generation = LEGACY
+) -> QuantizerCall | ActivationFunction | None:
+    """What ``generation``'s QKeras ``get_quantizer(stored)`` builds: a quantizer call, a float function, or None.
 
     ``known`` are the quantizer class names QKeras defines. Raises :class:`NeedsQKeras`
     where QKeras would do something this reader does not reproduce (a name Keras does not
@@ -75,7 +75,7 @@ def parse_quantizer(stored: Any, known: frozenset[str]) -> QuantizerCall | Activ
     if isinstance(stored, Mapping):
         return _from_dict(stored, known)
     if isinstance(stored, str):
-        return _from_string(stored, known)
+        return _from_string(stored, known, generation)
     raise NeedsQKeras(f"a quantizer stored as {type(stored).__name__} ({stored!r})")
 
 
@@ -86,7 +86,7 @@ def _from_dict(stored: Mapping[str, Any], known: frozenset[str]) -> QuantizerCal
     return QuantizerCall(str(name), (), tuple(config.items()), repr(dict(stored)))
 
 
-def _from_string(text: str, known: frozenset[str]) -> QuantizerCall | ActivationFunction:
+def _from_string(text: str, known: frozenset[str], generation: Generation) -> QuantizerCall | ActivationFunction:
     parts = text.split("(")
     name = parts[0]
     if len(parts) == 1:
@@ -95,7 +95,7 @@ def _from_string(text: str, known: frozenset[str]) -> QuantizerCall | Activation
         if name in QKERAS_FUNCTIONS:
             return ActivationFunction(name)
         if name in KERAS_ACTIVATIONS:
-            return ActivationFunction(KERAS_ACTIVATIONS[name])
+            return ActivationFunction(generation.activation_names.get(name, name))
         raise NeedsQKeras(f"activation {text!r}, which is no QKeras quantizer and no plain Keras activation name")
     if len(parts) > 2 or name not in known:
         # QKeras ignores every argument of a string with two '(' (it builds the class's defaults) and

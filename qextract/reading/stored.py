@@ -174,8 +174,11 @@ def _numbered(f: Any) -> bool:
 def _from_numbered(p: Path, weights_path: Path, config: dict[str, Any], f: Any, version: str) -> StoredModel:
     """Layers of a Keras 3 weights layout: ``layers/<group>/vars`` (named by its ``name`` attribute), numbered."""
     generation = file_generation(version)
-    if generation is not KERAS3:
-        raise ModelLoadError(f"{weights_path}: Keras 3's weights layout, but the file says Keras {version}")
+    if generation is not KERAS3:  # tf-keras writes this layout too (a .keras archive): its variable orders unproven
+        raise UnsupportedError(
+            f"{weights_path}: a .keras archive written by Keras {version} (tf-keras); this reader reads the .keras "
+            "archives of Keras 3. Fix: read the model with Keras (load_model), or save it as .h5"
+        )
     groups: dict[str, Any] = {}
     for key in f["layers"]:
         vars_ = f["layers"][key].get("vars")
