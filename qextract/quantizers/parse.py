@@ -101,7 +101,7 @@ def _from_string(text: str, known: frozenset[str], generation: Generation) -> Qu
         # QKeras ignores every argument of a string with two '(' (it builds the class's defaults) and
         # passes arguments to a Keras function otherwise: neither is reproduced here.
         raise NeedsQKeras(f"quantizer string {text!r}, which QKeras's own parser reads in a way not reproduced here")
-    args, kwargs = _arguments("(" + parts[1], text)
+    args, kwargs = _arguments("(" + parts[1], text, generation)
     return QuantizerCall(name, tuple(args), tuple(kwargs.items()), text)
 
 
@@ -109,7 +109,7 @@ _TOKEN = re.compile(r"[^=,)\s]+")
 _VALUE = re.compile(r"[^,)]*")
 
 
-def _arguments(text: str, whole: str) -> tuple[list[Any], dict[str, Any]]:
+def _arguments(text: str, whole: str, generation: Generation) -> tuple[list[Any], dict[str, Any]]:
     """QKeras's ``GetParams``: ``(a, b, key=value, ...)``, each value read by :func:`_value`."""
     pos = 1  # after "("
     items: list[tuple[str, ...]] = []
@@ -144,20 +144,34 @@ def _arguments(text: str, whole: str) -> tuple[list[Any], dict[str, Any]]:
         raise NeedsQKeras(f"quantizer string {whole!r}, which QKeras's own parser rejects")
     if any(len(b) == 1 and len(a) == 2 for a, b in itertools.pairwise(items)):
         raise NeedsQKeras(f"quantizer string {whole!r}: a positional argument after a keyword, which QKeras rejects")
-    args = [_value(i[0]) for i in items if len(i) == 1]
-    kwargs = {i[0]: _value(i[1]) for i in items if len(i) == 2}
+    args = [_value(i[0], generation) for i in items if len(i) == 1]
+    kwargs = {i[0]: _value(i[1], generation) for i in items if len(i) == 2}
     return args, kwargs
 
 
-def _value(s: str) -> Any:
-    """QKeras's ``GetArg``: a bool, an int, a float, or the text without its first and last character."""
-    if s in ("True", "False"):
-        return s == "True"
+def _number(s: str) -> Any:
     try:
         return int(s)
     except ValueError:
-        pass
-    try:
         return float(s)
+
+
+def _value(s: str, generation: Generation = LEGACY) -> Any:
+    """QKeras's ``GetArg``: a bool, an int, a float, (qkeras-v3: None, a list of numbers ``[1 2]``), or the text
+    without its first and last character."""
+    if s in ("True", "False"):
+        return s == "True"
+    try:
+        return _number(s)
     except ValueError:
-        return s[1:-1]
+        pass
+    if generation.string_values_v3:
+        if s == "None":
+            return None
+        parts = s.replace("[", "").replace("]", "").split(" ")
+        if len(parts) > 1:
+            try:
+                return [_number(e) for e in parts]
+            except ValueError:
+                pass
+    return s[1:-1]
