@@ -182,12 +182,12 @@ def _from_numbered(p: Path, weights_path: Path, config: dict[str, Any], f: Any, 
     groups: dict[str, Any] = {}
     for key in f["layers"]:
         vars_ = f["layers"][key].get("vars")
-        groups[_text(vars_.attrs.get("name")) if vars_ is not None else key] = f["layers"][key]
+        groups[(_text(vars_.attrs.get("name")) if vars_ is not None else None) or str(key)] = f["layers"][key]
     specs = _layer_specs(p, config, generation)
     layers = []
     for spec in specs:
         name = str(spec.get("config", {}).get("name", spec.get("name")))
-        held = _numbered_weights(weights_path, name, generation.stored_class(spec), spec.get("config", {}),
+        held = _numbered_weights(weights_path, name, generation.stored_class(dict(spec)), spec.get("config", {}),
                                  groups.pop(name, None), generation)  # fmt: skip
         layers.append(_stored_layer(spec, name, held, generation))
     extra = [n for n, g in groups.items() if _holds_variables(g)]
@@ -201,7 +201,11 @@ def _from_numbered(p: Path, weights_path: Path, config: dict[str, Any], f: Any, 
 
 def _holds_variables(group: Any) -> bool:
     found: list[bool] = []
-    group.visititems(lambda _, obj: found.append(hasattr(obj, "shape")) or None)
+
+    def visit(_: str, obj: Any) -> None:
+        found.append(hasattr(obj, "shape"))
+
+    group.visititems(visit)
     return any(found)
 
 
