@@ -21,9 +21,18 @@ from abc import ABC, abstractmethod
 from importlib import metadata
 from typing import Any, ClassVar
 
-from .errors import UnsupportedError
+from .generation_v3 import (
+    V3_DEFAULT_ONLY_ARGUMENTS,
+    V3_NUMBERED_VARIABLES,
+    V3_QUANTIZER_ARGUMENTS,
+    _is_ref,
+    _legacy_entry,
+    _node_shape,
+    _node_shapes,
+    _tensor_refs,
+)
 
-__all__ = ["KERAS3", "LEGACY", "AmbiguousInstall", "Generation", "installed"]
+__all__ = ["KERAS3", "LEGACY", "AmbiguousInstall", "Generation", "file_generation", "installed"]
 
 Shape = tuple[Any, ...]
 
@@ -159,6 +168,49 @@ class Generation(ABC):
         """The layer that computed symbolic ``tensor`` (None: not a graph tensor)."""
         raise NotImplementedError
 
+    # --- model files read without Keras (qextract.reading.stored, qextract.engines) -----------------------------
+
+    batchnorm_fold: ClassVar[str]
+    """How this generation's folded conv-batchnorm layers compute ``inv`` (:mod:`qextract.engines.folding`):
+    ``"rsqrt"`` (TensorFlow's ``rsqrt``, a CPU-specific approximation) or ``"reciprocal_sqrt"``
+    (``1 / sqrt``: correctly rounded IEEE operations, which NumPy reproduces)."""
+
+    quantizer_arguments: ClassVar[dict[str, tuple[tuple[str, Any], ...]]] = {}
+    """Quantizer class -> this generation's constructor arguments and defaults, where they are not QKeras 0.9's
+    (:attr:`qextract.quantizers.entry.QuantizerEntry.params`)."""
+
+    default_only_arguments: ClassVar[dict[str, frozenset[str]]] = {}
+    """Quantizer class -> the arguments this generation adds that the NumPy forms reproduce at their default only."""
+
+    numbered_variables: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Layer class -> the names of the variables a ``.keras`` archive numbers (``vars/0``, ``vars/1``), in order;
+    ``"bias?use_bias"`` is present only where the configuration's ``use_bias`` is true."""
+
+    activation_names: ClassVar[dict[str, str]] = {"silu": "swish"}
+    """Keras activation name -> the ``__name__`` of the function this generation's Keras gives for it, where the
+    two differ (a stored ``"silu"`` is tf-keras's ``swish``; a stored ``"swish"`` is Keras 3's ``silu``)."""
+
+    string_values_v3: ClassVar[bool] = False
+    """Whether QKeras's quantizer-string parser reads ``None`` as None and ``[1 2]`` as a list of numbers
+    (qkeras-v3's ``GetArg``); QKeras 0.9 reads both as text with its first and last character cut off."""
+
+    def stored_class(self, spec: dict[str, Any]) -> str:
+        """A stored layer entry's class name (Keras 3 writes a registered class as ``qkeras>QConv2D`` in .h5)."""
+        return str(spec.get("class_name", "")).split(">")[-1]
+
+    def stored_inbound(self, spec: dict[str, Any]) -> tuple[str, ...]:
+        """The layers feeding a stored layer entry's calls (functional models; empty in a Sequential)."""
+        names: list[str] = []
+        for node in spec.get("inbound_nodes") or []:
+            for edge in node if isinstance(node, list) else []:
+                if isinstance(edge, list) and edge and isinstance(edge[0], str):
+                    names.append(edge[0])
+        return tuple(names)
+
+    def derived_quantizer_attributes(self, class_name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """What this generation's quantizer constructor sets beyond QKeras 0.9's, from its arguments."""
+        return {}
+
 
 class _Legacy(Generation):
     """QKeras 0.9 on tf-keras (Keras 2): what the rest of qextract was first written for."""
@@ -174,6 +226,7 @@ class _Legacy(Generation):
     model_suffixes = (".h5", ".hdf5")
     example = "digits_qcnn.h5"
     loads_savedmodel = True
+    batchnorm_fold = "rsqrt"
 
     def save_model(self, model: Any, path: Any, suffix: str) -> None:
         model.save(path, save_format="h5")
@@ -222,6 +275,28 @@ class _Keras3(Generation):
     model_suffixes = (".keras", ".h5")
     example = "digits_qcnn.keras"
     loads_savedmodel = False
+    batchnorm_fold = "reciprocal_sqrt"
+    activation_names: ClassVar[dict[str, str]] = {"swish": "silu", "hard_swish": "hard_silu"}
+    string_values_v3: ClassVar[bool] = True
+    quantizer_arguments: ClassVar[dict[str, tuple[tuple[str, Any], ...]]] = V3_QUANTIZER_ARGUMENTS
+    default_only_arguments: ClassVar[dict[str, frozenset[str]]] = V3_DEFAULT_ONLY_ARGUMENTS
+    numbered_variables: ClassVar[dict[str, tuple[str, ...]]] = V3_NUMBERED_VARIABLES
+
+    def stored_inbound(self, spec: dict[str, Any]) -> tuple[str, ...]:
+        # Keras 3: each call is {"args": [...], "kwargs": {...}} holding __keras_tensor__ entries (.json, .keras);
+        # a Keras 3 .h5 may hold tf-keras's lists.
+        nodes = spec.get("inbound_nodes") or []
+        if not any(isinstance(n, dict) for n in nodes):
+            return super().stored_inbound(spec)
+        refs: list[list[Any]] = []
+        for node in nodes:
+            _tensor_refs(node.get("args", []) if isinstance(node, dict) else node, refs, str(spec.get("name", "?")))
+        return tuple(str(r[0]) for r in refs)
+
+    def derived_quantizer_attributes(self, class_name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        if class_name == "quantized_bits":  # qkeras-v3: a scale computed on every call ("auto*") is not frozen
+            return {"freeze_scale": not isinstance(attributes.get("alpha"), str)}
+        return {}
 
     def traced_scope(self, scope: str, layer: str) -> bool:
         # Keras 3 enters each layer's name scope once more while tracing: "conv" becomes "conv_1"
@@ -292,67 +367,6 @@ class _Keras3(Generation):
         return None if history is None else history.operation
 
 
-def _node_shapes(layer: Any, attribute: str, what: str) -> list[Shape | list[Shape]]:
-    """The shape of ``attribute`` (one tensor's, or a list) at every graph node of ``layer``, first call first."""
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    if not nodes:
-        raise AttributeError(f"layer '{layer.name}' has never been called and has no {what} shape")
-    shapes: list[Shape | list[Shape]] = []
-    for node in nodes:
-        found = [tuple(t.shape) for t in getattr(node, attribute)]
-        shapes.append(found[0] if len(found) == 1 else found)
-    return shapes
-
-
-def _node_shape(layer: Any, attribute: str, what: str) -> Any:
-    """The one shape of ``attribute`` over every graph node of ``layer`` (tf-keras's rule for ``input_shape``)."""
-    shapes = _node_shapes(layer, attribute, what)
-    if any(s != shapes[0] for s in shapes[1:]):
-        raise RuntimeError(f"layer '{layer.name}' has several inbound nodes with different {what} shapes")
-    return shapes[0]
-
-
-def _is_ref(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
-
-
-def _legacy_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """One layer entry of a Keras 3 configuration with tf-keras's ``inbound_nodes`` and ``batch_input_shape``."""
-    entry = dict(entry)
-    if entry.get("class_name") == "InputLayer" and "batch_shape" in entry.get("config", {}):
-        inner = dict(entry["config"])
-        inner["batch_input_shape"] = inner.pop("batch_shape")
-        entry["config"] = inner
-    nodes = []
-    for node in entry.get("inbound_nodes", []):
-        if not isinstance(node, dict):
-            nodes.append(node)
-            continue
-        # Keras 3 records the call context's training=False (inference) on every layer that takes it; tf-keras
-        # records only arguments the model's code passed.
-        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if not (k == "training" and not v)}
-        refs: list[list[Any]] = []
-        _tensor_refs(node.get("args", []), refs, entry.get("name", "?"))
-        nodes.append([[*ref, kwargs] for ref in refs])
-    if "inbound_nodes" in entry:
-        entry["inbound_nodes"] = nodes
-    return entry
-
-
-def _tensor_refs(args: Any, refs: list[list[Any]], layer: str) -> None:
-    """The ``[layer, node, tensor]`` of every symbolic tensor in a Keras 3 node's ``args``, in order."""
-    if isinstance(args, dict) and args.get("class_name") == "__keras_tensor__":
-        refs.append(list(args["config"]["keras_history"]))
-    elif isinstance(args, (list, tuple)):
-        for a in args:
-            _tensor_refs(a, refs, layer)
-    else:
-        raise UnsupportedError(
-            f"layer '{layer}' is called with an argument that is not a tensor ({str(args)[:80]}); qextract rebuilds "
-            "and walks only layers called on tensors"
-        )
-
-
 LEGACY: Generation = _Legacy()
 """QKeras 0.9 on TensorFlow 2.x through tf-keras: the stack ``pip install qextract`` brings."""
 
@@ -383,3 +397,10 @@ def installed() -> Generation:
     if v3 is not None and legacy is not None:
         raise AmbiguousInstall(f"both QKeras {legacy} (QKeras) and qkeras-v3 {v3} are installed")
     return KERAS3 if v3 is not None else LEGACY
+
+
+def file_generation(keras_version: str | None) -> Generation:
+    """The generation that wrote a model file, from the ``keras_version`` it records (``2.x``: tf-keras, so
+    QKeras 0.9; ``3.x``: Keras 3, so qkeras-v3); a file without one is tf-keras's (older Keras wrote none)."""
+    major = str(keras_version or "2").split(".")[0]
+    return KERAS3 if major == str(KERAS3.keras_major) else LEGACY

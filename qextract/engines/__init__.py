@@ -9,9 +9,16 @@ engine     what computes the quantized tensors
            (:mod:`.ask_qkeras`) where QKeras is installed, else refused, naming it.
 ``qkeras`` the model loaded by Keras and each layer's own quantizers (the path
            :func:`qextract.extract` takes for an in-memory model).
-``auto``   ``numpy`` for a ``.h5`` / ``.json`` file it can read and place
+``auto``   ``numpy`` for a ``.h5`` / ``.json`` / ``.keras`` file it can read and place
            (flat models of the layer classes it knows), ``qkeras`` otherwise.
 =========  ====================================================================
+
+A file is computed with the semantics of the QKeras generation that wrote it
+(:attr:`~qextract.reading.stored.StoredModel.generation`, read from the file),
+whichever stack is installed: QKeras 0.9's for a tf-keras file, qkeras-v3's for a
+Keras 3 file. QKeras is asked only for a layer of a file its own generation wrote;
+a layer of another generation's file that the NumPy forms cannot prove is refused,
+naming the stack that can compute it (the Keras path refuses such a file whole).
 
 Both engines give the same :class:`~qextract.Extraction`, so the same export,
 byte for byte (``tests/test_engine.py``).
@@ -24,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelLoadError, NeedsQKeras, UnsupportedError, UsageError
+from ..generation import Generation
+from ..reading.stored import StoredModel
 from ..tensor import Extraction
 from .ask_qkeras import ask_qkeras, before_tensorflow, qkeras_installed
 
 __all__ = ["ENGINES", "before_tensorflow", "extract_file", "qkeras_installed"]
 
 ENGINES = ("auto", "numpy", "qkeras")
-_NUMPY_SUFFIXES = (".h5", ".hdf5", ".json")
+_NUMPY_SUFFIXES = (".h5", ".hdf5", ".json", ".keras")
 
 
 def extract_file(
@@ -54,7 +63,7 @@ def extract_file(
     from .numpy_engine import numpy_extraction
 
     try:
-        model_name, places = _placed(p, weights)
+        stored, places = _placed(p, weights)
     except (UnsupportedError, NeedsQKeras) as e:
         if engine == "auto" and qkeras_installed():
             return _qkeras_engine(p, weights, layers, trusted)
@@ -65,9 +74,11 @@ def extract_file(
         if engine == "auto" and qkeras_installed():  # a damaged file: the Keras path's own words for it
             return _qkeras_engine(p, weights, layers, trusted)
         raise
-    ask = ask_qkeras if qkeras_installed() else None
+    own = _installed() is stored.generation  # QKeras computes only its own generation's files
+    ask = ask_qkeras if qkeras_installed() and own else None
+    refusal = None if own or not qkeras_installed() else _other_generation(stored.generation)
     try:
-        return numpy_extraction(model_name, places, layers, ask)
+        return numpy_extraction(stored.name, places, layers, ask, stored.generation, refusal)
     except (ModelLoadError, UnsupportedError):
         if ask is None or engine != "auto":
             raise
@@ -75,8 +86,27 @@ def extract_file(
         return _qkeras_engine(p, weights, layers, trusted)
 
 
-def _placed(p: Path, weights: Any) -> tuple[str, list[Any]]:
-    """The stored model's name and its layers placed, or why the NumPy engine cannot read it."""
+def _installed() -> Generation | None:
+    """The installed QKeras generation (None: none, or both, installed)."""
+    from ..generation import AmbiguousInstall, installed
+
+    try:
+        return installed()
+    except AmbiguousInstall:
+        return None
+
+
+def _other_generation(written_by: Generation) -> str:
+    """Why a layer of a file ``written_by`` another generation is not asked of the installed QKeras, and the fix."""
+    return (
+        f"the file was written by {written_by.distribution} (Keras {written_by.keras_major}), whose layers the "
+        f"installed QKeras of another generation must not compute. Fix: extract it where {written_by.distribution} "
+        f"is installed (the {'QKeras 0.9 stack' if written_by.legacy_keras else 'Keras 3 stack'})"
+    )
+
+
+def _placed(p: Path, weights: Any) -> tuple[StoredModel, list[Any]]:
+    """The stored model and its layers placed, or why the NumPy engine cannot read it."""
     from ..reading.stored import read_stored
     from .numpy_engine import stored_spec
     from .placement import place
@@ -95,7 +125,7 @@ def _placed(p: Path, weights: Any) -> tuple[str, list[Any]]:
     places = place(stored)
     for place_ in places:
         stored_spec(place_.layer)
-    return stored.name, places
+    return stored, places
 
 
 def _qkeras_engine(p: Path, weights: Any, layers: list[str] | None, trusted: bool) -> Extraction:

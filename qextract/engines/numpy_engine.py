@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ..errors import NeedsQKeras, UnsupportedError
+from ..generation import LEGACY, Generation
 from ..kinds import Kind
 from ..layers import KERAS_LAYERS, LAYERS, LayerSpec
 from ..layers.readers import average_multiplier, plain
@@ -59,26 +60,40 @@ def stored_spec(layer: StoredLayer) -> LayerSpec:
 
 
 def numpy_extraction(
-    model_name: str, places: list[StoredPlace], layers: list[str] | None, ask: Ask | None
+    model_name: str,
+    places: list[StoredPlace],
+    layers: list[str] | None,
+    ask: Ask | None,
+    generation: Generation = LEGACY,
+    refusal: str | None = None,
 ) -> Extraction:
-    """The extraction of the placed layers (``layers`` selects keys, as :func:`qextract.extract` does)."""
+    """The extraction of the placed layers (``layers`` selects keys, as :func:`qextract.extract` does).
+
+    Each layer is computed with the semantics of ``generation``, the generation that wrote the
+    file. ``ask`` (QKeras of that same generation) is asked for a layer the NumPy forms cannot
+    prove; without it the layer is refused, naming it, the tensor and ``refusal`` (the fix: where
+    the file's layer can be computed).
+    """
     records = []
     for p in cast(list[StoredPlace], select(cast(Any, places), layers, model_name)):  # select reads key, aliases
         why: NeedsQKeras | None = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                record = numpy_record(p)
+                record = numpy_record(p, generation)
             except NeedsQKeras as e:
                 why = e
         if why is None:
             for w in caught:  # the NumPy attempt's warnings count only where its record is kept
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         elif ask is None:
+            fix = refusal or (
+                "QKeras, which could, is not installed. Fix: install qextract with TensorFlow and QKeras "
+                "(pip install qextract)"
+            )
             raise UnsupportedError(
                 f"layer '{p.key}' ({p.layer.class_name}): the NumPy engine cannot compute it bit for bit "
-                f"({why}), and QKeras, which could, is not installed. Fix: install qextract with "
-                "TensorFlow and QKeras (pip install qextract), or leave the layer out with layers=[...].",
+                f"({why}), and {fix}, or leave the layer out with layers=[...].",
                 arguments=("layers",),
             )
         else:
@@ -87,19 +102,30 @@ def numpy_extraction(
     return Extraction(tuple(records), model_name=model_name)
 
 
-def numpy_record(p: StoredPlace) -> LayerRecord:
-    """One layer's record from the NumPy forms; :class:`NeedsQKeras` naming the tensor where they cannot be sure."""
+def numpy_record(p: StoredPlace, generation: Generation = LEGACY) -> LayerRecord:
+    """One layer's record from the NumPy forms (``generation``'s semantics: the file's); :class:`NeedsQKeras`
+    naming the tensor where they cannot be sure."""
     layer, key, cls = p.layer, p.key, p.layer.class_name
     spec = stored_spec(layer)
-    if spec.no_numpy_form:
+    folded = spec.twin is not None and spec.twin.folded_batchnorm  # computed by .folding, as the generation folds
+    if spec.no_numpy_form and not folded:
         raise NeedsQKeras(spec.no_numpy_form)
-    if spec.owner or spec.state or spec.custom not in (None, plain, average_multiplier):
+    if spec.owner or (not folded and (spec.state or spec.custom not in (None, plain, average_multiplier))):
         raise NeedsQKeras(f"{cls} layers, whose tensors the NumPy engine does not compute")
-    view = StoredLayerView(layer, spec, p.input_shape)
+    for refusal in spec.refused:  # a layer attribute Keras builds from the configuration key of the same name
+        if layer.config.get(refusal.attribute.lstrip("_")) is not None:
+            raise UnsupportedError(f"layer '{key}' ({cls}) {refusal.why}", arguments=("layers",))
+    view = StoredLayerView(layer, spec, p.input_shape, generation)
+    if folded and not view.batchnorm.center:
+        spec.sources(view)  # the registry's own refusal, by name
     _holds_what_it_needs(layer, spec, view)
-    sources = spec.sources(view)
+    try:
+        sources = spec.sources(view)
+    except NeedsQKeras as e:
+        raise NeedsQKeras(f"tensors {_computed(layer)}: {e}") from None
     names = [s.name for s in sources]
-    read = {v.name for s in sources for v in s.variables}
+    state = tuple(full for full, short in zip(layer.full_names, layer.weights) if short in _state(spec))
+    read = {v.name for s in sources for v in s.variables} | set(state)
     if len(set(names)) != len(names) or set(layer.full_names) - read:
         raise NeedsQKeras(f"{cls} layer weights the registry does not read one to one")
     tensors = {}
@@ -109,7 +135,23 @@ def numpy_record(p: StoredPlace) -> LayerRecord:
         except NeedsQKeras as e:
             raise NeedsQKeras(f"tensor '{s.name}': {e}") from None
     activations = tuple(a for name, obj in spec.activation_objects(view) if (a := _activation(key, name, obj)))
-    return LayerRecord(key, cls, spec.kind, tensors, activations, geometry(p), ())
+    without = _FOLDED_BATCHNORM_SETTINGS if folded else ()
+    return LayerRecord(key, cls, spec.kind, tensors, activations, geometry(p, without), state)
+
+
+_FOLDED_BATCHNORM_SETTINGS = ("epsilon", "axis")
+"""Settings a folded layer's configuration hands to its batch-norm sub-layer (the layer itself has none)."""
+
+
+def _state(spec: LayerSpec) -> set[str]:
+    """The stored names of the state a layer declares (``_iteration`` is saved as ``iteration``)."""
+    return {s.lstrip("_") for s in spec.state}
+
+
+def _computed(layer: StoredLayer) -> str:
+    """The tensors a layer computes rather than holds (a folded layer's kernel and bias), for messages."""
+    kernel = "depthwise_kernel" if "depthwise_kernel" in layer.weights else "kernel"
+    return f"'{kernel}' and 'bias' (folded)"
 
 
 def _holds_what_it_needs(layer: StoredLayer, spec: LayerSpec, view: Any) -> None:

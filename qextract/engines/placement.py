@@ -109,14 +109,18 @@ def _with_flatten(p: StoredPlace, places: list[StoredPlace]) -> StoredPlace:
     return p
 
 
-def geometry(p: StoredPlace) -> dict[str, Any]:
-    """What the Keras path records for the layer (``extraction._geometry``): its settings, shapes and Flatten."""
+def geometry(p: StoredPlace, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the Keras path records for the layer (``extraction._geometry``): its settings, shapes and Flatten.
+
+    ``without`` are configuration keys the layer hands to a sub-layer and does not hold itself (a
+    folded layer's batch-norm ``epsilon`` and ``axis``), which the Keras path therefore does not see.
+    """
     config = p.layer.config
     out: dict[str, Any] = {}
     if p.layer.class_name == "InputLayer":
         return out  # Keras reports an InputLayer's shapes as lists of shapes, which extraction leaves out
     for key in SETTINGS:
-        value = config.get(key)
+        value = None if key in without else config.get(key)
         if value is not None:  # Keras keeps a stored list as a tuple (of tuples): extraction lists the outer one
             out[key] = [tuple(v) if isinstance(v, list) else v for v in value] if isinstance(value, list) else value
     if p.flatten is not None:
@@ -124,4 +128,7 @@ def geometry(p: StoredPlace) -> dict[str, Any]:
     for key, shape in (("input_shape", p.input_shape), ("output_shape", p.output_shape)):
         if shape is not None:
             out[key] = list(shape)
+    rank = len(out.get("input_shape") or ())
+    if isinstance(out.get("axis"), int) and rank:  # as the Keras path records Keras 3's -1: [3]
+        out["axis"] = [out["axis"] % rank]
     return out

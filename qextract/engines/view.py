@@ -15,15 +15,18 @@ knows a layer class; nothing here names one.
 from __future__ import annotations
 
 from functools import cached_property
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from ..generation import LEGACY, Generation
 from ..layers.spec import LayerSpec
 from ..quantizers import QUANTIZERS
 from ..quantizers.parse import ActivationFunction, parse_quantizer
 from ..quantizers.standin import build
 from ..reading.stored import StoredLayer
+from .folding import StoredBatchnorm, fold
 
 __all__ = ["NamedArray", "StoredLayerView", "quantizer_object"]
 
@@ -43,13 +46,18 @@ class NamedArray:
         return tuple(self.array.shape)
 
 
-def quantizer_object(stored: Any, optimized: bool = False) -> Any:
-    """What QKeras's ``get_quantizer(stored)`` gives: a quantizer built from its configuration, a named
+def quantizer_object(stored: Any, optimized: bool = False, generation: Generation = LEGACY) -> Any:
+    """What ``generation``'s ``get_quantizer(stored)`` gives: a quantizer built from its configuration, a named
     float function (:class:`~qextract.quantizers.parse.ActivationFunction`), or None."""
-    parsed = parse_quantizer(stored, frozenset(QUANTIZERS))
+    parsed = parse_quantizer(stored, frozenset(QUANTIZERS), generation)
     if parsed is None or isinstance(parsed, ActivationFunction):
         return parsed
-    return build(parsed, optimized)
+    return build(parsed, optimized, generation)
+
+
+_FOLDED_QUANTIZERS = frozenset({"kernel_quantizer_internal", "depthwise_quantizer_internal"})
+"""A folded layer's kernel quantizer, which its convolution's constructor optimizes (as QConv2D's)."""
+_BATCHNORM = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 class StoredLayerView:
@@ -60,11 +68,49 @@ class StoredLayerView:
     as for a Keras layer without them.
     """
 
-    def __init__(self, layer: StoredLayer, spec: LayerSpec, input_shape: tuple[Any, ...] | None) -> None:
+    def __init__(
+        self,
+        layer: StoredLayer,
+        spec: LayerSpec,
+        input_shape: tuple[Any, ...] | None,
+        generation: Generation = LEGACY,
+    ) -> None:
         self._layer = layer
+        self._generation = generation
         self._optimized = {b.quantizer for b in spec.bindings if b.optimized and b.quantizer}
+        if spec.twin is not None and spec.twin.folded_batchnorm:
+            self._optimized |= _FOLDED_QUANTIZERS
         self.name = layer.name
         self.input_shape = input_shape
+
+    @property
+    def _inbound_nodes(self) -> list[Any]:
+        """The layer's one call, as Keras 3 keeps it (``generation().input_shape(layer)`` reads it there)."""
+        if self.input_shape is None:
+            return []
+        return [SimpleNamespace(input_tensors=[SimpleNamespace(shape=tuple(self.input_shape))])]
+
+    @cached_property
+    def batchnorm(self) -> StoredBatchnorm:
+        """A folded layer's batch norm: its settings from the layer's configuration, statistics from its weights
+        (stored under the sub-layer's name: ``batch_normalization/gamma``)."""
+        config = self._layer.config
+        found: dict[str, NamedArray | None] = dict.fromkeys(_BATCHNORM)
+        for named, key in zip(self.weights, self._layer.weights):
+            head, _, last = key.rpartition("/")
+            if head and last in found:
+                found[last] = named
+        return StoredBatchnorm(
+            bool(config.get("center", True)), bool(config.get("scale", True)), float(config.get("epsilon", 1e-3)),
+            found["gamma"], found["beta"], found["moving_mean"], found["moving_variance"],
+        )  # fmt: skip
+
+    def get_folded_weights(self) -> list[Any]:
+        """A folded layer's ``get_folded_weights()``, computed as the file's generation computes it."""
+        depthwise = "depthwise_kernel" in self._layer.weights
+        kernel = self._layer.weights["depthwise_kernel" if depthwise else "kernel"]
+        bias = self._layer.weights.get("bias") if self._layer.config.get("use_bias", True) else None
+        return list(fold(self._generation, kernel, bias, self.batchnorm, depthwise))
 
     @cached_property
     def weights(self) -> list[NamedArray]:
@@ -84,11 +130,11 @@ class StoredLayerView:
             key = attr[: -len("_internal")]
             if key not in config:
                 raise AttributeError(attr)
-            value = quantizer_object(config[key], attr in self._optimized)
+            value = quantizer_object(config[key], attr in self._optimized, self._generation)
         elif attr == "quantizer" and "activation" in config:  # QActivation: quantizer = get_quantizer(activation)
-            value = quantizer_object(config["activation"])
+            value = quantizer_object(config["activation"], False, self._generation)
         elif attr == "activation" and attr in config:
-            value = quantizer_object(config["activation"] or "linear")
+            value = quantizer_object(config["activation"] or "linear", False, self._generation)
         elif attr in config:
             value = config[attr]
         else:

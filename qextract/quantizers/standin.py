@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from ..errors import NeedsQKeras
+from ..generation import LEGACY, Generation
 from .parse import QuantizerCall
 from .registry import QUANTIZERS
 
@@ -48,26 +49,39 @@ def _class(name: str) -> type[StoredQuantizer]:
     return type(name, (StoredQuantizer,), {"__module__": __name__, "__qualname__": name})
 
 
-def build(call: QuantizerCall, optimized: bool = False) -> StoredQuantizer:
-    """The quantizer ``call`` builds in QKeras, ``optimized`` as a QKeras layer optimizes its weight quantizers.
+def build(call: QuantizerCall, optimized: bool = False, generation: Generation = LEGACY) -> StoredQuantizer:
+    """The quantizer ``call`` builds in ``generation``'s QKeras, ``optimized`` as a QKeras layer optimizes its weight
+    quantizers.
 
-    Raises :class:`NeedsQKeras` for a class without a NumPy form, or arguments QKeras's
-    constructor would reject (it raises; the engine lets QKeras say so).
+    The constructor's arguments are ``generation``'s (:attr:`~qextract.generation.Generation.quantizer_arguments`,
+    else the entry's, QKeras 0.9's). Raises :class:`NeedsQKeras` for a class without a NumPy form,
+    arguments the constructor would reject (it raises; the engine lets QKeras say so), and an
+    argument the generation adds whose value is not its default (no NumPy form reproduces it).
     """
     entry = QUANTIZERS.get(call.class_name)
     if entry is None or entry.params is None:
         raise NeedsQKeras(f"quantizer {call.class_name} has no NumPy form in qextract")
-    names = [name for name, _ in entry.params]
+    params = generation.quantizer_arguments.get(call.class_name, entry.params)
+    names = [name for name, _ in params]
     if len(call.args) > len(names):
         raise NeedsQKeras(f"{call.text}: more positional arguments than {call.class_name} takes")
-    attributes = dict(entry.params)
+    attributes = dict(params)
     attributes.update(zip(names, call.args))
     for key, value in call.kwargs:
         if key not in attributes or key in names[: len(call.args)]:
             raise NeedsQKeras(f"{call.text}: argument {key!r}, which {call.class_name}'s constructor rejects")
         attributes[key] = value
+    defaults = dict(params)
+    for key in sorted(generation.default_only_arguments.get(call.class_name, ())):
+        if attributes[key] != defaults[key]:
+            raise NeedsQKeras(
+                f"{call.class_name} argument {key}={attributes[key]!r} ({generation.distribution}; the NumPy forms "
+                f"reproduce only its default, {defaults[key]!r})"
+            )
+    attributes.update(generation.derived_quantizer_attributes(call.class_name, attributes))
     q = _class(call.class_name)(**attributes)
     entry.initialize(q)
     if optimized:
         entry.optimize(q)
+        vars(q).update(generation.derived_quantizer_attributes(call.class_name, vars(q)))  # as re-derived there
     return q

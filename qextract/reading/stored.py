@@ -5,17 +5,24 @@ weight arrays by name (``kernel``, ``bias``, ``batch_normalization/gamma``, in t
 ``layer.weights`` lists them). It is the reader a TensorFlow-free export and a migration to
 Keras 3 both start from, and it never runs code from the file (it does not build layers).
 
-Read: a full-model legacy ``.h5`` (``model_config`` attribute and ``model_weights`` groups) and an
-architecture ``.json`` with a weights ``.h5`` (``save_weights``). Refused by name, so that a caller
-can fall back to Keras: nested models, layer wrappers (their weights live in sub-layers whose
-names the file does not tie to the configuration), and the zip ``.keras`` format (its variables
-are numbered, not named).
+Read, from either generation (:mod:`qextract.generation`; which one wrote the file is read from
+the file: its ``keras_version``, or the Keras 3 weights layout): a full-model ``.h5``
+(``model_config`` attribute and ``model_weights`` groups), an architecture ``.json`` with its
+weights (a tf-keras ``save_weights`` ``.h5`` or a Keras 3 ``.weights.h5``), and a Keras 3 ``.keras``
+zip archive (``config.json``, ``metadata.json``, ``model.weights.h5``). Keras 3's weights layout
+numbers each layer's variables (``vars/0``); they are named by the file generation's table
+(:attr:`~qextract.generation.Generation.numbered_variables`), and a layer class without one is
+refused by name. Refused by name, so that a caller can fall back to Keras: nested models and
+layer wrappers (their weights live in sub-layers whose names the file does not tie to the
+configuration).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError, UnsupportedError
+from ..generation import KERAS3, LEGACY, Generation, file_generation
 
 __all__ = ["StoredLayer", "StoredModel", "read_stored"]
 
@@ -66,6 +74,8 @@ class StoredModel:
     keras_version: str | None
     layers: tuple[StoredLayer, ...]
     config: Mapping[str, Any]
+    generation: Generation = LEGACY
+    """The QKeras generation that wrote the file, whose semantics its layers are computed with."""
 
     def __getitem__(self, name: str) -> StoredLayer:
         for layer in self.layers:
@@ -81,35 +91,36 @@ class StoredModel:
 
 
 def read_stored(path: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> StoredModel:
-    """Read ``path`` (a legacy ``.h5``, or an architecture ``.json`` with ``weights``) with h5py only.
+    """Read ``path`` (an ``.h5``, a ``.keras`` archive, or an architecture ``.json`` with ``weights``) with h5py only.
 
-    ModelLoadError names a file that is missing, not HDF5/JSON, or lacks the architecture or a
+    ModelLoadError names a file that is missing, not HDF5/JSON/zip, or lacks the architecture or a
     layer's weights; UnsupportedError names what this reader does not read (see the module).
     """
-    import h5py
-
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix == ".keras":
-        raise UnsupportedError(
-            f"{p}: the zip .keras format numbers its variables instead of naming them; read it with Keras "
-            "(load_model), or save the model as .h5"
-        )
+    if suffix == ".keras" or (p.is_file() and zipfile.is_zipfile(p)):
+        return _read_archive(p)
     if suffix == ".json":
         if weights is None:
             raise ModelLoadError(f"{p}: an architecture .json holds no weights; give the weights .h5 with it")
         config = _json(p, p.read_bytes() if p.is_file() else None)
-        weights_path, group = Path(weights), ""
-    else:
-        weights_path, group = p, "model_weights"
-        config = None
-    if not weights_path.is_file() or not h5py.is_hdf5(weights_path):
-        raise ModelLoadError(f"{weights_path}: not an HDF5 file (is it a Keras .h5 model or weights file?)")
+        return _read_h5(p, Path(weights), config, config.get("keras_version"))
+    return _read_h5(p, p, None, None)
+
+
+def _open_h5(path: Path, source: Any = None) -> Any:
+    import h5py
+
+    if source is None and (not path.is_file() or not h5py.is_hdf5(path)):
+        raise ModelLoadError(f"{path}: not an HDF5 file (is it a Keras .h5 model or weights file?)")
     try:
-        f = h5py.File(weights_path, "r")
+        return h5py.File(source if source is not None else path, "r")
     except OSError as e:  # truncated or otherwise damaged
-        raise ModelLoadError(f"{weights_path}: not a readable HDF5 file ({e})") from None
-    with f:
+        raise ModelLoadError(f"{path}: not a readable HDF5 file ({e})") from None
+
+
+def _read_h5(p: Path, weights_path: Path, config: dict[str, Any] | None, version: Any) -> StoredModel:
+    with _open_h5(weights_path) as f:
         if config is None:
             if "model_config" not in f.attrs:
                 raise ModelLoadError(
@@ -117,14 +128,127 @@ def read_stored(path: str | os.PathLike[str], weights: str | os.PathLike[str] | 
                     "architecture .json and this file as its weights"
                 )
             config = _json(p, f.attrs["model_config"])
-        keras_version = _text(f.attrs.get("keras_version"))
-        root = f[group] if group else f
+        if _numbered(f):  # a Keras 3 weights file (.weights.h5): only Keras 3 writes this layout
+            return _from_numbered(p, weights_path, config, f, "3")
+        keras_version = _text(f.attrs.get("keras_version")) or _text(version)
+        generation = file_generation(keras_version)
+        group = "model_weights" if "model_config" in f.attrs and weights_path == p else ""
         if group and group not in f:
             raise ModelLoadError(f"{p}: has an architecture but no '{group}' group of weights")
-        layers = tuple(_layer(p, spec, root) for spec in _layer_specs(p, config))
+        root = f[group] if group else f
+        layers = tuple(_layer(p, spec, root, generation) for spec in _layer_specs(p, config, generation))
         _same_layers(weights_path, root, layers)
+    return _model(p, config, keras_version, layers, generation)
+
+
+def _model(
+    p: Path, config: Mapping[str, Any], version: str | None, layers: tuple[StoredLayer, ...], generation: Generation
+) -> StoredModel:
     inner = config.get("config", {})
-    return StoredModel(p, str(inner.get("name", p.stem)), str(config.get("class_name")), keras_version, layers, config)
+    name = str(inner.get("name", p.stem))
+    return StoredModel(p, name, str(config.get("class_name")), version, layers, config, generation)
+
+
+def _read_archive(p: Path) -> StoredModel:
+    """A Keras 3 ``.keras`` zip: ``config.json``, ``metadata.json`` (its ``keras_version``), ``model.weights.h5``."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+            missing = [n for n in ("config.json", "model.weights.h5") if n not in names]
+            if missing:
+                raise ModelLoadError(f"{p}: a zip archive without {', '.join(missing)} (is it a Keras .keras file?)")
+            config = _json(p, z.read("config.json"))
+            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
+            data = z.read("model.weights.h5")
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ModelLoadError(f"{p}: not a readable .keras archive ({e})") from None
+    version = _text(meta.get("keras_version") if isinstance(meta, dict) else None) or "3"
+    with _open_h5(p, io.BytesIO(data)) as f:
+        return _from_numbered(p, p, config, f, version)
+
+
+def _numbered(f: Any) -> bool:
+    return "layers" in f and "layer_names" not in f.attrs and "model_weights" not in f
+
+
+def _from_numbered(p: Path, weights_path: Path, config: dict[str, Any], f: Any, version: str) -> StoredModel:
+    """Layers of a Keras 3 weights layout: ``layers/<group>/vars`` (named by its ``name`` attribute), numbered."""
+    generation = file_generation(version)
+    if generation is not KERAS3:  # tf-keras writes this layout too (a .keras archive): its variable orders unproven
+        raise UnsupportedError(
+            f"{weights_path}: a .keras archive written by Keras {version} (tf-keras); this reader reads the .keras "
+            "archives of Keras 3. Fix: read the model with Keras (load_model), or save it as .h5"
+        )
+    groups: dict[str, Any] = {}
+    for key in f["layers"]:
+        vars_ = f["layers"][key].get("vars")
+        groups[(_text(vars_.attrs.get("name")) if vars_ is not None else None) or str(key)] = f["layers"][key]
+    specs = _layer_specs(p, config, generation)
+    layers = []
+    for spec in specs:
+        name = str(spec.get("config", {}).get("name", spec.get("name")))
+        held = _numbered_weights(weights_path, name, generation.stored_class(dict(spec)), spec.get("config", {}),
+                                 groups.pop(name, None), generation)  # fmt: skip
+        layers.append(_stored_layer(spec, name, held, generation))
+    extra = [n for n, g in groups.items() if _holds_variables(g)]
+    if extra:
+        raise UnsupportedError(
+            f"{weights_path}: holds weights of layers the architecture does not list ({', '.join(map(str, extra))}). "
+            "Fix: read the model with Keras (load_model)"
+        )
+    return _model(p, config, version, tuple(layers), generation)
+
+
+def _holds_variables(group: Any) -> bool:
+    found: list[bool] = []
+
+    def visit(_: str, obj: Any) -> None:
+        found.append(hasattr(obj, "shape"))
+
+    group.visititems(visit)
+    return any(found)
+
+
+def _numbered_weights(
+    path: Path, layer: str, cls: str, config: Mapping[str, Any], group: Any, generation: Generation
+) -> dict[str, np.ndarray]:
+    """``{"kernel": ..., "batch_normalization/gamma": ...}`` of one layer's group in a Keras 3 weights layout."""
+    out: dict[str, np.ndarray] = {}
+    if group is None:
+        return out
+    parts = [("", group.get("vars"), cls)]
+    parts += [(k, group[k].get("vars"), _SUBLAYERS.get(k, "")) for k in group if k != "vars"]
+    for prefix, vars_, sub_cls in parts:
+        if vars_ is None or not len(vars_):
+            continue
+        if prefix:
+            prefix = f"{_text(vars_.attrs.get('name')) or prefix}/"
+        numbered = sorted((k for k in vars_ if k.isdigit()), key=int)
+        names = [n for n in _present(generation.numbered_variables.get(sub_cls), config)]
+        if numbered and (not names or len(names) < len(numbered)):
+            raise UnsupportedError(
+                f"{path}: layer '{layer}' ({cls}) numbers its variables ({prefix or ''}vars/0 ...) and qextract does "
+                "not know their names for this class. Fix: read the model with Keras (load_model), or save it as .h5"
+            )
+        for key, name in zip(numbered, names):
+            out[prefix + name] = np.asarray(vars_[key])
+        for key in (k for k in vars_ if not k.isdigit()):  # a variable saved by name (iteration)
+            out.setdefault(prefix + key, np.asarray(vars_[key]))
+    return out
+
+
+_SUBLAYERS = {"batchnorm": "BatchNormalization"}
+"""Sub-layer groups of a Keras 3 weights layout -> the class whose variables they number (a folded layer's)."""
+
+
+def _present(names: tuple[str, ...] | None, config: Mapping[str, Any]) -> list[str]:
+    """The variables of ``names`` present under ``config``: ``bias?use_bias`` only where ``use_bias`` is true."""
+    out = []
+    for entry in names or ():
+        name, _, flag = entry.partition("?")
+        if not flag or config.get(flag, True):
+            out.append(name)
+    return out
 
 
 def _same_layers(path: Path, root: Any, layers: tuple[StoredLayer, ...]) -> None:
@@ -162,7 +286,7 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _layer_specs(p: Path, config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _layer_specs(p: Path, config: Mapping[str, Any], generation: Generation) -> list[Mapping[str, Any]]:
     kind = config.get("class_name")
     if kind not in _NESTED:
         raise UnsupportedError(f"{p}: the top-level object is a {kind}, not a Sequential or functional model")
@@ -170,7 +294,7 @@ def _layer_specs(p: Path, config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if not isinstance(layers, list):
         raise ModelLoadError(f"{p}: the model configuration lists no layers")
     for spec in layers:
-        name, cls = spec.get("config", {}).get("name", spec.get("name")), _class(spec)
+        name, cls = spec.get("config", {}).get("name", spec.get("name")), generation.stored_class(spec)
         if cls in _NESTED:
             raise UnsupportedError(
                 f"{p}: layer '{name}' is a nested model ({cls}); this reader reads flat models only. Fix: read the "
@@ -184,17 +308,7 @@ def _layer_specs(p: Path, config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return layers
 
 
-def _inbound(spec: Mapping[str, Any]) -> tuple[str, ...]:
-    """Names of the layers feeding ``spec`` (functional models); empty in a Sequential, where order decides."""
-    names: list[str] = []
-    for node in spec.get("inbound_nodes") or []:
-        for edge in node if isinstance(node, list) else []:
-            if isinstance(edge, list) and edge and isinstance(edge[0], str):
-                names.append(edge[0])
-    return tuple(names)
-
-
-def _layer(p: Path, spec: Mapping[str, Any], root: Any) -> StoredLayer:
+def _layer(p: Path, spec: Mapping[str, Any], root: Any, generation: Generation) -> StoredLayer:
     config = spec.get("config", {})
     name = str(config.get("name", spec.get("name")))
     weights: dict[str, np.ndarray] = {}
@@ -207,14 +321,24 @@ def _layer(p: Path, spec: Mapping[str, Any], root: Any) -> StoredLayer:
                 raise ModelLoadError(f"{p}: layer '{name}' lists weight '{full}' but the file does not hold it")
             weights[_short(name, full)] = np.asarray(group[full])
             full_names.append(full)
+    return _stored_layer(spec, name, weights, generation, tuple(full_names))
+
+
+def _stored_layer(
+    spec: Mapping[str, Any],
+    name: str,
+    weights: dict[str, np.ndarray],
+    generation: Generation,
+    full_names: tuple[str, ...] | None = None,
+) -> StoredLayer:
     built = (spec.get("build_config") or {}).get("input_shape")
     return StoredLayer(
         name,
-        _class(spec),
-        config,
-        _inbound(spec),
+        generation.stored_class(dict(spec)),
+        spec.get("config", {}),
+        generation.stored_inbound(dict(spec)),
         weights,
-        tuple(full_names),
+        full_names if full_names is not None else tuple(f"{name}/{w}" for w in weights),
         spec.get("module"),
         _shape(built),
         len(spec.get("inbound_nodes") or []),
@@ -226,11 +350,6 @@ def _shape(value: Any) -> tuple[Any, ...] | None:
     if not isinstance(value, list) or any(isinstance(d, list) for d in value):
         return None
     return tuple(value)
-
-
-def _class(spec: Mapping[str, Any]) -> str:
-    """The layer's class name; Keras 3 writes a registered class as ``package>Name`` (``qkeras>QConv2D``)."""
-    return str(spec.get("class_name")).rsplit(">", 1)[-1]
 
 
 def _short(layer: str, full: str) -> str:
