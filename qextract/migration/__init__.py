@@ -69,7 +69,11 @@ def migrate(
             "qextract.load_model"
         )
     reference_ex = None if ref_p is not None else _reference_extraction(old_p, weights)
-    what = str(ref_p) if ref_p is not None else "QKeras 0.9 semantics from the old file's raw weights (numpy engine)"
+    what = (
+        f"the export {ref_p}"
+        if ref_p is not None
+        else "QKeras 0.9's, computed from the old file's raw weights (numpy engine)"
+    )
     built = build_model(stored)
     if built.failures:
         return MigrationResult(old_p, None, what, _empty(), built.failures)
@@ -78,11 +82,13 @@ def migrate(
 
     new_ex = extract(built.model)
     with tempfile.TemporaryDirectory(prefix="qextract-migrate-") as tmp:
-        found = compare(new_ex, ref_p if ref_p is not None else reference_ex, tmp)  # type: ignore[arg-type]
-    result = MigrationResult(old_p, None, what, found.table, (), found.header)
-    if not result.differences.empty:
+        found = compare(new_ex, ref_p if ref_p is not None else reference_ex, tmp, built.model)
+    result = MigrationResult(old_p, None, what, found.table, found.failures, found.header)
+    if found.failures or not result.differences.empty:
         return result
-    _save(built.model, out_p, force)
+    unreadable = _save(built.model, out_p)
+    if unreadable:
+        return MigrationResult(old_p, None, what, found.table, unreadable, found.header)
     return MigrationResult(old_p, out_p, what, found.table, (), found.header)
 
 
@@ -131,28 +137,44 @@ def _reference_extraction(old: Path, weights: PathLike | None) -> Any:
         return extract_file(old, weights=weights, engine="numpy")
     except UnsupportedError as e:
         raise UnsupportedError(
-            f"{e}. Without it migrate has nothing to check the new model against. Fix: export the model under "
+            f"{str(e).rstrip('.')}. Without it migrate has nothing to check the new model against. Fix: export the model under "
             "QKeras 0.9 and pass that folder as reference=...",
             arguments=("reference",),
         ) from None
 
 
-def _save(model: Any, out: Path, force: bool) -> None:
-    """The new model under a temporary name beside ``out``, read back and compared weight by weight, then renamed."""
+def _save(model: Any, out: Path) -> tuple[LayerFailure, ...]:
+    """The new model under a temporary name beside ``out``, read back by Keras 3 and compared weight by weight, then
+    renamed into place; the layers Keras 3 cannot read back (then nothing is written)."""
+    import re
+
     import numpy as np
 
     from .._keras import generation
 
+    class _Unreadable(Exception):
+        pass
+
     try:
         with atomic_file(out) as tmp:
             generation().save_model(model, tmp, out.suffix.lower())
-            back = _reload(tmp, out.suffix.lower())
+            try:
+                back = _reload(tmp, out.suffix.lower())
+            except Exception as e:  # qkeras-v3 writes some layers it cannot read back
+                raise _Unreadable(" ".join(str(e).split())) from None
             if not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), back.get_weights())):
-                raise ExportError(f"out={out}: the saved model does not read back with the same weights")
+                raise _Unreadable("it reads back with other weights")
+    except _Unreadable as e:
+        text = str(e)
+        named = re.search(r"<(\w+) name=([^,>]+)", text)
+        layer, cls = (named.group(2), named.group(1)) if named else (model.name, type(model).__name__)
+        why = text.split(":", 1)[-1].strip() if named else text
+        return (LayerFailure(layer, cls, f"qkeras-v3 saves it but cannot load it back ({why[:300]})"),)
     except OSError as e:
         raise ExportError(
             f"out={out}: writing failed ({e.strerror or e}); nothing was left behind", arguments=("out",)
         ) from None
+    return ()
 
 
 def _reload(tmp: Path, suffix: str) -> Any:

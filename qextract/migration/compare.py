@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..tensor import Extraction
+from .translate import LayerFailure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,14 +33,17 @@ SAME, DIFFERS = "same", "differs"
 
 @dataclass(frozen=True)
 class Comparison:
-    """The per-tensor table (``diff``'s columns, then ``raw_differ`` / ``raw_max_ulp``) and the header differences."""
+    """The per-tensor table (``diff``'s columns, then ``raw_differ`` / ``raw_max_ulp`` / ``note``), the header
+    differences, and the layers whose own forward pass fails (qkeras-v3 builds some layers it cannot run)."""
 
     table: pd.DataFrame
     header: tuple[str, ...]
+    failures: tuple[LayerFailure, ...] = ()
 
 
-def compare(new: Extraction, reference: Extraction | Path, tmp: str | os.PathLike[str]) -> Comparison:
-    """``new`` against ``reference`` (an extraction, or an export folder made under QKeras 0.9), in ``tmp``."""
+def compare(new: Extraction, reference: Extraction | Path, tmp: str | os.PathLike[str], model: Any) -> Comparison:
+    """``new`` (the extraction of ``model``) against ``reference`` (an extraction, or an export made under
+    QKeras 0.9), in folder ``tmp``."""
     import pandas as pd
 
     from ..exporting.exporter import export
@@ -64,10 +68,37 @@ def compare(new: Extraction, reference: Extraction | Path, tmp: str | os.PathLik
     else:  # no tensors in either (activations only): nothing for diff to read
         table, header, extra = pd.DataFrame(columns=list(COLUMNS)), (), []
     table = pd.concat([table, pd.DataFrame(extra, columns=list(COLUMNS))], ignore_index=True) if extra else table
+    outputs, failures = _outputs(new_dir, model, list(COLUMNS)) if (new_dir / "manifest.json").is_file() else ([], [])
+    if outputs:
+        table = pd.concat([table, pd.DataFrame(outputs, columns=list(COLUMNS))], ignore_index=True)
     raw = _raw(new, reference) if isinstance(reference, Extraction) else {}
     table["raw_differ"] = [raw.get(t, (None, None))[0] for t in table["tensor"]]
     table["raw_max_ulp"] = [raw.get(t, (None, None))[1] for t in table["tensor"]]
-    return Comparison(table, header)
+    classes = {record.name: record.class_name for record in new.layers}
+    table["note"] = [
+        _FOLDED if raw.get(t, (0,))[0] and classes.get(str(layer), "").endswith("Batchnorm") else None
+        for t, layer in zip(table["tensor"], table["layer"])
+    ]
+    return Comparison(table, header, tuple(failures))
+
+
+_FOLDED = "raw folded floats: qkeras-v3 folds the batch norm with 1/sqrt, QKeras 0.9 with rsqrt"
+
+
+def _outputs(folder: Path, model: Any, columns: list[str]) -> tuple[list[dict[str, Any]], list[LayerFailure]]:
+    """Each layer of ``model`` run on a fixed input and compared with NumPy's forward pass from the exported codes
+    (:func:`qextract.verify`): a row per layer, and the layers whose own forward pass fails."""
+    from ..verification.verifier import verify
+
+    rows, failures = [], []
+    for r in verify(folder, model).to_dict("records"):
+        if not r["passed"] and r["route"] == "none":
+            failures.append(LayerFailure(str(r["layer"]), str(r["class"]), f"qkeras-v3 cannot run it: {r['note']}"))
+            continue
+        row = _row(columns, f"{r['layer']}/(output)", str(r["layer"]), bool(r["passed"]), "output", None, None)
+        row["max_value_delta"] = r["max_abs_error"]
+        rows.append(row)
+    return rows, failures
 
 
 def _export(export: Any, ex: Extraction, folder: Path, layers: list[str] | None) -> None:
