@@ -68,6 +68,10 @@ def migrate(
             f"{old_p}: is already a Keras 3 (qkeras-v3) model file; there is nothing to migrate. Fix: load it with "
             "qextract.load_model"
         )
+    if ref_p is not None:
+        from ..verification.verifier import load_export
+
+        load_export(ref_p)  # a complete, unchanged export, before anything is built
     reference_ex = None if ref_p is not None else _reference_extraction(old_p, weights)
     what = (
         f"the export {ref_p}"
@@ -137,8 +141,8 @@ def _reference_extraction(old: Path, weights: PathLike | None) -> Any:
         return extract_file(old, weights=weights, engine="numpy")
     except UnsupportedError as e:
         raise UnsupportedError(
-            f"{str(e).rstrip('.')}. Without it migrate has nothing to check the new model against. Fix: export the model under "
-            "QKeras 0.9 and pass that folder as reference=...",
+            f"{str(e).rstrip('.')}. Without it migrate has nothing to check the new model against. Fix: export the "
+            "model under QKeras 0.9 and pass that folder as reference=...",
             arguments=("reference",),
         ) from None
 

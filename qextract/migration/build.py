@@ -12,6 +12,7 @@ and every variable of the new model must get one, else the layer is a failure na
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -173,11 +174,12 @@ def _set_weights(stored: StoredModel, model: Any) -> list[LayerFailure]:
     from .._keras import generation
 
     failures = []
+    names = {s.name for s in stored}
     for layer in model.layers:
-        held = dict(stored[layer.name].weights) if any(s.name == layer.name for s in stored) else {}
+        keys = [generation().variable_path(v).split(f"{layer.name}/", 1)[-1] for v in layer.weights]
+        held = _matched(dict(stored[layer.name].weights) if layer.name in names else {}, keys)
         values, problems = [], []
-        for variable in layer.weights:
-            key = generation().variable_path(variable).split(f"{layer.name}/", 1)[-1]
+        for variable, key in zip(layer.weights, keys):
             value = held.pop(key, None)
             if value is None:
                 problems.append(f"the file holds no weight '{key}' {tuple(variable.shape)} for it")
@@ -191,3 +193,27 @@ def _set_weights(stored: StoredModel, model: Any) -> list[LayerFailure]:
         elif values:
             layer.set_weights(values)
     return failures
+
+
+def _matched(held: dict[str, np.ndarray], keys: list[str]) -> dict[str, np.ndarray]:
+    """``held`` keyed as ``keys`` where only an inner layer's numbering differs (``batch_normalization_1/gamma`` stored,
+    ``batch_normalization_5/gamma`` built: Keras numbers unnamed inner layers per session). Unambiguous matches
+    only; anything else keeps its stored name (and is reported as missing or unused)."""
+    out = dict(held)
+    stored_by = _by_unnumbered(list(held))
+    built_by = _by_unnumbered(keys)
+    for plain, key in built_by.items():
+        found = stored_by.get(plain)
+        if key not in out and found is not None and found in out and found not in keys:
+            out[key] = out.pop(found)
+    return out
+
+
+def _by_unnumbered(keys: list[str]) -> dict[str, str]:
+    """``{"batch_normalization/gamma": "batch_normalization_1/gamma"}``; a form two keys share is left out."""
+    seen: dict[str, list[str]] = {}
+    for key in keys:
+        parts = key.split("/")
+        plain = "/".join([re.sub(r"_\d+$", "", p) for p in parts[:-1]] + parts[-1:])
+        seen.setdefault(plain, []).append(key)
+    return {plain: found[0] for plain, found in seen.items() if len(found) == 1}
