@@ -20,6 +20,7 @@ from typing import Any
 
 from .._atomic import atomic_file, check_outputs, within
 from ..errors import ExportError, KerasEnvironmentError, ModelLoadError, UnsupportedError, UsageError
+from ..tensor import Extraction
 from .result import LayerFailure, MigrationResult
 
 __all__ = ["LayerFailure", "MigrationResult", "migrate"]
@@ -68,16 +69,15 @@ def migrate(
             f"{old_p}: is already a Keras 3 (qkeras-v3) model file; there is nothing to migrate. Fix: load it with "
             "qextract.load_model"
         )
+    against: Extraction | Path
     if ref_p is not None:
         from ..verification.verifier import load_export
 
         load_export(ref_p)  # a complete, unchanged export, before anything is built
-    reference_ex = None if ref_p is not None else _reference_extraction(old_p, weights)
-    what = (
-        f"the export {ref_p}"
-        if ref_p is not None
-        else "QKeras 0.9's, computed from the old file's raw weights (numpy engine)"
-    )
+        against, what = ref_p, f"the export {ref_p}"
+    else:
+        against = _reference_extraction(old_p, weights)
+        what = "QKeras 0.9's, computed from the old file's raw weights (numpy engine)"
     built = build_model(stored)
     if built.failures:
         return MigrationResult(old_p, None, what, _empty(), built.failures)
@@ -86,7 +86,7 @@ def migrate(
 
     new_ex = extract(built.model)
     with tempfile.TemporaryDirectory(prefix="qextract-migrate-") as tmp:
-        found = compare(new_ex, ref_p if ref_p is not None else reference_ex, tmp, built.model)
+        found = compare(new_ex, against, tmp, built.model)
     result = MigrationResult(old_p, None, what, found.table, found.failures, found.header)
     if found.failures or not result.differences.empty:
         return result
@@ -133,7 +133,7 @@ def _check_paths(old: Path, weights: Path | None, out: Path, reference: Path | N
         )
 
 
-def _reference_extraction(old: Path, weights: PathLike | None) -> Any:
+def _reference_extraction(old: Path, weights: PathLike | None) -> Extraction:
     """QKeras 0.9's quantized tensors of ``old``, by the NumPy engine; refused naming why and the fix."""
     from ..engines import extract_file
 
