@@ -177,6 +177,14 @@ class Generation(ABC):
     """Layer class -> the names of the variables a ``.keras`` archive numbers (``vars/0``, ``vars/1``), in order;
     ``"bias?use_bias"`` is present only where the configuration's ``use_bias`` is true."""
 
+    activation_names: ClassVar[dict[str, str]] = {"silu": "swish"}
+    """Keras activation name -> the ``__name__`` of the function this generation's Keras gives for it, where the
+    two differ (a stored ``"silu"`` is tf-keras's ``swish``; a stored ``"swish"`` is Keras 3's ``silu``)."""
+
+    string_values_v3: ClassVar[bool] = False
+    """Whether QKeras's quantizer-string parser reads ``None`` as None and ``[1 2]`` as a list of numbers
+    (qkeras-v3's ``GetArg``); QKeras 0.9 reads both as text with its first and last character cut off."""
+
     def stored_class(self, spec: dict[str, Any]) -> str:
         """A stored layer entry's class name (Keras 3 writes a registered class as ``qkeras>QConv2D`` in .h5)."""
         return str(spec.get("class_name", "")).split(">")[-1]
@@ -259,6 +267,8 @@ class _Keras3(Generation):
     example = "digits_qcnn.keras"
     loads_savedmodel = False
     batchnorm_fold = "reciprocal_sqrt"
+    activation_names: ClassVar[dict[str, str]] = {"swish": "silu", "hard_swish": "hard_silu"}
+    string_values_v3: ClassVar[bool] = True
     quantizer_arguments: ClassVar[dict[str, tuple[tuple[str, Any], ...]]] = {
         "binary": (
             ("use_01", False),

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_quantizer_registry import CASES
 
+from qextract import _keras
 from qextract._keras import qkeras, tf
 from qextract.errors import NeedsQKeras
 from qextract.quantizers import QUANTIZERS, apply, entry_for
@@ -26,6 +27,8 @@ from qextract.quantizers.standin import StoredQuantizer, build
 
 tf()
 Qz = qkeras().quantizers
+GEN = _keras.generation()
+"""The installed generation: its QKeras is the reference, and quantizers are built with its constructors."""
 KNOWN = frozenset(QUANTIZERS)
 WITH_NUMPY = sorted(name for name, entry in QUANTIZERS.items() if entry.params is not None)
 SHAPES = [(3, 3, 4, 5), (7,), (20, 6), (2, 9, 3)]
@@ -50,9 +53,9 @@ def compare(q_numpy: StoredQuantizer, q_keras, x: np.ndarray) -> str:
 
 
 def from_spec(spec: str) -> StoredQuantizer:
-    parsed = parse_quantizer(spec, KNOWN)
+    parsed = parse_quantizer(spec, KNOWN, GEN)
     assert isinstance(parsed, QuantizerCall)
-    return build(parsed)
+    return build(parsed, generation=GEN)
 
 
 # --- every registry example -------------------------------------------------------------------------------------
@@ -86,8 +89,30 @@ def test_the_numpy_forms_cover_the_common_quantizers():
 def test_constructors_are_qkeras_constructors(name):
     params = inspect.signature(getattr(Qz, name).__init__).parameters
     expected = [(p.name, p.default) for p in params.values() if p.name != "self"]
-    assert list(QUANTIZERS[name].params) == expected
-    assert list(QUANTIZERS[name].config_keys) == list(getattr(Qz, name)().get_config())
+    assert list(GEN.quantizer_arguments.get(name, QUANTIZERS[name].params)) == expected
+    # get_config lists QKeras 0.9's keys, and (qkeras-v3) arguments reproduced only at their default
+    listed = list(getattr(Qz, name)().get_config())
+    assert [k for k in listed if k not in GEN.default_only_arguments.get(name, ())] == list(
+        QUANTIZERS[name].config_keys
+    )
+
+
+@pytest.mark.skipif(GEN.legacy_keras, reason="qkeras-v3's added arguments: the Keras 3 stack")
+@pytest.mark.parametrize(
+    ("spec", "argument"),
+    [
+        ("quantized_bits(8,0,alpha='auto_po2',post_training_scale=0.5)", "post_training_scale"),
+        ("quantized_bits(8,0,scale_axis=0,elements_per_scale=2)", "elements_per_scale"),
+        ("quantized_bits(8,0,alpha='auto_po2',min_po2_exponent=-3)", "min_po2_exponent"),
+        ("binary(training=True)", "training"),
+        ("binary(alpha='auto_po2',max_po2_exponent=2)", "max_po2_exponent"),
+    ],
+)
+def test_a_qkeras_v3_argument_away_from_its_default_is_refused_by_name(spec, argument):
+    with pytest.raises(NeedsQKeras, match=f"argument {argument}="):
+        from_spec(spec)
+    default = from_spec(spec.split(",")[0] + ")" if "," in spec else spec.split("(")[0])
+    assert getattr(default, argument) is None or getattr(default, argument) is False
 
 
 # --- QKeras's parser, constructor defaults and the layer's own defaulting --------------------------------------
@@ -126,9 +151,11 @@ def test_strings_build_what_qkeras_builds(text):
 
 def test_dicts_and_float_functions():
     stored = {"class_name": "quantized_bits", "config": Qz.quantized_bits(6, 2, alpha="auto").get_config()}
-    assert str(build(parse_quantizer(stored, KNOWN))) == "quantized_bits(6,2,1,alpha='auto')"
+    assert str(build(parse_quantizer(stored, KNOWN, GEN), generation=GEN)) == "quantized_bits(6,2,1,alpha='auto')"
     assert parse_quantizer("relu", KNOWN) == ActivationFunction("relu")
-    assert parse_quantizer("silu", KNOWN) == ActivationFunction("swish")  # as tf-keras names the function
+    # as each Keras names the function (tf-keras: swish; Keras 3: silu), checked against the installed one
+    keras_name = _keras.keras().activations.get("silu").__name__
+    assert parse_quantizer("silu", KNOWN, GEN) == parse_quantizer("swish", KNOWN, GEN) == ActivationFunction(keras_name)
     assert parse_quantizer("binary_tanh", KNOWN) == ActivationFunction("binary_tanh")
     assert parse_quantizer(None, KNOWN) is None
     for refused in ("my_activation", "quantized_bits(4,0,alpha=np.array(1))", "quantized_bits(4,alpha=1,0)"):
@@ -151,7 +178,7 @@ def test_dicts_and_float_functions():
 def test_a_layer_optimizes_its_kernel_quantizer_as_qkeras_does(layer, text):
     kwargs = {"filters": 2, "kernel_size": 1} if layer == "QConv2D" else {"units": 2}
     theirs = getattr(qkeras(), layer)(kernel_quantizer=text, **kwargs).kernel_quantizer_internal
-    mine = build(parse_quantizer(text, KNOWN), optimized=True)
+    mine = build(parse_quantizer(text, KNOWN, GEN), optimized=True, generation=GEN)
     assert str(mine) == str(theirs)
     assert {k: v for k, v in vars(theirs).items() if k in vars(mine)} == {
         k: v for k, v in vars(mine).items() if k in vars(theirs)
@@ -240,7 +267,7 @@ configs = st.one_of(
 @given(config=configs, x=tensors)
 def test_random_configurations_and_tensors_are_qkeras_bit_for_bit_or_refused(config, x):
     name, kwargs = config
-    mine = build(QuantizerCall(name, (), tuple(kwargs.items()), name))
+    mine = build(QuantizerCall(name, (), tuple(kwargs.items()), name), generation=GEN)
     assert str(mine) == str(getattr(Qz, name)(**kwargs))
     compare(mine, getattr(Qz, name)(**kwargs), x)
 

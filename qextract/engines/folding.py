@@ -35,7 +35,7 @@ from ..errors import NeedsQKeras
 from ..generation import Generation
 from ..quantizers.emulation import no_subnormals
 
-__all__ = ["StoredBatchnorm", "fold"]
+__all__ = ["StoredBatchnorm", "fold", "tensorflow_installed"]
 
 F32 = np.float32
 RSQRT_WHY = (
@@ -112,7 +112,7 @@ def _tensorflow_fold(
     variance: np.ndarray, eps: np.float32, depthwise: tuple[int, int] | None,
 ) -> Arrays:  # fmt: skip
     """QKeras 0.9: ``inv = math_ops.rsqrt(variance + epsilon)`` with TensorFlow's ops, in QKeras 0.9's order."""
-    if importlib.util.find_spec("tensorflow") is None:
+    if not tensorflow_installed():
         raise NeedsQKeras(RSQRT_WHY)
     from .._keras import tf
     from .ask_qkeras import before_tensorflow
@@ -129,6 +129,11 @@ def _tensorflow_fold(
         inv = t.reshape(inv, list(depthwise))
     kernel_f = inv * c(k)
     return np.asarray(kernel_f.numpy(), F32), np.asarray(bias_f.numpy(), F32)
+
+
+def tensorflow_installed() -> bool:
+    """True where TensorFlow can be imported (checked without importing it)."""
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 Fold = Callable[..., Arrays]

@@ -15,6 +15,7 @@ knows a layer class; nothing here names one.
 from __future__ import annotations
 
 from functools import cached_property
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ class NamedArray:
 def quantizer_object(stored: Any, optimized: bool = False, generation: Generation = LEGACY) -> Any:
     """What ``generation``'s ``get_quantizer(stored)`` gives: a quantizer built from its configuration, a named
     float function (:class:`~qextract.quantizers.parse.ActivationFunction`), or None."""
-    parsed = parse_quantizer(stored, frozenset(QUANTIZERS))
+    parsed = parse_quantizer(stored, frozenset(QUANTIZERS), generation)
     if parsed is None or isinstance(parsed, ActivationFunction):
         return parsed
     return build(parsed, optimized, generation)
@@ -81,6 +82,13 @@ class StoredLayerView:
             self._optimized |= _FOLDED_QUANTIZERS
         self.name = layer.name
         self.input_shape = input_shape
+
+    @property
+    def _inbound_nodes(self) -> list[Any]:
+        """The layer's one call, as Keras 3 keeps it (``generation().input_shape(layer)`` reads it there)."""
+        if self.input_shape is None:
+            return []
+        return [SimpleNamespace(input_tensors=[SimpleNamespace(shape=tuple(self.input_shape))])]
 
     @cached_property
     def batchnorm(self) -> StoredBatchnorm:

@@ -26,20 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NeedsQKeras
+from ..generation import LEGACY, Generation
 
 __all__ = ["ActivationFunction", "QuantizerCall", "parse_quantizer"]
 
-# Keras activation names -> the __name__ of the function tf-keras 2.21 gives for them (what a layer reports).
-KERAS_ACTIVATIONS: dict[str, str] = {
-    **{
-        n: n
-        for n in (
-            "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "softmax", "softplus", "softsign", "tanh",
-            "elu", "selu", "exponential", "gelu", "mish", "log_softmax", "swish", "leaky_relu",
-        )
-    },
-    "silu": "swish",
-}  # fmt: skip
+# Keras activation names both Kerases know; the __name__ of the function each gives for them (what a layer reports)
+# is the name itself but for the generation's Generation.activation_names.
+KERAS_ACTIVATIONS = frozenset(
+    {
+        "linear", "relu", "relu6", "sigmoid", "hard_sigmoid", "softmax", "softplus", "softsign", "tanh",
+        "elu", "selu", "exponential", "gelu", "mish", "log_softmax", "swish", "leaky_relu", "silu",
+    }
+)  # fmt: skip
 # QKeras's own module-level activation functions (quantizers.py), which get_quantizer finds first.
 QKERAS_FUNCTIONS = frozenset(
     {"hard_sigmoid", "smooth_sigmoid", "binary_sigmoid", "binary_tanh", "hard_tanh", "smooth_tanh"}
@@ -63,8 +61,10 @@ class ActivationFunction:
     name: str
 
 
-def parse_quantizer(stored: Any, known: frozenset[str]) -> QuantizerCall | ActivationFunction | None:
-    """What QKeras's ``get_quantizer(stored)`` builds: a quantizer call, a float function, or None.
+def parse_quantizer(
+    stored: Any, known: frozenset[str], generation: Generation = LEGACY
+) -> QuantizerCall | ActivationFunction | None:
+    """What ``generation``'s QKeras ``get_quantizer(stored)`` builds: a quantizer call, a float function, or None.
 
     ``known`` are the quantizer class names QKeras defines. Raises :class:`NeedsQKeras`
     where QKeras would do something this reader does not reproduce (a name Keras does not
@@ -75,7 +75,7 @@ def parse_quantizer(stored: Any, known: frozenset[str]) -> QuantizerCall | Activ
     if isinstance(stored, Mapping):
         return _from_dict(stored, known)
     if isinstance(stored, str):
-        return _from_string(stored, known)
+        return _from_string(stored, known, generation)
     raise NeedsQKeras(f"a quantizer stored as {type(stored).__name__} ({stored!r})")
 
 
@@ -86,7 +86,7 @@ def _from_dict(stored: Mapping[str, Any], known: frozenset[str]) -> QuantizerCal
     return QuantizerCall(str(name), (), tuple(config.items()), repr(dict(stored)))
 
 
-def _from_string(text: str, known: frozenset[str]) -> QuantizerCall | ActivationFunction:
+def _from_string(text: str, known: frozenset[str], generation: Generation) -> QuantizerCall | ActivationFunction:
     parts = text.split("(")
     name = parts[0]
     if len(parts) == 1:
@@ -95,13 +95,13 @@ def _from_string(text: str, known: frozenset[str]) -> QuantizerCall | Activation
         if name in QKERAS_FUNCTIONS:
             return ActivationFunction(name)
         if name in KERAS_ACTIVATIONS:
-            return ActivationFunction(KERAS_ACTIVATIONS[name])
+            return ActivationFunction(generation.activation_names.get(name, name))
         raise NeedsQKeras(f"activation {text!r}, which is no QKeras quantizer and no plain Keras activation name")
     if len(parts) > 2 or name not in known:
         # QKeras ignores every argument of a string with two '(' (it builds the class's defaults) and
         # passes arguments to a Keras function otherwise: neither is reproduced here.
         raise NeedsQKeras(f"quantizer string {text!r}, which QKeras's own parser reads in a way not reproduced here")
-    args, kwargs = _arguments("(" + parts[1], text)
+    args, kwargs = _arguments("(" + parts[1], text, generation)
     return QuantizerCall(name, tuple(args), tuple(kwargs.items()), text)
 
 
@@ -109,7 +109,7 @@ _TOKEN = re.compile(r"[^=,)\s]+")
 _VALUE = re.compile(r"[^,)]*")
 
 
-def _arguments(text: str, whole: str) -> tuple[list[Any], dict[str, Any]]:
+def _arguments(text: str, whole: str, generation: Generation) -> tuple[list[Any], dict[str, Any]]:
     """QKeras's ``GetParams``: ``(a, b, key=value, ...)``, each value read by :func:`_value`."""
     pos = 1  # after "("
     items: list[tuple[str, ...]] = []
@@ -144,20 +144,34 @@ def _arguments(text: str, whole: str) -> tuple[list[Any], dict[str, Any]]:
         raise NeedsQKeras(f"quantizer string {whole!r}, which QKeras's own parser rejects")
     if any(len(b) == 1 and len(a) == 2 for a, b in itertools.pairwise(items)):
         raise NeedsQKeras(f"quantizer string {whole!r}: a positional argument after a keyword, which QKeras rejects")
-    args = [_value(i[0]) for i in items if len(i) == 1]
-    kwargs = {i[0]: _value(i[1]) for i in items if len(i) == 2}
+    args = [_value(i[0], generation) for i in items if len(i) == 1]
+    kwargs = {i[0]: _value(i[1], generation) for i in items if len(i) == 2}
     return args, kwargs
 
 
-def _value(s: str) -> Any:
-    """QKeras's ``GetArg``: a bool, an int, a float, or the text without its first and last character."""
-    if s in ("True", "False"):
-        return s == "True"
+def _number(s: str) -> Any:
     try:
         return int(s)
     except ValueError:
-        pass
-    try:
         return float(s)
+
+
+def _value(s: str, generation: Generation = LEGACY) -> Any:
+    """QKeras's ``GetArg``: a bool, an int, a float, (qkeras-v3: None, a list of numbers ``[1 2]``), or the text
+    without its first and last character."""
+    if s in ("True", "False"):
+        return s == "True"
+    try:
+        return _number(s)
     except ValueError:
-        return s[1:-1]
+        pass
+    if generation.string_values_v3:
+        if s == "None":
+            return None
+        parts = s.replace("[", "").replace("]", "").split(" ")
+        if len(parts) > 1:
+            try:
+                return [_number(e) for e in parts]
+            except ValueError:
+                pass
+    return s[1:-1]

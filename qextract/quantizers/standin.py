@@ -83,4 +83,5 @@ def build(call: QuantizerCall, optimized: bool = False, generation: Generation =
     entry.initialize(q)
     if optimized:
         entry.optimize(q)
+        vars(q).update(generation.derived_quantizer_attributes(call.class_name, vars(q)))  # as re-derived there
     return q

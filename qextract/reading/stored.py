@@ -174,17 +174,20 @@ def _numbered(f: Any) -> bool:
 def _from_numbered(p: Path, weights_path: Path, config: dict[str, Any], f: Any, version: str) -> StoredModel:
     """Layers of a Keras 3 weights layout: ``layers/<group>/vars`` (named by its ``name`` attribute), numbered."""
     generation = file_generation(version)
-    if generation is not KERAS3:
-        raise ModelLoadError(f"{weights_path}: Keras 3's weights layout, but the file says Keras {version}")
+    if generation is not KERAS3:  # tf-keras writes this layout too (a .keras archive): its variable orders unproven
+        raise UnsupportedError(
+            f"{weights_path}: a .keras archive written by Keras {version} (tf-keras); this reader reads the .keras "
+            "archives of Keras 3. Fix: read the model with Keras (load_model), or save it as .h5"
+        )
     groups: dict[str, Any] = {}
     for key in f["layers"]:
         vars_ = f["layers"][key].get("vars")
-        groups[_text(vars_.attrs.get("name")) if vars_ is not None else key] = f["layers"][key]
+        groups[(_text(vars_.attrs.get("name")) if vars_ is not None else None) or str(key)] = f["layers"][key]
     specs = _layer_specs(p, config, generation)
     layers = []
     for spec in specs:
         name = str(spec.get("config", {}).get("name", spec.get("name")))
-        held = _numbered_weights(weights_path, name, generation.stored_class(spec), spec.get("config", {}),
+        held = _numbered_weights(weights_path, name, generation.stored_class(dict(spec)), spec.get("config", {}),
                                  groups.pop(name, None), generation)  # fmt: skip
         layers.append(_stored_layer(spec, name, held, generation))
     extra = [n for n, g in groups.items() if _holds_variables(g)]
@@ -198,7 +201,11 @@ def _from_numbered(p: Path, weights_path: Path, config: dict[str, Any], f: Any, 
 
 def _holds_variables(group: Any) -> bool:
     found: list[bool] = []
-    group.visititems(lambda _, obj: found.append(hasattr(obj, "shape")) or None)
+
+    def visit(_: str, obj: Any) -> None:
+        found.append(hasattr(obj, "shape"))
+
+    group.visititems(visit)
     return any(found)
 
 
