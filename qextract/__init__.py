@@ -24,6 +24,7 @@ from .exporting.qonnx import to_qonnx
 from .importing import LoadReport, load_weights
 from .importing.fcn import fully_convolutional
 from .layouts import ExportedTensor, Layout
+from .migration import MigrationResult, migrate
 from .network import simulate
 from .network.golden import accumulator_widths, golden_vectors
 from .numformat import Binary, FixedPoint, Float, LookupTable, NumberFormat, PowerOfTwo, Ternary
@@ -46,6 +47,7 @@ __all__ = [
     "Layout",
     "LoadReport",
     "LookupTable",
+    "MigrationResult",
     "NumberFormat",
     "PowerOfTwo",
     "QExtractError",
@@ -62,6 +64,7 @@ __all__ = [
     "golden_vectors",
     "load_model",
     "load_weights",
+    "migrate",
     "simulate",
     "to_qonnx",
     "verify",

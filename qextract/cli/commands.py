@@ -14,6 +14,7 @@ from . import (
     cmd_fcn,
     cmd_import,
     cmd_inspect,
+    cmd_migrate,
     cmd_report,
     cmd_simulate,
     cmd_vectors,
@@ -33,4 +34,5 @@ COMMANDS: tuple[Command, ...] = (
     cmd_widths.COMMAND,
     cmd_import.COMMAND,
     cmd_fcn.COMMAND,
+    cmd_migrate.COMMAND,
 )

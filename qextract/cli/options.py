@@ -32,6 +32,7 @@ FLAGS: dict[str, str] = {
     "float_model": "--float-model",
     "input_format": "--input-format",
     "engine": "--engine",
+    "reference": "--reference",
 }
 """API argument a library error names (:attr:`~qextract.errors.QExtractError.arguments`) -> the option for it."""
 
