@@ -47,7 +47,7 @@ class BatchNorm(Step):
 
 
 def batchnorm_constants(layer: Any, record: LayerRecord, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(inv, offset)`` as ``tf.nn.batch_normalization`` computes them from the layer's quantized tensors."""
+    """``(inv, offset)`` as the layer computes them from its quantized tensors (``tf.nn.batch_normalization``'s)."""
     from .._keras import generation, tf
 
     axis = list(np.atleast_1d(layer.axis))
