@@ -85,6 +85,15 @@ class Generation(ABC):
     renamed_attributes: ClassVar[dict[tuple[str, str], str]] = {}
     """(QKeras class, attribute in QKeras 0.9) -> the attribute holding the same object in this generation."""
 
+    batchnorm_divides: ClassVar[tuple[str, ...]] = ()
+    """Batch-norm classes computing their inverse themselves, ``1 / sqrt(variance + epsilon) * gamma`` (then an
+    ``inverse_quantizer``, if given), instead of through ``tf.nn.batch_normalization`` (``rsqrt``): the last
+    bits differ."""
+
+    def passed_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Of the keyword arguments a :meth:`legacy_config` node records, those the model's code passed."""
+        return kwargs
+
     def attribute(self, obj: Any, name: str) -> Any:
         """``obj``'s attribute that QKeras 0.9 calls ``name`` (None if it has none): registry entries name 0.9's."""
         for cls in type(obj).__mro__:
@@ -323,6 +332,11 @@ class _Keras3(Generation):
         ("QActivation", "quantizer"): "activation",
         ("Bidirectional", "layer"): "forward_layer",
     }
+
+    batchnorm_divides: ClassVar[tuple[str, ...]] = ("QBatchNormalization",)  # 0.9 calls tf.nn.batch_normalization
+
+    def passed_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:  # mask=None recorded on every call
+        return {k: v for k, v in kwargs.items() if not (k == "mask" and v is None)}
 
     def variable_path(self, variable: Any) -> str:
         # Keras 3 names a variable by its last part only ("kernel"); the path holds the layer's scope.

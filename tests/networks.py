@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 
 import qextract  # noqa: F401  (selects legacy Keras before TensorFlow)
-from qextract._keras import qkeras, tf
+from qextract._keras import keras as _keras_module
+from qextract._keras import qkeras
 from qextract.analysis.data import digits
 
 Q = qkeras()
-keras = tf().keras
+keras = _keras_module()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -41,12 +40,10 @@ def _export_probe_here(layers: int, units: int, code: Path, formats: str = bench
 def test_quick_run_fills_every_row(monkeypatch):
     monkeypatch.setattr(bench_report, "_probe", _probe_here)
     monkeypatch.setattr(bench_export_memory, "probe", _export_probe_here)
-    # the integer simulation is QKeras 0.9 only for now (refused by name under qkeras-v3: test_simulate_keras3.py)
-    names_run = run.NAMES if zoo.LEGACY else tuple(n for n in run.NAMES if n != "simulate")
-    rows = run.run_benchmarks(names_run, Sizes.quick())
+    rows = run.run_benchmarks(run.NAMES, Sizes.quick())
 
     names = [r.benchmark for r in rows]
-    assert len(rows) == (20 if zoo.LEGACY else 16), names
+    assert len(rows) == 20, names
     for prefix in (
         "qextract --help",
         "TensorFlow imported",
@@ -59,16 +56,10 @@ def test_quick_run_fills_every_row(monkeypatch):
         "error_report vs one sub-model",
         "error_report peak RSS",
         "error_report Python peak",
-        *(
-            (
-                "simulate vs predict",
-                "simulate + every layer",
-                "simulate_batches peak RSS",
-                "simulate_batches Python peak",
-            )
-            if zoo.LEGACY
-            else ()
-        ),
+        "simulate vs predict",
+        "simulate + every layer",
+        "simulate_batches peak RSS",
+        "simulate_batches Python peak",
         "export npz,header,mem peak RSS beyond loading, 0.0 M weights (1 x",
         "export npz,header,mem peak RSS beyond loading, 0.0 M weights (2 x",
         "qextract inspect, numpy engine vs h5py",

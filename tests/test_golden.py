@@ -6,26 +6,16 @@ NumPy bound written here from QKeras's own quantized kernel.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import zoo
 
 import qextract
-from qextract._keras import tf
 from qextract.cli import main
 from qextract.errors import UnsupportedError
 from qextract.network.vectors import read_vectors
 
-pytestmark = pytest.mark.skipif(
-    not zoo.LEGACY,
-    reason="the integer simulation reads QKeras 0.9 models on tf-keras; under qkeras-v3 it is refused by name "
-    "(tests/test_simulate_keras3.py)",
-)
-
-
-H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
+H5 = zoo.EXAMPLE
 FORMAT = "ap_fixed<6,2>"
 N = 40
 
@@ -49,7 +39,7 @@ def test_vectors_of_quantized_layers_equal_the_keras_forward_pass(model, vectors
     x = conv1.input_codes * np.float64(conv1.input_scale)  # the quantized input, read back from the files
     assert conv1.input_codes.shape == (N, 8, 8, 1) and np.abs(conv1.input_codes).max() <= 32
     names = ["act1", "act2", "act4", "fc5"]
-    keras = tf().keras
+    keras = zoo.keras
     taps = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     for name, want in zip(names, taps.predict(x.astype(np.float32), verbose=0)):
         lv = read[name]

@@ -8,8 +8,6 @@ for every network of ``tests/networks.py`` both support and the bundled example.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import zoo
@@ -22,14 +20,7 @@ from qextract.network import simulate
 pytest.importorskip("qonnx")
 from qextract.exporting.qonnx import layer_outputs, run_qonnx, to_keras_order
 
-pytestmark = pytest.mark.skipif(
-    not zoo.LEGACY,
-    reason="the integer simulation reads QKeras 0.9 models on tf-keras; under qkeras-v3 it is refused by name "
-    "(tests/test_simulate_keras3.py)",
-)
-
-
-H5 = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
+H5 = zoo.EXAMPLE
 
 
 def _compare(model, data, input_format, tmp_path) -> int:

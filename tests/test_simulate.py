@@ -24,16 +24,9 @@ from qextract.errors import DataError, UnsupportedError, UsageError
 from qextract.network import LayerResult, simulate, simulate_batches
 from qextract.numformat import FixedPoint
 
-pytestmark = pytest.mark.skipif(
-    not zoo.LEGACY,
-    reason="the integer simulation reads QKeras 0.9 models on tf-keras; under qkeras-v3 it is refused by name "
-    "(tests/test_simulate_keras3.py)",
-)
-
-
 Q = qkeras()
-keras = tf().keras
-EXAMPLE = Path(qextract.__file__).parent / "examples" / "digits_qcnn.h5"
+keras = zoo.keras
+EXAMPLE = zoo.EXAMPLE
 
 
 def qkeras_outputs(model, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:

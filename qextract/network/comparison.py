@@ -147,10 +147,10 @@ def compare_plan(plan: Plan, model: Any, inputs: Iterable[Signal], keep: list[st
 
 
 def _tap_model(plan: Plan, model: Any) -> Any:
-    from .._keras import tf
+    from .._keras import keras
 
     outputs = [model.get_layer(s.name).output for s in plan.steps]
-    return tf().keras.Model(model.inputs, outputs, name="qextract_simulate_taps")
+    return keras().Model(model.inputs, outputs, name="qextract_simulate_taps")
 
 
 def _compare_batch(

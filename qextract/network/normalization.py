@@ -9,6 +9,10 @@ does. A batch norm's output lies on no grid: the layer is flagged
 ``exact_integer=False`` and the quantizer after it rounds its float32 values
 exactly. A folded QConv2DBatchnorm is not this: it is a convolution
 (:mod:`.contraction`).
+
+qkeras-v3's QBatchNormalization computes ``inv`` itself, as ``1 / sqrt(...)``
+(:attr:`~qextract.generation.Generation.batchnorm_divides`), and quantizes it
+when given an ``inverse_quantizer``: the constants are computed the same way.
 """
 
 from __future__ import annotations
@@ -43,11 +47,11 @@ class BatchNorm(Step):
 
 
 def batchnorm_constants(layer: Any, record: LayerRecord, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(inv, offset)`` as ``tf.nn.batch_normalization`` computes them from the layer's quantized tensors."""
-    from .._keras import tf
+    """``(inv, offset)`` as the layer computes them from its quantized tensors (``tf.nn.batch_normalization``'s)."""
+    from .._keras import generation, tf
 
     axis = list(np.atleast_1d(layer.axis))
-    rank = len(layer.input_shape)
+    rank = len(generation().input_shape(layer))
     if len(axis) != 1 or axis[0] % rank != rank - 1:
         raise UnsupportedError(
             f"{where}: batch norm over axis {layer.axis} (not the channel axis, last) is not simulated"
@@ -56,9 +60,43 @@ def batchnorm_constants(layer: Any, record: LayerRecord, where: str) -> tuple[np
     def tensor(name: str) -> Any:
         return tf().constant(record.tensors[name].values, tf().float32) if name in record.tensors else None
 
+    if any(c.__name__ in generation().batchnorm_divides for c in type(layer).__mro__):
+        return _divided_constants(layer, record)
     mean, variance, gamma, beta = (tensor(n) for n in ("moving_mean", "moving_variance", "gamma", "beta"))
     inv = tf().math.rsqrt(variance + layer.epsilon)
     if gamma is not None:
         inv *= gamma
     offset = beta - mean * inv if beta is not None else -mean * inv
     return np.asarray(inv.numpy(), np.float32), np.asarray(offset.numpy(), np.float32)
+
+
+def _divided_constants(layer: Any, record: LayerRecord) -> tuple[np.ndarray, np.ndarray]:
+    """``(inv, offset)`` of a layer computing ``1 / sqrt(variance + epsilon)`` itself, as its traced graph does.
+
+    Keras's ``predict`` runs the layer in a ``tf.function``, where TensorFlow's graph optimizer rewrites the
+    division (an eager call computes another last bit). The constants are therefore computed by the same
+    operations, on variables as the layer reads them, in a ``tf.function`` too: the graph the optimizer sees
+    is the layer's own.
+    """
+    from .._keras import tf
+
+    t = tf()
+    read = {n: t.Variable(record.tensors[n].values.astype(np.float32)) for n in _STATISTICS if n in record.tensors}
+    gamma, beta, epsilon = read.get("gamma"), read.get("beta"), layer.epsilon
+    inverse_quantizer = getattr(layer, "inverse_quantizer_internal", None)  # qkeras-v3 may quantize the inverse
+
+    @t.function
+    def constants() -> tuple[Any, Any]:
+        inv = 1 / t.sqrt(read["moving_variance"] + epsilon)
+        if gamma is not None:
+            inv *= gamma
+        if inverse_quantizer is not None:
+            inv = inverse_quantizer(inv)
+        offset = beta - read["moving_mean"] * inv if beta is not None else -read["moving_mean"] * inv
+        return inv, offset
+
+    inv, offset = constants()
+    return np.asarray(inv.numpy(), np.float32), np.asarray(offset.numpy(), np.float32)
+
+
+_STATISTICS = ("moving_mean", "moving_variance", "gamma", "beta")

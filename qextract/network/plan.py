@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._keras import generation, quiet_config, require_keras_model, tf
+from .._keras import generation, keras, quiet_config, require_keras_model
 from ..errors import QExtractError, UnsupportedError, UsageError
 from ..reading.extraction import extract
 from ..reading.nested import bases
@@ -86,16 +86,17 @@ def graph(model: Any) -> tuple[str, list[tuple[Any, tuple[str, ...]]]]:
         )
     if len(model.inputs) != 1:
         raise UnsupportedError(f"model '{model.name}' has {len(model.inputs)} inputs; simulate takes one")
-    names = list(getattr(model, "input_names", None) or ["input"])
-    input_name = names[0]
-    if isinstance(model, tf().keras.Sequential):
+    gen = generation()
+    source = gen.producer(model.inputs[0])
+    input_name = str(getattr(source, "name", None) or "input")  # the InputLayer's name
+    if isinstance(model, keras().Sequential):
         out: list[tuple[Any, tuple[str, ...]]] = []
         previous = input_name
         for layer in model.layers:
             out.append((layer, (previous,)))
             previous = layer.name
-        return str(input_name), out
-    config = quiet_config(model)
+        return input_name, out
+    config = gen.legacy_config(quiet_config(model))  # tf-keras's form: [layer, node, tensor, kwargs] per input
     inputs = {name for name, *_ in config["input_layers"]}
     out = []
     for entry in config["layers"]:
@@ -110,26 +111,19 @@ def graph(model: Any) -> tuple[str, list[tuple[Any, tuple[str, ...]]]]:
         inbound = []
         for item in nodes[0]:
             src, node_index, tensor_index = item[0], item[1], item[2]
-            if node_index != 0 or tensor_index != 0 or (len(item) > 3 and item[3]):
+            if node_index != 0 or tensor_index != 0 or (len(item) > 3 and gen.passed_arguments(item[3])):
                 raise UnsupportedError(
                     f"layer '{name}' reads output {tensor_index} of call {node_index} of layer '{src}' "
                     f"(or is called with extra arguments); simulate takes single-output layers called once"
                 )
             inbound.append(input_name if src in inputs else src)
         out.append((model.get_layer(name), tuple(inbound)))
-    return str(input_name), out
+    return input_name, out
 
 
 def build(model: Any, input_format: Any = None) -> Plan:
     """The simulation plan of ``model`` (read with TensorFlow, once); refuses every unsupported layer by name."""
     require_keras_model(model)
-    gen = generation()
-    if not gen.legacy_keras:  # the plan reads tf-keras's graph nodes and QKeras 0.9's layer attributes
-        raise UnsupportedError(
-            f"model '{model.name}': the integer simulation (and the golden vectors and accumulator widths built on "
-            f"it) reads QKeras 0.9 models on tf-keras; it is not yet ported to {gen.name} on Keras 3. Fix: run it "
-            "in the QKeras 0.9 environment (pip install -e .)"
-        )
     fmt = InputFormat.parse(input_format)
     input_name, nodes = graph(model)
     refused = [r for layer, _ in nodes if (r := _refusal(layer))]
@@ -148,9 +142,8 @@ def build(model: Any, input_format: Any = None) -> Plan:
         first = steps[0]
         if first.quantizer is not None:  # the model's first activation quantizer puts the input on its grid
             fmt = InputFormat.from_quantizer(first.quantizer, f"layer '{first.name}' (the model's first quantizer)")
-    shapes = {
-        layer.name: tuple(layer.output_shape)[1:] for layer, _ in nodes if not isinstance(layer.output_shape, list)
-    }
+    output_shapes = {layer.name: generation().output_shape(layer) for layer, _ in nodes}
+    shapes = {name: tuple(shape)[1:] for name, shape in output_shapes.items() if not isinstance(shape, list)}
     input_shape = tuple(model.inputs[0].shape)[1:]
     return Plan(model.name, input_name, input_shape, steps, fmt, shapes)
 
@@ -246,18 +239,18 @@ def _step(layer: Any, inbound: tuple[str, ...], ex: Extraction) -> Step:
     if cls in _IDENTITY:
         return Identity(**base)
     if cls in ("QActivation", "Activation"):
-        act = layer.quantizer if cls == "QActivation" else layer.activation
+        act = generation().attribute(layer, "quantizer") if cls == "QActivation" else layer.activation
         check_activation(act, where)
         _try_quantizer(act, where)
         return Identity(**base, activation=act)
     if cls == "ReLU":
         if layer.max_value is not None or float(layer.negative_slope) != 0 or float(layer.threshold) != 0:
             raise UnsupportedError(f"{where}: ReLU with max_value, negative_slope or threshold is not simulated")
-        return Identity(**base, activation=tf().keras.activations.relu)
+        return Identity(**base, activation=keras().activations.relu)
     if cls == "Softmax":
         if list(getattr(layer, "axis", [-1]) if isinstance(layer.axis, list) else [layer.axis]) not in ([-1],):
             raise UnsupportedError(f"{where}: softmax over axis {layer.axis} is not simulated (last axis only)")
-        return Identity(**base, activation=tf().keras.activations.softmax)
+        return Identity(**base, activation=keras().activations.softmax)
     if cls == "Flatten":
         _channels_last(layer, where)
         return Reshape(**base)

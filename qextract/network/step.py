@@ -106,18 +106,30 @@ def activate(fn: Any, pre: Signal, where: str) -> Signal:
         if pre.codes is not None:
             return Signal(np.maximum(pre.codes, 0), pre.scale, None, pre.format, True)
         return Signal(None, pre.scale, np.maximum(pre.values, 0.0), None, False)
-    function = _FLOAT_FUNCTIONS.get(str(name))
+    function = float_function(name)
     if function is not None:
         return Signal.of_floats(function(pre.values))
     raise UnsupportedError(
         f"{where}: activation '{name}' cannot be simulated; supported: a QKeras quantizer with an integer form, "
-        f"{', '.join(sorted({*_EXACT, *_FLOAT_FUNCTIONS}))}"
+        f"{', '.join(sorted({*_EXACT, *_FLOAT_FUNCTIONS, 'hard_sigmoid'}))}"
     )
+
+
+def float_function(name: str | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The NumPy form of Keras float activation ``name`` as the installed Keras computes it (None: not one).
+
+    A function the two Kerases compute differently under one name (``hard_sigmoid``) is the generation's.
+    """
+    from .._keras import generation
+    from ..verification.reference_activations import FLOAT
+
+    key = generation().keras_activations.get(str(name))
+    return FLOAT[key] if key is not None else _FLOAT_FUNCTIONS.get(str(name))
 
 
 def is_float_function(fn: Any) -> bool:
     """True for an activation the simulation computes in float64 (softmax, sigmoid, ...)."""
-    return fn is not None and not is_quantizer(fn) and activation_name(fn) in _FLOAT_FUNCTIONS
+    return fn is not None and not is_quantizer(fn) and float_function(activation_name(fn)) is not None
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -138,8 +150,8 @@ _FLOAT_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "swish": lambda x: x * _sigmoid(x),
     "silu": lambda x: x * _sigmoid(x),
     "exponential": np.exp,
-    "hard_sigmoid": lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0),
 }
+"""Keras float activations both generations compute alike (``hard_sigmoid``: :func:`float_function`)."""
 
 FLOAT_FUNCTION_TOLERANCE = 2.0**-20
 """Relative tolerance between TensorFlow's float32 and NumPy's float64 for a float activation (softmax, ...)."""
@@ -150,7 +162,7 @@ def check_activation(fn: Any, where: str) -> None:
     if fn is None or is_quantizer(fn):
         return
     name = activation_name(fn)
-    if name not in (*_EXACT, *_FLOAT_FUNCTIONS):
+    if name not in _EXACT and float_function(name) is None:
         raise UnsupportedError(f"{where}: activation '{name}' cannot be simulated")
 
 
