@@ -16,18 +16,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .._atomic import check_outputs
-    from ..reading.summary import inspect_table
+    from ..reading.summary import COLUMNS, inspect_rows, render
 
     check_outputs({"--csv": args.csv}, inputs(args))
-    table = inspect_table(extraction(args))
+    rows = inspect_rows(extraction(args))
     if args.csv:
-        write_csv(args.csv, table)
-    import pandas as pd
+        import pandas as pd
 
-    with pd.option_context(
-        "display.max_rows", None, "display.max_columns", None, "display.width", 250, "display.max_colwidth", 48
-    ):
-        print(table.to_string(index=False))
+        write_csv(args.csv, pd.DataFrame(rows, columns=COLUMNS))
+    print(render(rows))
     return 0
 
 
